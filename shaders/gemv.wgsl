@@ -1,0 +1,173 @@
+// GEMV: y[r] = sum_k W[r, k] * x[k] for a row-major W of `rows` x `cols`.
+//
+// W stays in its storage dtype and is dequantized in registers:
+//   W_F32   one f32 per u32 word
+//   W_F16   two f16 per word, low half first (little-endian)
+//   W_BF16  two bf16 per word; WGSL has no bf16, so a bf16 is the high 16 bits of an f32
+// COMPUTE_F16 multiplies in f16 (`enable f16;`, needs shader-f16); otherwise f32.
+// Accumulation is always f32.
+// Row layout (REDUCE_*):
+//   REDUCE_SERIAL     one invocation per row (CPU adapters)
+//   REDUCE_WORKGROUP  one workgroup per row, tree reduction in workgroup memory
+//   REDUCE_SUBGROUP   one workgroup per row, subgroupAdd then across subgroups
+// Driver workarounds (from the self-test): F16_UNPACK_HI_VIA_SHIFT.
+// With COMPUTE_F16, f16 weights are bound as array<vec2<f16>> (same bytes, one pair per
+// word): naga 30 mistypes `bitcast<vec2<f16>>(u32)` as f32, so that route is closed.
+//
+// W is read as u32 words, so rows need not start on a word boundary: with f16/bf16 and an
+// odd `cols`, the first and last word of a row can hold an element of a neighbouring row,
+// which is masked out. Workgroups beyond 65,535 are laid out in 2D (groups_x per row of the
+// grid).
+
+#ifdef COMPUTE_F16
+enable f16;
+#endif
+
+struct Params {
+    rows: u32,
+    cols: u32,
+    groups_x: u32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+#ifdef COMPUTE_F16
+@group(0) @binding(1) var<storage, read> w: array<vec2<f16>>;
+#else
+@group(0) @binding(1) var<storage, read> w: array<u32>;
+#endif
+@group(0) @binding(2) var<storage, read> x: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+
+#ifdef W_F32
+const ELEMS_PER_WORD: u32 = 1u;
+#else
+const ELEMS_PER_WORD: u32 = 2u;
+#endif
+
+// The two f16 of a word as f32, through the f32-only unpack builtin.
+fn unpack_f16_pair(word: u32) -> vec2<f32> {
+#ifdef F16_UNPACK_HI_VIA_SHIFT
+    return vec2<f32>(unpack2x16float(word).x, unpack2x16float(word >> 16u).x);
+#else
+    return unpack2x16float(word);
+#endif
+}
+
+// x[e - row_start] if element e lies in [row_start, row_start + cols), else 0.
+fn x_at(e: u32, row_start: u32) -> f32 {
+    let inside = e >= row_start && e - row_start < p.cols;
+    return select(0.0, x[select(0u, e - row_start, inside)], inside);
+}
+
+// The contribution of word `wi` of W to the row that starts at element `row_start`.
+fn word_dot(wi: u32, row_start: u32) -> f32 {
+    let word = w[wi];
+#ifdef W_F32
+    return bitcast<f32>(word) * x[wi - row_start];
+#else
+    let e0 = wi * 2u;
+    let x0 = x_at(e0, row_start);
+    let x1 = x_at(e0 + 1u, row_start);
+#ifdef W_BF16
+    return bitcast<f32>(word << 16u) * x0 + bitcast<f32>(word & 0xffff0000u) * x1;
+#else
+#ifdef COMPUTE_F16
+    let prod = word * vec2<f16>(f16(x0), f16(x1));
+    return f32(prod.x) + f32(prod.y);
+#else
+    let wf = unpack_f16_pair(word);
+    return wf.x * x0 + wf.y * x1;
+#endif
+#endif
+#endif
+}
+
+// First and one-past-last word of a row.
+fn row_words(row: u32) -> vec2<u32> {
+    let start = row * p.cols;
+    return vec2<u32>(start / ELEMS_PER_WORD, (start + p.cols + ELEMS_PER_WORD - 1u) / ELEMS_PER_WORD);
+}
+
+#ifdef REDUCE_SERIAL
+@compute @workgroup_size(WG_SIZE)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let row = (wg.y * p.groups_x + wg.x) * WG_SIZE + lid;
+    if (row >= p.rows) {
+        return;
+    }
+    let span = row_words(row);
+    let row_start = row * p.cols;
+    var acc = 0.0;
+    for (var wi = span.x; wi < span.y; wi = wi + 1u) {
+        acc = acc + word_dot(wi, row_start);
+    }
+    y[row] = acc;
+}
+#endif
+
+#ifdef REDUCE_WORKGROUP
+var<workgroup> partial: array<f32, WG_SIZE>;
+
+@compute @workgroup_size(WG_SIZE)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let row = wg.y * p.groups_x + wg.x;
+    if (row >= p.rows) {
+        return;
+    }
+    let span = row_words(row);
+    let row_start = row * p.cols;
+    var acc = 0.0;
+    for (var wi = span.x + lid; wi < span.y; wi = wi + WG_SIZE) {
+        acc = acc + word_dot(wi, row_start);
+    }
+    partial[lid] = acc;
+    workgroupBarrier();
+    for (var stride = WG_SIZE / 2u; stride > 0u; stride = stride / 2u) {
+        if (lid < stride) {
+            partial[lid] = partial[lid] + partial[lid + stride];
+        }
+        workgroupBarrier();
+    }
+    if (lid == 0u) {
+        y[row] = partial[0];
+    }
+}
+#endif
+
+#ifdef REDUCE_SUBGROUP
+// One slot per subgroup; subgroups are at least 4 wide (wgpu's minimum).
+var<workgroup> partial: array<f32, WG_SIZE / 4u>;
+
+@compute @workgroup_size(WG_SIZE)
+fn main(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(subgroup_id) sg: u32,
+    @builtin(num_subgroups) n_sg: u32,
+    @builtin(subgroup_invocation_id) sg_lane: u32,
+) {
+    let row = wg.y * p.groups_x + wg.x;
+    if (row >= p.rows) {
+        return;
+    }
+    let span = row_words(row);
+    let row_start = row * p.cols;
+    var acc = 0.0;
+    for (var wi = span.x + lid; wi < span.y; wi = wi + WG_SIZE) {
+        acc = acc + word_dot(wi, row_start);
+    }
+    let sg_sum = subgroupAdd(acc);
+    if (sg_lane == 0u) {
+        partial[sg] = sg_sum;
+    }
+    workgroupBarrier();
+    if (lid == 0u) {
+        var total = 0.0;
+        for (var i = 0u; i < n_sg; i = i + 1u) {
+            total = total + partial[i];
+        }
+        y[row] = total;
+    }
+}
+#endif

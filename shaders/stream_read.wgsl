@@ -1,0 +1,42 @@
+// Streaming read: the memory-bandwidth limit that GEMV figures are divided by.
+//
+// Every invocation reads vec4<u32> words and folds them into one word it writes out, so the
+// reads cannot be optimised away. Two layouts, because the fast one differs by adapter kind:
+//   LAYOUT_STRIDED  grid-stride loop: neighbouring invocations read neighbouring words
+//                   (coalesced; what GPUs want)
+//   LAYOUT_CHUNKED  each invocation reads one contiguous chunk (what CPU adapters want:
+//                   their invocations are SIMD lanes of one core walking memory in order)
+
+struct Params {
+    words: u32,          // vec4<u32> words in src
+    invocations: u32,    // invocations in the whole dispatch
+    groups_x: u32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> src: array<vec4<u32>>;
+@group(0) @binding(2) var<storage, read_write> sink: array<u32>;
+
+@compute @workgroup_size(WG_SIZE)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let id = (wg.y * p.groups_x + wg.x) * WG_SIZE + lid;
+    if (id >= p.invocations) {
+        return;
+    }
+    var acc = vec4<u32>(0u);
+#ifdef LAYOUT_STRIDED
+    for (var i = id; i < p.words; i = i + p.invocations) {
+        acc = acc ^ src[i];
+    }
+#endif
+#ifdef LAYOUT_CHUNKED
+    let chunk = (p.words + p.invocations - 1u) / p.invocations;
+    let start = id * chunk;
+    let end = min(start + chunk, p.words);
+    for (var i = start; i < end; i = i + 1u) {
+        acc = acc ^ src[i];
+    }
+#endif
+    sink[id] = acc.x ^ acc.y ^ acc.z ^ acc.w;
+}

@@ -1,0 +1,441 @@
+//! `wgllm capabilities`: every adapter in one line each, then — for the selected adapter, or
+//! all with `--all` — limits, features, the driver self-test and the kernel-path matrix.
+//! `--json` prints the same as a stable schema (`assets/capabilities.schema.json`).
+
+use super::format::{bytes, table};
+use super::CliError;
+use crate::device::capabilities::{AdapterSummary, CoopMatrixConfig, Geometry, LlmLimits};
+use crate::device::memory::DeviceMemory;
+use crate::device::selftest::{CheckResult, Workaround};
+use crate::device::{AdapterList, Capabilities, DeviceError, Gpu, Switches};
+use crate::dtype::{ComputeDType, StorageDType};
+use crate::ops::select::{matrix, KernelEntry, Op};
+use crate::ops::{fma_peak, stream_read};
+use serde::Serialize;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Show the details and kernel matrix of every adapter, not only the selected one.
+    #[arg(long)]
+    pub all: bool,
+    /// Print JSON (schema: assets/capabilities.schema.json) instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Also run a few seconds of microbenchmarks on the selected adapter: streaming-read
+    /// GB/s, f32 FMA GFLOP/s, and f16 FMA GFLOP/s where f16 is native.
+    #[arg(long)]
+    pub measure: bool,
+    /// Destroy the device right after opening it (tests the device-lost error path).
+    #[arg(long, hide = true)]
+    pub simulate_device_lost: bool,
+}
+
+/// The JSON document. `schema_version` changes only when a field changes meaning or goes away.
+#[derive(Serialize)]
+pub struct Report {
+    pub schema_version: u32,
+    pub wgllm_version: &'static str,
+    pub selected: usize,
+    pub disabled: Vec<&'static str>,
+    pub adapters: Vec<AdapterReport>,
+}
+
+#[derive(Serialize)]
+pub struct AdapterReport {
+    pub index: usize,
+    pub name: String,
+    pub backend: &'static str,
+    pub device_type: &'static str,
+    pub driver: String,
+    pub driver_info: String,
+    pub vendor_id: u32,
+    pub device_id: u32,
+    pub features: Vec<&'static str>,
+    pub int_dot_accelerated: Option<bool>,
+    pub cooperative_matrix_configs: Vec<CoopMatrixConfig>,
+    pub limits: LlmLimits,
+    pub memory: DeviceMemory,
+    /// Whether a device was opened and self-tested (selected adapter, or all with `--all`).
+    pub probed: bool,
+    /// Why opening the device failed, when it did.
+    pub error: Option<String>,
+    pub selftest: Option<SelfTestJson>,
+    pub driver_workarounds: Option<Vec<WorkaroundJson>>,
+    pub geometry: Option<Geometry>,
+    /// The kernel-path matrix; `null` when the adapter was not probed.
+    pub kernels: Option<Vec<KernelEntry>>,
+    pub measurements: Option<Measurements>,
+}
+
+#[derive(Serialize)]
+pub struct SelfTestJson {
+    pub passed: usize,
+    pub failed: usize,
+    pub cached: bool,
+    pub subgroup_size_seen: Option<u32>,
+    pub checks: Vec<CheckResult>,
+}
+
+#[derive(Serialize)]
+pub struct WorkaroundJson {
+    pub id: Workaround,
+    pub description: &'static str,
+}
+
+#[derive(Serialize)]
+pub struct Measurements {
+    pub stream_read: stream_read::StreamReadResult,
+    pub fma_f32: fma_peak::FmaResult,
+    pub fma_f16: Option<fma_peak::FmaResult>,
+}
+
+fn summary_only(s: &AdapterSummary) -> AdapterReport {
+    AdapterReport {
+        index: s.index,
+        name: s.name.clone(),
+        backend: s.backend,
+        device_type: s.device_type,
+        driver: s.driver.clone(),
+        driver_info: s.driver_info.clone(),
+        vendor_id: s.vendor_id,
+        device_id: s.device_id,
+        features: s.features.names(),
+        int_dot_accelerated: s.features.int_dot_accelerated,
+        cooperative_matrix_configs: s.cooperative_matrix_configs.clone(),
+        limits: s.limits.clone(),
+        memory: s.memory.clone(),
+        probed: false,
+        error: None,
+        selftest: None,
+        driver_workarounds: None,
+        geometry: None,
+        kernels: None,
+        measurements: None,
+    }
+}
+
+fn with_caps(mut r: AdapterReport, caps: &Capabilities) -> AdapterReport {
+    let t = &caps.selftest;
+    r.probed = true;
+    r.selftest = Some(SelfTestJson {
+        passed: t.results.iter().filter(|c| c.passed).count(),
+        failed: t.failures().len(),
+        cached: t.cached,
+        subgroup_size_seen: t.subgroup_size_seen,
+        checks: t.results.clone(),
+    });
+    r.driver_workarounds = Some(
+        t.workarounds()
+            .into_iter()
+            .map(|id| WorkaroundJson {
+                id,
+                description: id.describe(),
+            })
+            .collect(),
+    );
+    r.geometry = Some(caps.geometry.clone());
+    r.kernels = Some(matrix(caps));
+    r
+}
+
+fn measure(gpu: &Gpu) -> Result<Measurements, DeviceError> {
+    eprintln!("measuring {} (a few seconds)…", gpu.caps.summary.name);
+    Ok(Measurements {
+        stream_read: stream_read::measure(gpu, 256 << 20)?,
+        fma_f32: fma_peak::measure(gpu, ComputeDType::F32)?,
+        fma_f16: if gpu.caps.f16().usable() {
+            Some(fma_peak::measure(gpu, ComputeDType::F16)?)
+        } else {
+            None
+        },
+    })
+}
+
+/// Builds the report: summaries of every adapter; devices opened for the selected one (or
+/// all). A failure to open a non-selected adapter is recorded in its entry, not fatal.
+pub fn build(list: &AdapterList, selector: Option<&str>, args: &Args, switches: Switches) -> Result<Report, CliError> {
+    let selected = list.select(selector)?;
+    let mut adapters = Vec::new();
+    for (i, adapter) in list.adapters.iter().enumerate() {
+        let summary = AdapterSummary::probe(&list.instance, adapter, i);
+        let mut report = summary_only(&summary);
+        if args.all || i == selected {
+            match Gpu::open(list, i, switches) {
+                Ok(gpu) => {
+                    report = with_caps(report, &gpu.caps);
+                    if i == selected {
+                        if args.simulate_device_lost {
+                            gpu.destroy();
+                        }
+                        if args.measure || args.simulate_device_lost {
+                            report.measurements = Some(measure(&gpu)?);
+                        }
+                    }
+                }
+                Err(e) if i == selected => return Err(e.into()),
+                Err(e) => report.error = Some(e.to_string()),
+            }
+        }
+        adapters.push(report);
+    }
+    Ok(Report {
+        schema_version: 1,
+        wgllm_version: env!("CARGO_PKG_VERSION"),
+        selected,
+        disabled: switches.names(),
+        adapters,
+    })
+}
+
+pub fn run(selector: Option<&str>, args: &Args) -> Result<(), CliError> {
+    let switches = Switches::from_env()?;
+    let list = AdapterList::enumerate();
+    if list.is_empty() {
+        return Err(DeviceError::NoAdapter.into());
+    }
+    let report = build(&list, selector, args, switches)?;
+    if args.json {
+        let text = serde_json::to_string_pretty(&report).map_err(|e| CliError::BadInput(e.to_string()))?;
+        println!("{text}");
+    } else {
+        print!("{}", render(&report));
+    }
+    Ok(())
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+/// One line per adapter, like llama.cpp's Vulkan device line.
+fn summary_line(a: &AdapterReport, selected: bool) -> String {
+    let has = |f: &str| a.features.contains(&f);
+    let subgroups = if has("subgroups") {
+        format!("yes ({}-{})", a.limits.subgroup_min_size, a.limits.subgroup_max_size)
+    } else {
+        "no".into()
+    };
+    let int_dot = match (has("packed-4x8-integer-dot-product"), a.int_dot_accelerated) {
+        (false, _) => "no".to_string(),
+        (true, Some(true)) => "yes (hw accelerated)".into(),
+        (true, Some(false)) => "emulated (not hw accelerated)".into(),
+        (true, None) => "yes (hw acceleration unknown)".into(),
+    };
+    let matrix = if a.cooperative_matrix_configs.is_empty() {
+        "none".to_string()
+    } else {
+        a.cooperative_matrix_configs
+            .iter()
+            .map(|c| format!("{}x{}x{} {}→{}", c.m, c.n, c.k, c.ab_type, c.cr_type))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let memory = match a.memory.device_local_bytes {
+        Some(b) => format!(
+            "{}{}",
+            bytes(b),
+            if a.memory.shared_with_host { " (shared with host)" } else { "" }
+        ),
+        None => "unknown".into(),
+    };
+    format!(
+        "{} [{}] {} | {} | {} {} | {} | f16: {} | subgroups: {} | int dot: {} | matrix cores: {} | memory: {}\n",
+        if selected { "*" } else { " " },
+        a.index,
+        a.name,
+        a.backend,
+        a.driver,
+        a.driver_info,
+        a.device_type,
+        yes_no(has("shader-f16")),
+        subgroups,
+        int_dot,
+        matrix,
+        memory
+    )
+}
+
+/// The one-line verdict: what runs natively, what falls back, what has no kernel.
+fn verdict(kernels: &[KernelEntry]) -> String {
+    let list = |op: Op, path: &str| {
+        kernels
+            .iter()
+            .filter(|k| k.op == op && k.path == path)
+            .map(|k| k.dtype.as_str())
+            .collect::<Vec<_>>()
+    };
+    let native = list(Op::Gemv, "native");
+    let fallback = list(Op::Gemv, "fallback");
+    let missing = list(Op::Gemv, "unsupported").len();
+    let mut v = format!("decode (gemv): native for {}", if native.is_empty() { "none".into() } else { native.join(", ") });
+    if !fallback.is_empty() {
+        v += &format!("; fallback for {}", fallback.join(", "));
+    }
+    if missing > 0 {
+        v += &format!("; no kernel for {missing} of {} weight dtypes", StorageDType::WEIGHT_DTYPES.len());
+    }
+    let prefill_native = list(Op::Gemm, "native").len() + list(Op::Gemm, "fallback").len();
+    let attention = list(Op::Attention, "native").len() + list(Op::Attention, "fallback").len();
+    v += &format!(
+        ". prefill (gemm): {prefill_native} dtypes; attention: {attention} KV dtypes."
+    );
+    v
+}
+
+fn cell(k: &KernelEntry) -> String {
+    match (k.path, k.compute_dtype, k.accum_dtype) {
+        ("unsupported", ..) => "—".into(),
+        (p, Some(c), Some(a)) => format!("{p} ({c}·{a}acc)"),
+        (p, ..) => p.into(),
+    }
+}
+
+fn render_details(a: &AdapterReport, out: &mut String) {
+    out.push_str(&format!("\nAdapter {}: {} ({}, {})\n", a.index, a.name, a.backend, a.device_type));
+    if let Some(e) = &a.error {
+        out.push_str(&format!("  could not open a device: {e}\n"));
+        return;
+    }
+    let Some(kernels) = &a.kernels else { return };
+    out.push_str(&format!("  Verdict: {}\n", verdict(kernels)));
+
+    let l = &a.limits;
+    out.push_str("\n  Limits\n");
+    let rows = vec![
+        vec!["max_buffer_size".into(), bytes(l.max_buffer_size)],
+        vec!["max_storage_buffer_binding_size".into(), bytes(l.max_storage_buffer_binding_size)],
+        vec!["max_storage_buffers_per_shader_stage".into(), l.max_storage_buffers_per_shader_stage.to_string()],
+        vec!["max_compute_workgroup_storage_size".into(), bytes(u64::from(l.max_compute_workgroup_storage_size))],
+        vec!["max_compute_invocations_per_workgroup".into(), l.max_compute_invocations_per_workgroup.to_string()],
+        vec!["max_compute_workgroups_per_dimension".into(), l.max_compute_workgroups_per_dimension.to_string()],
+        vec!["subgroup size (min-max)".into(), format!("{}-{}", l.subgroup_min_size, l.subgroup_max_size)],
+    ];
+    out.push_str(&table(&["limit", "value"], &rows));
+    out.push_str(&format!(
+        "\n  Features: {}\n",
+        if a.features.is_empty() { "none".into() } else { a.features.join(", ") }
+    ));
+    let m = &a.memory;
+    out.push_str(&format!(
+        "  Memory: {} device-local{}{} — {}\n",
+        m.device_local_bytes.map_or("unknown".into(), bytes),
+        m.available_bytes.map_or(String::new(), |b| format!(", {} available", bytes(b))),
+        if m.shared_with_host { " (shared with host RAM)" } else { "" },
+        m.source
+    ));
+    if let Some(g) = &a.geometry {
+        out.push_str(&format!(
+            "  Kernel geometry: gemv {:?}, workgroup {} ({})\n",
+            g.gemv_layout, g.gemv_workgroup_size, g.source
+        ));
+    }
+    if let Some(t) = &a.selftest {
+        out.push_str(&format!(
+            "  Driver self-test: {} passed, {} failed{}\n",
+            t.passed,
+            t.failed,
+            if t.cached { " (cached)" } else { "" }
+        ));
+        for c in t.checks.iter().filter(|c| !c.passed) {
+            out.push_str(&format!("    ✗ {}: {}\n", c.primitive.name(), c.detail));
+        }
+    }
+    if let Some(w) = &a.driver_workarounds {
+        out.push_str("  Driver workarounds:");
+        if w.is_empty() {
+            out.push_str(" none needed\n");
+        } else {
+            out.push('\n');
+            for x in w {
+                out.push_str(&format!("    - {}\n", x.description));
+            }
+        }
+    }
+
+    out.push_str("\n  Kernel paths (storage dtype → path (compute·accumulation dtype))\n");
+    let by = |op: Op, d: &str| kernels.iter().find(|k| k.op == op && k.dtype == d);
+    let rows: Vec<Vec<String>> = StorageDType::WEIGHT_DTYPES
+        .iter()
+        .map(|d| {
+            vec![
+                d.name().to_string(),
+                by(Op::Gemv, d.name()).map_or("?".into(), cell),
+                by(Op::Gemm, d.name()).map_or("?".into(), cell),
+            ]
+        })
+        .collect();
+    out.push_str(&table(&["dtype", "gemv (decode)", "gemm (prefill)"], &rows));
+    let att: Vec<String> = kernels
+        .iter()
+        .filter(|k| k.op == Op::Attention)
+        .map(|k| format!("{} {}", k.dtype, if k.path == "unsupported" { "—".to_string() } else { cell(k) }))
+        .collect();
+    out.push_str(&format!("  attention, by KV-cache dtype: {}\n", att.join(", ")));
+
+    out.push_str("\n  Why:\n");
+    let mut seen: Vec<(String, String)> = Vec::new();
+    for k in kernels {
+        let what = match &k.feature {
+            Some(f) => format!("{} [{}]", k.reason, f),
+            None => k.reason.clone(),
+        };
+        let label = format!("{} {}", k.op, k.dtype);
+        match seen.iter_mut().find(|(w, _)| *w == what) {
+            Some((_, labels)) => {
+                labels.push_str(", ");
+                labels.push_str(&label);
+            }
+            None => seen.push((what, label)),
+        }
+    }
+    for (what, labels) in seen {
+        out.push_str(&format!("    {labels}: {what}\n"));
+    }
+
+    if let Some(m) = &a.measurements {
+        out.push_str(&format!(
+            "\n  Measured: streaming read {:.1} GB/s ({} layout, {}), f32 FMA {:.1} GFLOP/s{}\n",
+            m.stream_read.gb_per_s,
+            match m.stream_read.layout {
+                stream_read::Layout::Strided => "strided",
+                stream_read::Layout::Chunked => "chunked",
+            },
+            bytes(m.stream_read.bytes),
+            m.fma_f32.gflop_per_s,
+            m.fma_f16
+                .as_ref()
+                .map_or(String::new(), |f| format!(", f16 FMA {:.1} GFLOP/s", f.gflop_per_s))
+        ));
+    }
+}
+
+const LEGEND: &str = "\nLegend: storage dtype = how weights sit in memory; compute dtype = what the multiply \
+units see after dequantizing (f16 needs shader-f16); accumulation dtype = what the sums are kept in.\n\
+native = the hardware does it directly; fallback = emulated (e.g. bf16 decoded from u32 bits) and slower; \
+— = no kernel on this adapter (see Why).\nForce fallbacks with WGLLM_DISABLE=f16,subgroup,dot4,coopmat.\n";
+
+/// The human report.
+pub fn render(r: &Report) -> String {
+    let mut out = format!(
+        "wgllm capabilities — {} adapter{} (* = selected){}\n",
+        r.adapters.len(),
+        if r.adapters.len() == 1 { "" } else { "s" },
+        if r.disabled.is_empty() {
+            String::new()
+        } else {
+            format!("; WGLLM_DISABLE={}", r.disabled.join(","))
+        }
+    );
+    for a in &r.adapters {
+        out.push_str(&summary_line(a, a.index == r.selected));
+    }
+    for a in r.adapters.iter().filter(|a| a.probed || a.error.is_some()) {
+        render_details(a, &mut out);
+    }
+    out.push_str(LEGEND);
+    out
+}

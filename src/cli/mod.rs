@@ -1,0 +1,114 @@
+//! The `wgllm` command line: clap definitions here, one file per subcommand, and `main`
+//! as `run() -> Result<ExitCode>` with exit codes that tell usage errors, bad input and
+//! device failures apart.
+
+pub mod capabilities;
+pub mod format;
+
+use crate::device::switches::UnknownSwitch;
+use crate::device::DeviceError;
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Exit codes (documented in README and `wgllm --help`).
+pub mod exit {
+    /// Success.
+    pub const OK: u8 = 0;
+    /// Bad command-line usage (clap's own code).
+    pub const USAGE: u8 = 2;
+    /// Bad input: a file or value the user gave cannot be used.
+    pub const BAD_INPUT: u8 = 3;
+    /// No usable GPU, or the GPU failed (device lost, out of memory, timeout).
+    pub const DEVICE: u8 = 4;
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "wgllm",
+    version,
+    about = "See inside language-model weights and what your GPU can do with them.",
+    long_about = "wgllm makes the three levels of precision visible: the storage dtype weights sit in \
+(f16, bf16, q8_0, q4_k, nf4 …), the compute dtype the math units multiply in (f16 or f32), and the \
+accumulation dtype the sums are kept in (f32 unless asked otherwise). It runs on any Vulkan, Metal, \
+DX12 or GL adapter through wgpu, picking native kernels where the hardware has the feature and saying \
+so whenever a fallback runs.",
+    after_help = "Examples:\n  wgllm capabilities                 adapters, limits and the kernel-path matrix\n  \
+wgllm capabilities --all --json    every adapter, machine-readable\n  \
+wgllm --adapter gl capabilities    pick the GL adapter\n  \
+WGLLM_DISABLE=f16 wgllm capabilities   see what runs without shader-f16\n\n\
+Exit codes: 0 ok, 2 usage, 3 bad input, 4 no GPU / GPU failure.\n\
+Environment: WGLLM_ADAPTER (default --adapter), WGLLM_DISABLE=f16,subgroup,dot4,coopmat \
+(force fallbacks), WGLLM_SELFTEST=fresh (ignore the self-test cache), WGLLM_CACHE_DIR, RUST_LOG."
+)]
+pub struct Cli {
+    /// Adapter to use: an index from `wgllm capabilities`, a backend (vulkan, metal, dx12, gl),
+    /// or part of the adapter's name. Default: the best adapter.
+    #[arg(long, global = true, env = "WGLLM_ADAPTER", value_name = "SEL")]
+    pub adapter: Option<String>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// List GPU adapters and what each can run: limits, features, driver self-test, and the
+    /// kernel path (native / fallback / unsupported) for every storage dtype and op.
+    #[command(after_help = "Examples:\n  wgllm capabilities\n  wgllm capabilities --all\n  \
+wgllm capabilities --json | jq '.adapters[].kernels[] | select(.path==\"fallback\")'\n  \
+wgllm capabilities --measure     adds streaming-read GB/s and FMA GFLOP/s")]
+    Capabilities(capabilities::Args),
+}
+
+/// Errors the CLI reports, each mapped to an exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Device(#[from] DeviceError),
+    #[error(transparent)]
+    Switch(#[from] UnknownSwitch),
+    #[error("{0}")]
+    BadInput(String),
+}
+
+impl CliError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Device(DeviceError::NoMatchingAdapter { .. }) | Self::Switch(_) | Self::BadInput(_) => {
+                exit::BAD_INPUT
+            }
+            Self::Device(_) => exit::DEVICE,
+        }
+    }
+}
+
+/// Parses, resolves and runs.
+pub fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Capabilities(args) => capabilities::run(cli.adapter.as_deref(), &args),
+    }
+}
+
+/// The binary's entry point.
+pub fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn,wgpu_hal::gles=off")).init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::from(exit::OK),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn verify_cli() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,73 @@
+//! FMA throughput (`shaders/fma_peak.wgsl`): the arithmetic limit GEMM's FLOP/s are divided
+//! by, in f32 and (where native) f16.
+
+use crate::device::{DeviceError, Gpu};
+use crate::dtype::ComputeDType;
+use crate::ops::shader::{Define, Shader, ShaderVariant};
+use crate::ops::timing::{grid_for_invocations, median_seconds};
+use serde::Serialize;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct FmaParams {
+    pub iterations: u32,
+    pub invocations: u32,
+    pub groups_x: u32,
+    pub seed: u32,
+}
+
+/// Flops per invocation per iteration: 8 chains × 4 lanes × (multiply + add).
+pub const FLOPS_PER_STEP: u64 = 64;
+const WG: u32 = 64;
+
+pub fn variant(dtype: ComputeDType) -> ShaderVariant {
+    let mut defines = vec![Define::value("WG_SIZE", WG)];
+    if dtype == ComputeDType::F16 {
+        defines.push(Define::flag("FMA_F16"));
+    }
+    ShaderVariant {
+        shader: Shader::FmaPeak,
+        defines,
+        name: format!("fma_peak_{dtype}"),
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct FmaResult {
+    pub dtype: ComputeDType,
+    pub flops: u64,
+    pub seconds: f64,
+    pub gflop_per_s: f64,
+}
+
+/// Runs the FMA chains in `dtype`; sized so a CPU adapter takes well under a second.
+pub fn measure(gpu: &Gpu, dtype: ComputeDType) -> Result<FmaResult, DeviceError> {
+    let (invocations, iterations) = if gpu.caps.summary.is_cpu() {
+        (1u32 << 12, 1u32 << 10)
+    } else {
+        (1u32 << 20, 1u32 << 12)
+    };
+    let limits = &gpu.caps.summary.limits;
+    let (groups, groups_x) = grid_for_invocations(invocations, WG, limits.max_compute_workgroups_per_dimension);
+    let params = gpu.uniform(
+        "fma params",
+        &FmaParams {
+            iterations,
+            invocations,
+            groups_x,
+            seed: 0,
+        },
+    )?;
+    let sink = gpu.storage("fma sink", u64::from(invocations) * 4)?;
+    let pipeline = gpu.pipeline(&variant(dtype))?;
+    let seconds = median_seconds(gpu, "the FMA benchmark", 2, 5, |enc| {
+        gpu.encode_dispatch(enc, &pipeline, &[&params, &sink], groups)
+    })?;
+    let flops = u64::from(invocations) * u64::from(iterations) * FLOPS_PER_STEP;
+    Ok(FmaResult {
+        dtype,
+        flops,
+        seconds,
+        gflop_per_s: flops as f64 / seconds / 1e9,
+    })
+}

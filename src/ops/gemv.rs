@@ -1,0 +1,218 @@
+//! GEMV (`shaders/gemv.wgsl`): y = W·x for one activation row — the decode path.
+//!
+//! Weights stay in their storage dtype on the GPU and are dequantized in registers; the CPU
+//! reference below takes the same [`GemvParams`] and dequantizes the same bytes in f64.
+
+use crate::device::selftest::Primitive;
+use crate::device::{Capabilities, DeviceError, Gpu};
+use crate::dtype::{AccumDType, ComputeDType};
+use crate::dtype::StorageDType;
+use crate::ops::select::{select, KernelKey, KernelPath, Op, Reduction};
+use half::{bf16, f16};
+
+/// The kernel's uniform block (mirrors `struct Params` in gemv.wgsl).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct GemvParams {
+    pub rows: u32,
+    pub cols: u32,
+    /// Workgroups per row of the dispatch grid (the grid is 2D past 65,535 groups).
+    pub groups_x: u32,
+    pub _pad: u32,
+}
+
+const _: () = assert!(std::mem::size_of::<GemvParams>() == 16);
+
+#[derive(Debug, thiserror::Error)]
+pub enum GemvError {
+    #[error(transparent)]
+    Device(#[from] DeviceError),
+    #[error("gemv over {dtype} weights does not run on this adapter: {reason}")]
+    Unsupported { dtype: StorageDType, reason: String },
+    #[error("gemv shape {rows}x{cols}: {problem}")]
+    Shape { rows: u32, cols: u32, problem: String },
+}
+
+/// Encodes f32 values into a storage dtype's bytes (round to nearest even), for tests,
+/// benchmarks and synthetic tensors.
+pub fn encode(dtype: StorageDType, values: &[f32]) -> Option<Vec<u8>> {
+    Some(match dtype {
+        StorageDType::F32 => bytemuck::cast_slice(values).to_vec(),
+        StorageDType::F16 => values.iter().flat_map(|v| f16::from_f32(*v).to_le_bytes()).collect(),
+        StorageDType::Bf16 => values.iter().flat_map(|v| bf16::from_f32(*v).to_le_bytes()).collect(),
+        _ => return None,
+    })
+}
+
+/// Dequantizes element `i` of a tensor of `dtype` (f64, exact for these dtypes).
+pub fn dequantize_at(dtype: StorageDType, bytes: &[u8], i: usize) -> f64 {
+    match dtype {
+        StorageDType::F32 => f64::from(f32::from_le_bytes(bytes[4 * i..4 * i + 4].try_into().unwrap_or_default())),
+        StorageDType::F16 => f64::from(f16::from_le_bytes([bytes[2 * i], bytes[2 * i + 1]]).to_f32()),
+        StorageDType::Bf16 => f64::from(bf16::from_le_bytes([bytes[2 * i], bytes[2 * i + 1]]).to_f32()),
+        _ => f64::NAN,
+    }
+}
+
+/// CPU reference: dequantize in f64, multiply and sum in f64, round once to f32.
+pub fn reference(params: &GemvParams, dtype: StorageDType, w: &[u8], x: &[f32]) -> Vec<f32> {
+    let (rows, cols) = (params.rows as usize, params.cols as usize);
+    (0..rows)
+        .map(|r| {
+            (0..cols)
+                .map(|k| dequantize_at(dtype, w, r * cols + k) * f64::from(x[k]))
+                .sum::<f64>() as f32
+        })
+        .collect()
+}
+
+/// Workgroup grid for `rows` rows: ([x, y, 1], groups_x), split into 2D past the per-dimension
+/// limit.
+pub fn grid(key: &KernelKey, rows: u32, max_per_dim: u32) -> ([u32; 3], u32) {
+    let groups = match key.reduction {
+        Reduction::Serial => rows.div_ceil(key.workgroup_size),
+        Reduction::Workgroup | Reduction::Subgroup => rows,
+    }
+    .max(1);
+    let gx = groups.min(max_per_dim.max(1));
+    ([gx, groups.div_ceil(gx), 1], gx)
+}
+
+/// Checks that a shape can be dispatched as one binding (splitting is the upload layer's job).
+pub fn check_shape(gpu: &Gpu, dtype: StorageDType, rows: u32, cols: u32) -> Result<u64, GemvError> {
+    let shape_err = |problem: String| GemvError::Shape { rows, cols, problem };
+    let elements = u64::from(rows) * u64::from(cols);
+    if elements > u64::from(u32::MAX) {
+        return Err(shape_err("more than 2^32 elements: split the tensor by rows".into()));
+    }
+    let bytes = dtype
+        .bytes_for(elements)
+        .ok_or_else(|| shape_err(format!("not a whole number of {dtype} blocks")))?;
+    let limit = gpu.caps.summary.limits.max_storage_buffer_binding_size;
+    if bytes > limit {
+        return Err(shape_err(format!(
+            "{bytes} bytes exceed max_storage_buffer_binding_size ({limit}): split the tensor by rows"
+        )));
+    }
+    Ok(bytes)
+}
+
+/// Records y = W·x with the kernel `key` into `encoder`. `w`, `x`, `y` are GPU buffers holding
+/// the weights (storage dtype), `cols` f32 and at least `rows` f32.
+pub fn encode_gemv(
+    gpu: &Gpu,
+    encoder: &mut wgpu::CommandEncoder,
+    key: &KernelKey,
+    rows: u32,
+    cols: u32,
+    w: &wgpu::Buffer,
+    x: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+) -> Result<(), DeviceError> {
+    let pipeline = gpu.pipeline(&key.variant())?;
+    let (groups, groups_x) = grid(key, rows, gpu.caps.summary.limits.max_compute_workgroups_per_dimension);
+    let params = GemvParams {
+        rows,
+        cols,
+        groups_x,
+        _pad: 0,
+    };
+    let uniform = gpu.uniform("gemv params", &params)?;
+    gpu.encode_dispatch(encoder, &pipeline, &[&uniform, w, x, y], groups)
+}
+
+/// The kernel path `select` picks for GEMV over `dtype` here, or why there is none.
+pub fn kernel_for(gpu: &Gpu, dtype: StorageDType) -> Result<(KernelKey, KernelPath), GemvError> {
+    let path = select(&gpu.caps, Op::Gemv, dtype, None);
+    match path.key() {
+        Some(key) => Ok((key.clone(), path.clone())),
+        None => Err(GemvError::Unsupported {
+            dtype,
+            reason: match path {
+                KernelPath::Unsupported { reason } => reason,
+                _ => String::new(),
+            },
+        }),
+    }
+}
+
+/// Every GEMV variant of `dtype` this adapter can run: the one `select` picks and those a
+/// `WGLLM_DISABLE` switch or another geometry would pick. Tests run them all; benchmarks
+/// compare them.
+pub fn reachable_variants(caps: &Capabilities, dtype: StorageDType) -> Vec<KernelKey> {
+    if select(caps, Op::Gemv, dtype, None).key().is_none() {
+        return Vec::new();
+    }
+    let mut computes = Vec::new();
+    if dtype != StorageDType::F16 || caps.selftest.passed(Primitive::Unpack2x16FloatHi) {
+        computes.push(ComputeDType::F32);
+    }
+    if dtype == StorageDType::F16 && caps.f16().usable() {
+        computes.push(ComputeDType::F16);
+    }
+    let mut reductions = vec![(Reduction::Serial, 64), (Reduction::Workgroup, 256)];
+    if caps.subgroups().usable() {
+        reductions.push((Reduction::Subgroup, 256));
+    }
+    let max_wg = caps.summary.limits.max_compute_invocations_per_workgroup;
+    let mut keys = Vec::new();
+    for &compute in &computes {
+        for &(reduction, wg) in &reductions {
+            keys.push(KernelKey {
+                op: Op::Gemv,
+                dtype,
+                compute,
+                accum: AccumDType::F32,
+                reduction,
+                int_dot: false,
+                workgroup_size: wg.min(max_wg),
+                workarounds: caps.selftest.workarounds(),
+            });
+        }
+    }
+    keys
+}
+
+/// One-shot GEMV with an explicit kernel: uploads, runs, reads back `rows` outputs.
+pub fn run_with(gpu: &Gpu, key: &KernelKey, rows: u32, cols: u32, w: &[u8], x: &[f32]) -> Result<Vec<f32>, GemvError> {
+    check_shape(gpu, key.dtype, rows, cols)?;
+    let wb = gpu.upload("gemv weights", w)?;
+    let xb = gpu.upload("gemv x", bytemuck::cast_slice(x))?;
+    let yb = gpu.storage("gemv y", u64::from(rows) * 4)?;
+    let mut encoder = gpu.device.create_command_encoder(&Default::default());
+    encode_gemv(gpu, &mut encoder, key, rows, cols, &wb, &xb, &yb)?;
+    gpu.submit_and_wait("gemv", encoder)?;
+    let mut y = gpu.read_f32("gemv y", &yb)?;
+    y.truncate(rows as usize);
+    Ok(y)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reference_matches_hand_computation() {
+        let w = encode(StorageDType::Bf16, &[1.0, 2.0, 3.0, -1.0, 0.5, 0.25]).unwrap();
+        let p = GemvParams { rows: 2, cols: 3, groups_x: 1, _pad: 0 };
+        assert_eq!(reference(&p, StorageDType::Bf16, &w, &[1.0, 1.0, 2.0]), vec![9.0, 0.0]);
+    }
+
+    #[test]
+    fn grid_splits_past_the_dimension_limit() {
+        let key = KernelKey {
+            op: Op::Gemv,
+            dtype: StorageDType::F32,
+            compute: crate::dtype::ComputeDType::F32,
+            accum: crate::dtype::AccumDType::F32,
+            reduction: Reduction::Workgroup,
+            int_dot: false,
+            workgroup_size: 256,
+            workarounds: vec![],
+        };
+        assert_eq!(grid(&key, 70_000, 65_535), ([65_535, 2, 1], 65_535));
+        assert_eq!(grid(&key, 5, 65_535), ([5, 1, 1], 5));
+        let serial = KernelKey { reduction: Reduction::Serial, workgroup_size: 64, ..key };
+        assert_eq!(grid(&serial, 130, 65_535), ([3, 1, 1], 3));
+    }
+}

@@ -1,0 +1,321 @@
+//! Kernel selection: the single function that decides which kernel variant runs an op on an
+//! adapter. `capabilities` prints its answers for every (op, dtype); every dispatch calls it
+//! too. There is no second table.
+
+use crate::device::capabilities::{Capabilities, RowLayout};
+use crate::device::selftest::{Primitive, Workaround};
+use crate::dtype::{AccumDType, ComputeDType, KvDType, StorageDType};
+use crate::ops::shader::{Define, Shader, ShaderVariant};
+use serde::Serialize;
+use std::fmt;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Op {
+    /// y = W·x, one activation row: the decode path, memory-bound.
+    Gemv,
+    /// Y = W·X, n ≥ 2 activation rows: the prefill path, compute-bound.
+    Gemm,
+    /// Attention over a KV cache.
+    Attention,
+}
+
+impl Op {
+    pub const ALL: [Op; 3] = [Self::Gemv, Self::Gemm, Self::Attention];
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Gemv => "gemv",
+            Self::Gemm => "gemm",
+            Self::Attention => "attention",
+        }
+    }
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How partial sums of one row are combined.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reduction {
+    /// One invocation owns the row: no cross-invocation reduction.
+    Serial,
+    /// Tree reduction through workgroup memory and barriers.
+    Workgroup,
+    /// `subgroupAdd`, then across subgroups through workgroup memory.
+    Subgroup,
+}
+
+impl Reduction {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Serial => "serial",
+            Self::Workgroup => "workgroup",
+            Self::Subgroup => "subgroup",
+        }
+    }
+}
+
+/// One kernel variant, named completely: from it come the pipeline-cache key, the WGSL
+/// defines, the readable name and the dispatch geometry.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+pub struct KernelKey {
+    pub op: Op,
+    pub dtype: StorageDType,
+    pub compute: ComputeDType,
+    pub accum: AccumDType,
+    pub reduction: Reduction,
+    pub int_dot: bool,
+    pub workgroup_size: u32,
+    /// Driver workarounds compiled into this variant.
+    pub workarounds: Vec<Workaround>,
+}
+
+impl KernelKey {
+    /// Readable name, e.g. `gemv_f16_f16c_f32acc_subgroup_wg256`.
+    pub fn name(&self) -> String {
+        let mut n = format!(
+            "{}_{}_{}c_{}acc_{}_wg{}",
+            self.op, self.dtype, self.compute, self.accum, self.reduction.name(), self.workgroup_size
+        );
+        if self.int_dot {
+            n.push_str("_dot4");
+        }
+        if !self.workarounds.is_empty() {
+            n.push_str("_wa");
+        }
+        n
+    }
+
+    /// The shader file and defines of this variant.
+    pub fn variant(&self) -> ShaderVariant {
+        let mut defines = Vec::new();
+        let shader = match self.op {
+            Op::Gemv => Shader::Gemv,
+            // Only GEMV kernels exist so far; `select` never returns keys for the others.
+            Op::Gemm | Op::Attention => Shader::Gemv,
+        };
+        defines.push(Define::flag(match self.dtype {
+            StorageDType::F16 => "W_F16",
+            StorageDType::Bf16 => "W_BF16",
+            _ => "W_F32",
+        }));
+        if self.compute == ComputeDType::F16 {
+            defines.push(Define::flag("COMPUTE_F16"));
+        }
+        defines.push(Define::flag(match self.reduction {
+            Reduction::Serial => "REDUCE_SERIAL",
+            Reduction::Workgroup => "REDUCE_WORKGROUP",
+            Reduction::Subgroup => "REDUCE_SUBGROUP",
+        }));
+        defines.extend(self.workarounds.iter().map(|w| w.define()));
+        defines.push(Define::value("WG_SIZE", self.workgroup_size));
+        ShaderVariant {
+            shader,
+            defines,
+            name: self.name(),
+        }
+    }
+
+    /// wgpu features a device must have enabled to compile this variant.
+    pub fn required_features(&self) -> wgpu::Features {
+        let mut f = wgpu::Features::empty();
+        if self.compute == ComputeDType::F16 || self.accum == AccumDType::F16 {
+            f |= wgpu::Features::SHADER_F16;
+        }
+        if self.reduction == Reduction::Subgroup {
+            f |= wgpu::Features::SUBGROUP;
+        }
+        f
+    }
+}
+
+/// The decision for one (op, dtype) on one adapter.
+#[derive(Clone, Debug, PartialEq)]
+pub enum KernelPath {
+    /// Runs on the hardware's own paths; `feature` names what it uses, `detail` says how.
+    Native { key: KernelKey, feature: String, detail: String },
+    /// Runs, but emulates something the hardware lacks; `reason` says what and why.
+    Fallback { key: KernelKey, reason: String },
+    /// Does not run here; `reason` says why.
+    Unsupported { reason: String },
+}
+
+impl KernelPath {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Native { .. } => "native",
+            Self::Fallback { .. } => "fallback",
+            Self::Unsupported { .. } => "unsupported",
+        }
+    }
+
+    pub fn key(&self) -> Option<&KernelKey> {
+        match self {
+            Self::Native { key, .. } | Self::Fallback { key, .. } => Some(key),
+            Self::Unsupported { .. } => None,
+        }
+    }
+}
+
+pub const NOT_IMPLEMENTED: &str = "not implemented yet";
+
+/// How rows are reduced on this adapter, and what that uses.
+fn reduction(caps: &Capabilities) -> (Reduction, Option<&'static str>) {
+    match caps.geometry.gemv_layout {
+        RowLayout::ThreadPerRow => (Reduction::Serial, None),
+        RowLayout::WorkgroupPerRow if caps.subgroups().usable() => (Reduction::Subgroup, Some("subgroups")),
+        RowLayout::WorkgroupPerRow => (Reduction::Workgroup, None),
+    }
+}
+
+/// Decides the kernel path for `op` over weights (or, for attention, a KV cache) of `dtype`.
+pub fn select(caps: &Capabilities, op: Op, dtype: StorageDType, kv: Option<KvDType>) -> KernelPath {
+    let base_ok = [
+        Primitive::WorkgroupBarrier,
+        Primitive::BitcastF32,
+        Primitive::Unpack2x16FloatLo,
+    ]
+    .into_iter()
+    .find(|p| !caps.selftest.passed(*p));
+    if let Some(p) = base_ok {
+        return KernelPath::Unsupported {
+            reason: format!("driver self-test failed for {}", p.name()),
+        };
+    }
+    match op {
+        Op::Gemv => select_gemv(caps, dtype),
+        Op::Gemm => KernelPath::Unsupported {
+            reason: NOT_IMPLEMENTED.into(),
+        },
+        Op::Attention => {
+            let _ = kv;
+            KernelPath::Unsupported {
+                reason: NOT_IMPLEMENTED.into(),
+            }
+        }
+    }
+}
+
+fn select_gemv(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
+    let (reduction, reduction_feature) = reduction(caps);
+    let workarounds = caps.selftest.workarounds();
+    let key = |compute| KernelKey {
+        op: Op::Gemv,
+        dtype,
+        compute,
+        accum: AccumDType::F32,
+        reduction,
+        int_dot: false,
+        workgroup_size: caps.geometry.gemv_workgroup_size,
+        workarounds: workarounds.clone(),
+    };
+    let reduce_note = match reduction {
+        Reduction::Serial => "one invocation per row",
+        Reduction::Workgroup => "workgroup-memory reduction",
+        Reduction::Subgroup => "subgroupAdd reduction",
+    };
+    let join = |a: &str| match reduction_feature {
+        Some(r) => format!("{a}, {r}"),
+        None => a.to_string(),
+    };
+    match dtype {
+        StorageDType::F32 => KernelPath::Native {
+            key: key(ComputeDType::F32),
+            feature: join("f32 arithmetic"),
+            detail: format!("f32 weights multiplied and summed in f32; {reduce_note}"),
+        },
+        StorageDType::F16 => {
+            let f16 = caps.f16();
+            if f16.usable() {
+                KernelPath::Native {
+                    key: key(ComputeDType::F16),
+                    feature: join("shader-f16"),
+                    detail: format!("f16 weights read as vec2<f16>, multiplied in f16, summed in f32; {reduce_note}"),
+                }
+            } else if caps.selftest.passed(Primitive::Unpack2x16FloatHi) {
+                KernelPath::Fallback {
+                    key: key(ComputeDType::F32),
+                    reason: format!(
+                        "f16 unpacked with unpack2x16float into f32 ({}); multiplied and summed in f32",
+                        f16.why_not("shader-f16")
+                    ),
+                }
+            } else {
+                KernelPath::Unsupported {
+                    reason: format!(
+                        "{}, and the f32 fallback's unpack2x16float failed the driver self-test",
+                        f16.why_not("shader-f16")
+                    ),
+                }
+            }
+        }
+        StorageDType::Bf16 => KernelPath::Fallback {
+            key: key(ComputeDType::F32),
+            reason: "WGSL has no bf16: decoded from u32 bits (shift by 16) into f32; multiplied and summed in f32"
+                .into(),
+        },
+        _ => KernelPath::Unsupported {
+            reason: NOT_IMPLEMENTED.into(),
+        },
+    }
+}
+
+/// One row of the kernel-path matrix, as `capabilities --json` prints it.
+#[derive(Clone, Debug, Serialize)]
+pub struct KernelEntry {
+    pub op: Op,
+    pub dtype: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kv_dtype: Option<KvDType>,
+    pub path: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub feature: Option<String>,
+    pub reason: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compute_dtype: Option<ComputeDType>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accum_dtype: Option<AccumDType>,
+}
+
+impl KernelEntry {
+    fn new(op: Op, dtype: String, kv_dtype: Option<KvDType>, path: KernelPath) -> Self {
+        let key = path.key().cloned();
+        let (feature, reason) = match &path {
+            KernelPath::Native { feature, detail, .. } => (Some(feature.clone()), detail.clone()),
+            KernelPath::Fallback { reason, .. } | KernelPath::Unsupported { reason } => (None, reason.clone()),
+        };
+        Self {
+            op,
+            dtype,
+            kv_dtype,
+            path: path.kind(),
+            feature,
+            reason,
+            kernel: key.as_ref().map(KernelKey::name),
+            compute_dtype: key.as_ref().map(|k| k.compute),
+            accum_dtype: key.as_ref().map(|k| k.accum),
+        }
+    }
+}
+
+/// The whole kernel-path matrix of an adapter: every weight dtype × {gemv, gemm}, and
+/// attention per KV-cache dtype. Built by calling [`select`], nothing else.
+pub fn matrix(caps: &Capabilities) -> Vec<KernelEntry> {
+    let mut rows = Vec::new();
+    for op in [Op::Gemv, Op::Gemm] {
+        for dtype in StorageDType::WEIGHT_DTYPES {
+            rows.push(KernelEntry::new(op, dtype.name().into(), None, select(caps, op, dtype, None)));
+        }
+    }
+    for kv in KvDType::ALL {
+        let path = select(caps, Op::Attention, kv.storage(), Some(kv));
+        rows.push(KernelEntry::new(Op::Attention, kv.name().into(), Some(kv), path));
+    }
+    rows
+}

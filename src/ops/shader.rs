@@ -1,0 +1,184 @@
+//! The one registry of WGSL sources, and the small preprocessor that makes their variants.
+//!
+//! Every kernel is a real `.wgsl` file under `shaders/`, embedded with `include_str!` here and
+//! nowhere else. Variants come from a documented preprocessing step, never from Rust string
+//! fragments:
+//!
+//! * `#ifdef NAME` / `#ifndef NAME` / `#else` / `#endif` (nestable) keep or drop lines;
+//! * a define with a value (`WG_SIZE = 64`) becomes `const WG_SIZE: u32 = 64u;` appended to the
+//!   module (WGSL module-scope declarations are order-independent, so `enable` directives stay
+//!   first).
+//!
+//! Nothing is substituted textually, so a define can never change code it was not meant for.
+
+use std::fmt::Write as _;
+
+/// A shader file in `shaders/`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Shader {
+    SelfTest,
+    Gemv,
+    StreamRead,
+    FmaPeak,
+}
+
+impl Shader {
+    pub const ALL: [Shader; 4] = [Self::SelfTest, Self::Gemv, Self::StreamRead, Self::FmaPeak];
+
+    /// File name under `shaders/`.
+    pub fn file(self) -> &'static str {
+        match self {
+            Self::SelfTest => "selftest.wgsl",
+            Self::Gemv => "gemv.wgsl",
+            Self::StreamRead => "stream_read.wgsl",
+            Self::FmaPeak => "fma_peak.wgsl",
+        }
+    }
+
+    pub fn source(self) -> &'static str {
+        match self {
+            Self::SelfTest => include_str!("../../shaders/selftest.wgsl"),
+            Self::Gemv => include_str!("../../shaders/gemv.wgsl"),
+            Self::StreamRead => include_str!("../../shaders/stream_read.wgsl"),
+            Self::FmaPeak => include_str!("../../shaders/fma_peak.wgsl"),
+        }
+    }
+}
+
+/// One define: a flag (`#ifdef` sees it) or a flag with a `u32` value (also a `const`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Define {
+    pub name: &'static str,
+    pub value: Option<u32>,
+}
+
+impl Define {
+    pub const fn flag(name: &'static str) -> Self {
+        Self { name, value: None }
+    }
+    pub const fn value(name: &'static str, value: u32) -> Self {
+        Self { name, value: Some(value) }
+    }
+}
+
+/// A shader file plus its defines: one compilable variant, with a readable name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ShaderVariant {
+    pub shader: Shader,
+    pub defines: Vec<Define>,
+    /// Readable name, e.g. `gemv_f16_f16c_f32acc_subgroup`.
+    pub name: String,
+}
+
+impl ShaderVariant {
+    /// The pipeline-cache key: the file and every define.
+    pub fn cache_key(&self) -> String {
+        let mut key = self.shader.file().to_string();
+        for d in &self.defines {
+            match d.value {
+                Some(v) => write!(key, ";{}={v}", d.name),
+                None => write!(key, ";{}", d.name),
+            }
+            .ok();
+        }
+        key
+    }
+
+    /// The preprocessed WGSL.
+    pub fn source(&self) -> Result<String, PreprocessError> {
+        preprocess(self.shader.source(), &self.defines)
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum PreprocessError {
+    #[error("line {0}: #else or #endif without #ifdef")]
+    Unopened(usize),
+    #[error("#ifdef opened on line {0} is never closed")]
+    Unclosed(usize),
+    #[error("line {0}: unknown directive '{1}'")]
+    Unknown(usize, String),
+}
+
+/// Applies `#ifdef`/`#ifndef`/`#else`/`#endif` and appends the valued defines as `const`s.
+pub fn preprocess(source: &str, defines: &[Define]) -> Result<String, PreprocessError> {
+    let defined = |name: &str| defines.iter().any(|d| d.name == name);
+    // Stack of (line opened, this branch active, parent active).
+    let mut stack: Vec<(usize, bool, bool)> = Vec::new();
+    let mut out = String::with_capacity(source.len() + 256);
+    for (i, line) in source.lines().enumerate() {
+        let lineno = i + 1;
+        let active = stack.last().map_or(true, |s| s.1);
+        let trimmed = line.trim_start();
+        if let Some(directive) = trimmed.strip_prefix('#') {
+            let mut words = directive.split_whitespace();
+            let word = words.next().unwrap_or("");
+            let arg = words.next().unwrap_or("");
+            match word {
+                "ifdef" => stack.push((lineno, active && defined(arg), active)),
+                "ifndef" => stack.push((lineno, active && !defined(arg), active)),
+                "else" => {
+                    let top = stack.last_mut().ok_or(PreprocessError::Unopened(lineno))?;
+                    top.1 = top.2 && !top.1;
+                }
+                "endif" => {
+                    stack.pop().ok_or(PreprocessError::Unopened(lineno))?;
+                }
+                _ => return Err(PreprocessError::Unknown(lineno, word.to_string())),
+            }
+            // Keep line numbers stable for error messages from naga/the driver.
+            out.push('\n');
+            continue;
+        }
+        if active {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    if let Some(&(line, _, _)) = stack.last() {
+        return Err(PreprocessError::Unclosed(line));
+    }
+    for d in defines {
+        if let Some(v) = d.value {
+            writeln!(out, "const {}: u32 = {v}u;", d.name).ok();
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_and_drops_nested_branches() {
+        let src = "a\n#ifdef X\nb\n#ifndef Y\nc\n#else\nd\n#endif\n#else\ne\n#endif\nf";
+        let flat = |defs: &[Define]| {
+            preprocess(src, defs)
+                .unwrap()
+                .lines()
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+                .join("")
+        };
+        assert_eq!(flat(&[]), "aef");
+        assert_eq!(flat(&[Define::flag("X")]), "abcf");
+        assert_eq!(flat(&[Define::flag("X"), Define::flag("Y")]), "abdf");
+        // A false outer branch keeps its inner #else false too.
+        assert_eq!(flat(&[Define::flag("Y")]), "aef");
+    }
+
+    #[test]
+    fn valued_defines_become_consts_and_lines_stay_put() {
+        let out = preprocess("x\n#ifdef A\ny\n#endif\nz", &[Define::value("WG", 64)]).unwrap();
+        assert_eq!(out.lines().nth(4), Some("z"));
+        assert!(out.ends_with("const WG: u32 = 64u;\n"));
+    }
+
+    #[test]
+    fn malformed_directives_are_errors() {
+        assert_eq!(preprocess("#endif", &[]), Err(PreprocessError::Unopened(1)));
+        assert_eq!(preprocess("a\n#ifdef X", &[]), Err(PreprocessError::Unclosed(2)));
+        assert_eq!(preprocess("#define X 1", &[]), Err(PreprocessError::Unknown(1, "define".into())));
+    }
+}

@@ -1,0 +1,109 @@
+//! Streaming-read bandwidth (`shaders/stream_read.wgsl`): the limit GEMV's bytes/s are
+//! divided by. Both layouts are measured and the faster one is the limit, so the ratio never
+//! flatters a kernel by comparing it with a badly laid-out baseline.
+
+use crate::device::{DeviceError, Gpu};
+use crate::ops::shader::{Define, Shader, ShaderVariant};
+use crate::ops::timing::{grid_for_invocations, median_seconds};
+use serde::Serialize;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct StreamParams {
+    pub words: u32,
+    pub invocations: u32,
+    pub groups_x: u32,
+    pub _pad: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Layout {
+    Strided,
+    Chunked,
+}
+
+const WG: u32 = 64;
+
+pub fn variant(layout: Layout) -> ShaderVariant {
+    let (flag, name) = match layout {
+        Layout::Strided => ("LAYOUT_STRIDED", "stream_read_strided"),
+        Layout::Chunked => ("LAYOUT_CHUNKED", "stream_read_chunked"),
+    };
+    ShaderVariant {
+        shader: Shader::StreamRead,
+        defines: vec![Define::flag(flag), Define::value("WG_SIZE", WG)],
+        name: name.into(),
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct StreamReadResult {
+    pub bytes: u64,
+    pub seconds: f64,
+    pub gb_per_s: f64,
+    pub layout: Layout,
+}
+
+/// Reads a buffer of up to `max_bytes` (capped by the binding limit) with both layouts and
+/// returns the faster.
+pub fn measure(gpu: &Gpu, max_bytes: u64) -> Result<StreamReadResult, DeviceError> {
+    let limits = &gpu.caps.summary.limits;
+    let bytes = max_bytes
+        .min(limits.max_storage_buffer_binding_size)
+        .min(limits.max_buffer_size)
+        .min(u64::from(u32::MAX) * 16)
+        / 16
+        * 16;
+    let words = (bytes / 16) as u32;
+    // Fill with non-zero data: zeros can be faster than real data on some hardware.
+    let src = gpu.storage("stream-read source", bytes)?;
+    let pattern: Vec<u32> = (0..(1u32 << 20)).map(|i| i.wrapping_mul(2_654_435_761)).collect();
+    let chunk = bytemuck::cast_slice::<u32, u8>(&pattern);
+    let mut offset = 0u64;
+    while offset < bytes {
+        let n = (bytes - offset).min(chunk.len() as u64) as usize;
+        gpu.queue.write_buffer(&src, offset, &chunk[..n]);
+        offset += n as u64;
+    }
+    let is_cpu = gpu.caps.summary.is_cpu();
+    let mut best: Option<StreamReadResult> = None;
+    for layout in [Layout::Strided, Layout::Chunked] {
+        // GPUs need many invocations in flight; CPU adapters want one long chunk per lane.
+        let invocations = match (layout, is_cpu) {
+            (Layout::Strided, false) => words.min(1 << 20),
+            (Layout::Strided, true) => words.min(1 << 12),
+            (Layout::Chunked, false) => words.min(1 << 18),
+            (Layout::Chunked, true) => words.min(1 << 10),
+        }
+        .max(1);
+        let (groups, groups_x) = grid_for_invocations(invocations, WG, limits.max_compute_workgroups_per_dimension);
+        let params = gpu.uniform(
+            "stream-read params",
+            &StreamParams {
+                words,
+                invocations,
+                groups_x,
+                _pad: 0,
+            },
+        )?;
+        let sink = gpu.storage("stream-read sink", u64::from(invocations) * 4)?;
+        let pipeline = gpu.pipeline(&variant(layout))?;
+        let seconds = median_seconds(gpu, "the streaming-read benchmark", 2, 7, |enc| {
+            gpu.encode_dispatch(enc, &pipeline, &[&params, &src, &sink], groups)
+        })?;
+        let r = StreamReadResult {
+            bytes,
+            seconds,
+            gb_per_s: bytes as f64 / seconds / 1e9,
+            layout,
+        };
+        if best.as_ref().is_none_or(|b| r.gb_per_s > b.gb_per_s) {
+            best = Some(r);
+        }
+    }
+    best.ok_or(DeviceError::Internal {
+        what: "the streaming-read benchmark".into(),
+        detail: "no layout ran".into(),
+    })
+}

@@ -1,0 +1,97 @@
+//! GEMV kernels against the f64 CPU reference, on every adapter, every reachable variant:
+//! NMSE within the compute dtype's budget (and llama.cpp's 5e-4 gate), sentinels intact, every
+//! output written; and every variant must have run on at least one adapter.
+
+mod common;
+
+use common::*;
+use std::collections::BTreeSet;
+use wgllm::device::{Gpu, Switches};
+use wgllm::dtype::StorageDType;
+use wgllm::ops::gemv::{encode, encode_gemv, reachable_variants, reference, GemvParams};
+use wgllm::ops::select::{KernelKey, Reduction};
+use wgllm::ops::tolerance::{matmul_nmse, max_abs_error, nmse, MUL_MAT_NMSE};
+
+/// Awkward shapes on purpose: single row/column, odd K (f16/bf16 rows then start mid-word),
+/// K = 1757, rows past the 65,535-workgroup dispatch limit.
+const SHAPES: &[(u32, u32)] = &[(1, 1), (1, 32), (9, 1757), (33, 1), (64, 4096), (129, 31), (70_000, 3)];
+
+fn check(gpu: &Gpu, key: &KernelKey, rows: u32, cols: u32, seed: u64) {
+    let mut rng = Rng::new(seed);
+    let w_vals = rng.vec(rows as usize * cols as usize);
+    let x = rng.vec(cols as usize);
+    let w = encode(key.dtype, &w_vals).unwrap();
+    let want = reference(&GemvParams { rows, cols, groups_x: 0, _pad: 0 }, key.dtype, &w, &x);
+
+    let wb = gpu.upload("w", &w).unwrap();
+    let xb = gpu.upload("x", bytemuck::cast_slice(&x)).unwrap();
+    let yb = guarded_output(gpu, rows as usize);
+    let mut enc = gpu.device.create_command_encoder(&Default::default());
+    encode_gemv(gpu, &mut enc, key, rows, cols, &wb, &xb, &yb).unwrap();
+    gpu.submit_and_wait("gemv test", enc).unwrap();
+    let what = format!("{} on {} at {rows}x{cols}", key.name(), label(gpu));
+    let got = read_guarded(gpu, &yb, rows as usize, &what);
+
+    let e = nmse(&got, &want).unwrap_or_else(|| panic!("{what}: NaN/Inf mismatch"));
+    let budget = matmul_nmse(key.compute).min(MUL_MAT_NMSE);
+    let (i, max) = max_abs_error(&got, &want);
+    assert!(
+        e <= budget,
+        "{what}: NMSE {e:.3e} > {budget:.0e}; max |err| {max} at row {i} (got {}, want {})",
+        got[i],
+        want[i]
+    );
+}
+
+#[test]
+fn every_variant_matches_the_reference_on_every_adapter() {
+    let mut ran: BTreeSet<String> = BTreeSet::new();
+    for gpu in all_gpus(Switches::default()) {
+        for dtype in [StorageDType::F32, StorageDType::F16, StorageDType::Bf16] {
+            let keys = reachable_variants(&gpu.caps, dtype);
+            assert!(!keys.is_empty(), "no gemv variant for {dtype} on {}", label(&gpu));
+            for key in keys {
+                for (n, &(rows, cols)) in SHAPES.iter().enumerate() {
+                    check(&gpu, &key, rows, cols, 1000 + n as u64);
+                }
+                // Past 65,535 workgroups for one invocation per row too.
+                if key.reduction == Reduction::Serial {
+                    check(&gpu, &key, 65_535 * 64 + 7, 1, 77);
+                }
+                ran.insert(format!("{}_{}_{:?}", key.dtype, key.compute, key.reduction));
+            }
+        }
+    }
+    // Every variant the engine has must have run somewhere: skipping can never hide a path.
+    let mut expected = BTreeSet::new();
+    for (d, c) in [("f32", "f32"), ("f16", "f32"), ("f16", "f16"), ("bf16", "f32")] {
+        for r in ["Serial", "Workgroup", "Subgroup"] {
+            expected.insert(format!("{d}_{c}_{r}"));
+        }
+    }
+    let missing: Vec<_> = expected.difference(&ran).collect();
+    assert!(missing.is_empty(), "gemv variants that ran on no adapter: {missing:?}");
+}
+
+#[test]
+fn f16_gemv_is_native_on_vulkan_and_fallback_on_gl() {
+    for gpu in all_gpus(Switches::default()) {
+        let path = wgllm::ops::select::select(&gpu.caps, wgllm::ops::select::Op::Gemv, StorageDType::F16, None);
+        match gpu.caps.summary.backend {
+            "vulkan" => assert_eq!(path.kind(), "native", "{}: {path:?}", label(&gpu)),
+            "gl" => assert_eq!(path.kind(), "fallback", "{}: {path:?}", label(&gpu)),
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn disabling_f16_selects_and_runs_the_fallback() {
+    for gpu in all_gpus(Switches::parse("f16,subgroup").unwrap()) {
+        let path = wgllm::ops::select::select(&gpu.caps, wgllm::ops::select::Op::Gemv, StorageDType::F16, None);
+        assert_eq!(path.kind(), "fallback", "{}: {path:?}", label(&gpu));
+        let key = path.key().unwrap();
+        assert!(key.reduction != Reduction::Subgroup);
+        check(&gpu, key, 129, 1757, 5);
+    }
+}
