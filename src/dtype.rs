@@ -171,7 +171,7 @@ impl StorageDType {
     /// blocks or the product overflows.
     pub fn bytes_for(self, elements: u64) -> Option<u64> {
         let b = self.block();
-        if elements % u64::from(b.elements) != 0 {
+        if !elements.is_multiple_of(u64::from(b.elements)) {
             return None;
         }
         (elements / u64::from(b.elements)).checked_mul(u64::from(b.bytes))
@@ -292,7 +292,10 @@ mod tests {
     #[test]
     fn unknown_dtype_lists_known_ones() {
         let e = "q3_z".parse::<StorageDType>().unwrap_err().to_string();
-        assert!(e.contains("q3_z") && e.contains("q4_k") && e.contains("nf4"), "{e}");
+        assert!(
+            e.contains("q3_z") && e.contains("q4_k") && e.contains("nf4"),
+            "{e}"
+        );
     }
 
     #[test]

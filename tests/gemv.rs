@@ -14,20 +14,38 @@ use wgllm::ops::tolerance::{matmul_nmse, max_abs_error, nmse, MUL_MAT_NMSE};
 
 /// Awkward shapes on purpose: single row/column, odd K (f16/bf16 rows then start mid-word),
 /// K = 1757, rows past the 65,535-workgroup dispatch limit.
-const SHAPES: &[(u32, u32)] = &[(1, 1), (1, 32), (9, 1757), (33, 1), (64, 4096), (129, 31), (70_000, 3)];
+const SHAPES: &[(u32, u32)] = &[
+    (1, 1),
+    (1, 32),
+    (9, 1757),
+    (33, 1),
+    (64, 4096),
+    (129, 31),
+    (70_000, 3),
+];
 
 fn check(gpu: &Gpu, key: &KernelKey, rows: u32, cols: u32, seed: u64) {
     let mut rng = Rng::new(seed);
     let w_vals = rng.vec(rows as usize * cols as usize);
     let x = rng.vec(cols as usize);
     let w = encode(key.dtype, &w_vals).unwrap();
-    let want = reference(&GemvParams { rows, cols, groups_x: 0, _pad: 0 }, key.dtype, &w, &x);
+    let want = reference(
+        &GemvParams {
+            rows,
+            cols,
+            groups_x: 0,
+            _pad: 0,
+        },
+        key.dtype,
+        &w,
+        &x,
+    );
 
     let wb = gpu.upload("w", &w).unwrap();
     let xb = gpu.upload("x", bytemuck::cast_slice(&x)).unwrap();
     let yb = guarded_output(gpu, rows as usize);
     let mut enc = gpu.device.create_command_encoder(&Default::default());
-    encode_gemv(gpu, &mut enc, key, rows, cols, &wb, &xb, &yb).unwrap();
+    encode_gemv(gpu, &mut enc, key, (rows, cols), [&wb, &xb, &yb]).unwrap();
     gpu.submit_and_wait("gemv test", enc).unwrap();
     let what = format!("{} on {} at {rows}x{cols}", key.name(), label(gpu));
     let got = read_guarded(gpu, &yb, rows as usize, &what);
@@ -49,7 +67,11 @@ fn every_variant_matches_the_reference_on_every_adapter() {
     for gpu in all_gpus(Switches::default()) {
         for dtype in [StorageDType::F32, StorageDType::F16, StorageDType::Bf16] {
             let keys = reachable_variants(&gpu.caps, dtype);
-            assert!(!keys.is_empty(), "no gemv variant for {dtype} on {}", label(&gpu));
+            assert!(
+                !keys.is_empty(),
+                "no gemv variant for {dtype} on {}",
+                label(&gpu)
+            );
             for key in keys {
                 for (n, &(rows, cols)) in SHAPES.iter().enumerate() {
                     check(&gpu, &key, rows, cols, 1000 + n as u64);
@@ -64,19 +86,32 @@ fn every_variant_matches_the_reference_on_every_adapter() {
     }
     // Every variant the engine has must have run somewhere: skipping can never hide a path.
     let mut expected = BTreeSet::new();
-    for (d, c) in [("f32", "f32"), ("f16", "f32"), ("f16", "f16"), ("bf16", "f32")] {
+    for (d, c) in [
+        ("f32", "f32"),
+        ("f16", "f32"),
+        ("f16", "f16"),
+        ("bf16", "f32"),
+    ] {
         for r in ["Serial", "Workgroup", "Subgroup"] {
             expected.insert(format!("{d}_{c}_{r}"));
         }
     }
     let missing: Vec<_> = expected.difference(&ran).collect();
-    assert!(missing.is_empty(), "gemv variants that ran on no adapter: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "gemv variants that ran on no adapter: {missing:?}"
+    );
 }
 
 #[test]
 fn f16_gemv_is_native_on_vulkan_and_fallback_on_gl() {
     for gpu in all_gpus(Switches::default()) {
-        let path = wgllm::ops::select::select(&gpu.caps, wgllm::ops::select::Op::Gemv, StorageDType::F16, None);
+        let path = wgllm::ops::select::select(
+            &gpu.caps,
+            wgllm::ops::select::Op::Gemv,
+            StorageDType::F16,
+            None,
+        );
         match gpu.caps.summary.backend {
             "vulkan" => assert_eq!(path.kind(), "native", "{}: {path:?}", label(&gpu)),
             "gl" => assert_eq!(path.kind(), "fallback", "{}: {path:?}", label(&gpu)),
@@ -88,10 +123,115 @@ fn f16_gemv_is_native_on_vulkan_and_fallback_on_gl() {
 #[test]
 fn disabling_f16_selects_and_runs_the_fallback() {
     for gpu in all_gpus(Switches::parse("f16,subgroup").unwrap()) {
-        let path = wgllm::ops::select::select(&gpu.caps, wgllm::ops::select::Op::Gemv, StorageDType::F16, None);
+        let path = wgllm::ops::select::select(
+            &gpu.caps,
+            wgllm::ops::select::Op::Gemv,
+            StorageDType::F16,
+            None,
+        );
         assert_eq!(path.kind(), "fallback", "{}: {path:?}", label(&gpu));
         let key = path.key().unwrap();
         assert!(key.reduction != Reduction::Subgroup);
         check(&gpu, key, 129, 1757, 5);
     }
+}
+
+/// The lavapipe bug reported against Mesa 22.3 (`unpack2x16float(x).y` reading 0) does not
+/// reproduce with Mesa 22.3.6 + wgpu 30.0.2 here, so the failure is injected into the
+/// self-test report: the selection must then compile the workaround into the f16 fallback,
+/// and that variant must be correct on every adapter.
+#[test]
+fn a_broken_unpack_high_half_is_routed_around() {
+    use wgllm::device::selftest::{apply_forced_failures, Workaround};
+    use wgllm::device::Capabilities;
+    for gpu in all_gpus(Switches::parse("f16").unwrap()) {
+        let mut report = gpu.caps.selftest.clone();
+        apply_forced_failures(&mut report, "unpack2x16_float_hi").unwrap();
+        let caps = Capabilities::new(gpu.caps.summary.clone(), gpu.caps.disabled, report);
+        assert_eq!(
+            caps.selftest.workarounds(),
+            vec![Workaround::F16UnpackHiViaShift]
+        );
+        let path = wgllm::ops::select::select(
+            &caps,
+            wgllm::ops::select::Op::Gemv,
+            StorageDType::F16,
+            None,
+        );
+        assert_eq!(path.kind(), "fallback", "{path:?}");
+        let key = path.key().unwrap();
+        assert!(key.workarounds.contains(&Workaround::F16UnpackHiViaShift));
+        let source = key.variant().source().unwrap();
+        assert!(
+            source.contains("unpack2x16float(word >> 16u).x"),
+            "workaround not compiled in"
+        );
+        check(&gpu, key, 65, 1757, 9);
+
+        // With the route around it broken too, f16 has no path at all (never silent garbage).
+        let mut report = gpu.caps.selftest.clone();
+        apply_forced_failures(
+            &mut report,
+            "unpack2x16_float_hi,unpack2x16_float_hi_via_shift",
+        )
+        .unwrap();
+        let caps = Capabilities::new(gpu.caps.summary.clone(), gpu.caps.disabled, report);
+        let path = wgllm::ops::select::select(
+            &caps,
+            wgllm::ops::select::Op::Gemv,
+            StorageDType::F16,
+            None,
+        );
+        assert_eq!(path.kind(), "unsupported", "{path:?}");
+    }
+}
+
+#[test]
+fn self_test_passes_what_the_kernels_need_on_both_mesa_adapters() {
+    use wgllm::device::selftest::Primitive;
+    for gpu in all_gpus(Switches::default()) {
+        let t = &gpu.caps.selftest;
+        for p in [
+            Primitive::Unpack2x16FloatLo,
+            Primitive::WorkgroupBarrier,
+            Primitive::BitcastF32,
+        ] {
+            assert!(
+                t.passed(p),
+                "{}: {p:?} failed: {:?}",
+                label(&gpu),
+                t.failures()
+            );
+        }
+        if gpu.caps.summary.features.shader_f16 {
+            assert!(
+                t.passed(Primitive::F16Arithmetic),
+                "{}: {:?}",
+                label(&gpu),
+                t.failures()
+            );
+        }
+        if gpu.caps.summary.features.subgroup {
+            assert!(
+                t.passed(Primitive::SubgroupAdd),
+                "{}: {:?}",
+                label(&gpu),
+                t.failures()
+            );
+            assert_eq!(
+                t.subgroup_size_seen
+                    .map(|s| s >= gpu.caps.summary.limits.subgroup_min_size),
+                Some(true)
+            );
+        }
+    }
+}
+
+#[test]
+fn losing_the_device_is_an_error_not_a_panic() {
+    let gpu = all_gpus(Switches::default()).remove(0);
+    gpu.destroy();
+    let key = reachable_variants(&gpu.caps, StorageDType::F32).remove(0);
+    let err = wgllm::ops::gemv::run_with(&gpu, &key, 4, 4, &[0u8; 64], &[0.0; 4]).unwrap_err();
+    assert!(err.to_string().to_lowercase().contains("lost"), "{err}");
 }

@@ -153,7 +153,12 @@ fn measure(gpu: &Gpu) -> Result<Measurements, DeviceError> {
 
 /// Builds the report: summaries of every adapter; devices opened for the selected one (or
 /// all). A failure to open a non-selected adapter is recorded in its entry, not fatal.
-pub fn build(list: &AdapterList, selector: Option<&str>, args: &Args, switches: Switches) -> Result<Report, CliError> {
+pub fn build(
+    list: &AdapterList,
+    selector: Option<&str>,
+    args: &Args,
+    switches: Switches,
+) -> Result<Report, CliError> {
     let selected = list.select(selector)?;
     let mut adapters = Vec::new();
     for (i, adapter) in list.adapters.iter().enumerate() {
@@ -195,7 +200,8 @@ pub fn run(selector: Option<&str>, args: &Args) -> Result<(), CliError> {
     }
     let report = build(&list, selector, args, switches)?;
     if args.json {
-        let text = serde_json::to_string_pretty(&report).map_err(|e| CliError::BadInput(e.to_string()))?;
+        let text =
+            serde_json::to_string_pretty(&report).map_err(|e| CliError::BadInput(e.to_string()))?;
         println!("{text}");
     } else {
         print!("{}", render(&report));
@@ -215,7 +221,10 @@ fn yes_no(b: bool) -> &'static str {
 fn summary_line(a: &AdapterReport, selected: bool) -> String {
     let has = |f: &str| a.features.contains(&f);
     let subgroups = if has("subgroups") {
-        format!("yes ({}-{})", a.limits.subgroup_min_size, a.limits.subgroup_max_size)
+        format!(
+            "yes ({}-{})",
+            a.limits.subgroup_min_size, a.limits.subgroup_max_size
+        )
     } else {
         "no".into()
     };
@@ -238,7 +247,11 @@ fn summary_line(a: &AdapterReport, selected: bool) -> String {
         Some(b) => format!(
             "{}{}",
             bytes(b),
-            if a.memory.shared_with_host { " (shared with host)" } else { "" }
+            if a.memory.shared_with_host {
+                " (shared with host)"
+            } else {
+                ""
+            }
         ),
         None => "unknown".into(),
     };
@@ -271,18 +284,26 @@ fn verdict(kernels: &[KernelEntry]) -> String {
     let native = list(Op::Gemv, "native");
     let fallback = list(Op::Gemv, "fallback");
     let missing = list(Op::Gemv, "unsupported").len();
-    let mut v = format!("decode (gemv): native for {}", if native.is_empty() { "none".into() } else { native.join(", ") });
+    let mut v = format!(
+        "decode (gemv): native for {}",
+        if native.is_empty() {
+            "none".into()
+        } else {
+            native.join(", ")
+        }
+    );
     if !fallback.is_empty() {
         v += &format!("; fallback for {}", fallback.join(", "));
     }
     if missing > 0 {
-        v += &format!("; no kernel for {missing} of {} weight dtypes", StorageDType::WEIGHT_DTYPES.len());
+        v += &format!(
+            "; no kernel for {missing} of {} weight dtypes",
+            StorageDType::WEIGHT_DTYPES.len()
+        );
     }
     let prefill_native = list(Op::Gemm, "native").len() + list(Op::Gemm, "fallback").len();
     let attention = list(Op::Attention, "native").len() + list(Op::Attention, "fallback").len();
-    v += &format!(
-        ". prefill (gemm): {prefill_native} dtypes; attention: {attention} KV dtypes."
-    );
+    v += &format!(". prefill (gemm): {prefill_native} dtypes; attention: {attention} KV dtypes.");
     v
 }
 
@@ -295,7 +316,10 @@ fn cell(k: &KernelEntry) -> String {
 }
 
 fn render_details(a: &AdapterReport, out: &mut String) {
-    out.push_str(&format!("\nAdapter {}: {} ({}, {})\n", a.index, a.name, a.backend, a.device_type));
+    out.push_str(&format!(
+        "\nAdapter {}: {} ({}, {})\n",
+        a.index, a.name, a.backend, a.device_type
+    ));
     if let Some(e) = &a.error {
         out.push_str(&format!("  could not open a device: {e}\n"));
         return;
@@ -307,24 +331,51 @@ fn render_details(a: &AdapterReport, out: &mut String) {
     out.push_str("\n  Limits\n");
     let rows = vec![
         vec!["max_buffer_size".into(), bytes(l.max_buffer_size)],
-        vec!["max_storage_buffer_binding_size".into(), bytes(l.max_storage_buffer_binding_size)],
-        vec!["max_storage_buffers_per_shader_stage".into(), l.max_storage_buffers_per_shader_stage.to_string()],
-        vec!["max_compute_workgroup_storage_size".into(), bytes(u64::from(l.max_compute_workgroup_storage_size))],
-        vec!["max_compute_invocations_per_workgroup".into(), l.max_compute_invocations_per_workgroup.to_string()],
-        vec!["max_compute_workgroups_per_dimension".into(), l.max_compute_workgroups_per_dimension.to_string()],
-        vec!["subgroup size (min-max)".into(), format!("{}-{}", l.subgroup_min_size, l.subgroup_max_size)],
+        vec![
+            "max_storage_buffer_binding_size".into(),
+            bytes(l.max_storage_buffer_binding_size),
+        ],
+        vec![
+            "max_storage_buffers_per_shader_stage".into(),
+            l.max_storage_buffers_per_shader_stage.to_string(),
+        ],
+        vec![
+            "max_compute_workgroup_storage_size".into(),
+            bytes(u64::from(l.max_compute_workgroup_storage_size)),
+        ],
+        vec![
+            "max_compute_invocations_per_workgroup".into(),
+            l.max_compute_invocations_per_workgroup.to_string(),
+        ],
+        vec![
+            "max_compute_workgroups_per_dimension".into(),
+            l.max_compute_workgroups_per_dimension.to_string(),
+        ],
+        vec![
+            "subgroup size (min-max)".into(),
+            format!("{}-{}", l.subgroup_min_size, l.subgroup_max_size),
+        ],
     ];
     out.push_str(&table(&["limit", "value"], &rows));
     out.push_str(&format!(
         "\n  Features: {}\n",
-        if a.features.is_empty() { "none".into() } else { a.features.join(", ") }
+        if a.features.is_empty() {
+            "none".into()
+        } else {
+            a.features.join(", ")
+        }
     ));
     let m = &a.memory;
     out.push_str(&format!(
         "  Memory: {} device-local{}{} — {}\n",
         m.device_local_bytes.map_or("unknown".into(), bytes),
-        m.available_bytes.map_or(String::new(), |b| format!(", {} available", bytes(b))),
-        if m.shared_with_host { " (shared with host RAM)" } else { "" },
+        m.available_bytes
+            .map_or(String::new(), |b| format!(", {} available", bytes(b))),
+        if m.shared_with_host {
+            " (shared with host RAM)"
+        } else {
+            ""
+        },
         m.source
     ));
     if let Some(g) = &a.geometry {
@@ -372,9 +423,22 @@ fn render_details(a: &AdapterReport, out: &mut String) {
     let att: Vec<String> = kernels
         .iter()
         .filter(|k| k.op == Op::Attention)
-        .map(|k| format!("{} {}", k.dtype, if k.path == "unsupported" { "—".to_string() } else { cell(k) }))
+        .map(|k| {
+            format!(
+                "{} {}",
+                k.dtype,
+                if k.path == "unsupported" {
+                    "—".to_string()
+                } else {
+                    cell(k)
+                }
+            )
+        })
         .collect();
-    out.push_str(&format!("  attention, by KV-cache dtype: {}\n", att.join(", ")));
+    out.push_str(&format!(
+        "  attention, by KV-cache dtype: {}\n",
+        att.join(", ")
+    ));
 
     out.push_str("\n  Why:\n");
     let mut seen: Vec<(String, String)> = Vec::new();
@@ -406,9 +470,10 @@ fn render_details(a: &AdapterReport, out: &mut String) {
             },
             bytes(m.stream_read.bytes),
             m.fma_f32.gflop_per_s,
-            m.fma_f16
-                .as_ref()
-                .map_or(String::new(), |f| format!(", f16 FMA {:.1} GFLOP/s", f.gflop_per_s))
+            m.fma_f16.as_ref().map_or(String::new(), |f| format!(
+                ", f16 FMA {:.1} GFLOP/s",
+                f.gflop_per_s
+            ))
         ));
     }
 }

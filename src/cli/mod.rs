@@ -54,9 +54,11 @@ pub struct Cli {
 pub enum Command {
     /// List GPU adapters and what each can run: limits, features, driver self-test, and the
     /// kernel path (native / fallback / unsupported) for every storage dtype and op.
-    #[command(after_help = "Examples:\n  wgllm capabilities\n  wgllm capabilities --all\n  \
+    #[command(
+        after_help = "Examples:\n  wgllm capabilities\n  wgllm capabilities --all\n  \
 wgllm capabilities --json | jq '.adapters[].kernels[] | select(.path==\"fallback\")'\n  \
-wgllm capabilities --measure     adds streaming-read GB/s and FMA GFLOP/s")]
+wgllm capabilities --measure     adds streaming-read GB/s and FMA GFLOP/s"
+    )]
     Capabilities(capabilities::Args),
 }
 
@@ -74,9 +76,9 @@ pub enum CliError {
 impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::Device(DeviceError::NoMatchingAdapter { .. }) | Self::Switch(_) | Self::BadInput(_) => {
-                exit::BAD_INPUT
-            }
+            Self::Device(DeviceError::NoMatchingAdapter { .. })
+            | Self::Switch(_)
+            | Self::BadInput(_) => exit::BAD_INPUT,
             Self::Device(_) => exit::DEVICE,
         }
     }
@@ -91,7 +93,10 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
 
 /// The binary's entry point.
 pub fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn,wgpu_hal::gles=off")).init();
+    env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or("warn,wgpu_hal::gles=off"),
+    )
+    .init();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::from(exit::OK),

@@ -45,7 +45,10 @@ impl AdapterList {
 }
 
 /// Selection over plain adapter infos, so it can be tested without a GPU.
-pub fn select_from(infos: &[wgpu::AdapterInfo], selector: Option<&str>) -> Result<usize, DeviceError> {
+pub fn select_from(
+    infos: &[wgpu::AdapterInfo],
+    selector: Option<&str>,
+) -> Result<usize, DeviceError> {
     if infos.is_empty() {
         return Err(DeviceError::NoAdapter);
     }
@@ -61,7 +64,9 @@ pub fn select_from(infos: &[wgpu::AdapterInfo], selector: Option<&str>) -> Resul
     }
     let wanted = sel.to_ascii_lowercase();
     if let Some(backend) = parse_backend(&wanted) {
-        let matching: Vec<usize> = (0..infos.len()).filter(|&i| infos[i].backend == backend).collect();
+        let matching: Vec<usize> = (0..infos.len())
+            .filter(|&i| infos[i].backend == backend)
+            .collect();
         return matching
             .iter()
             .copied()
@@ -162,9 +167,21 @@ mod tests {
 
     fn fleet() -> Vec<wgpu::AdapterInfo> {
         vec![
-            info("llvmpipe (LLVM 15.0.6, 256 bits)", wgpu::Backend::Vulkan, wgpu::DeviceType::Cpu),
-            info("NVIDIA H100", wgpu::Backend::Vulkan, wgpu::DeviceType::DiscreteGpu),
-            info("llvmpipe (LLVM 15.0.6, 256 bits)", wgpu::Backend::Gl, wgpu::DeviceType::Cpu),
+            info(
+                "llvmpipe (LLVM 15.0.6, 256 bits)",
+                wgpu::Backend::Vulkan,
+                wgpu::DeviceType::Cpu,
+            ),
+            info(
+                "NVIDIA H100",
+                wgpu::Backend::Vulkan,
+                wgpu::DeviceType::DiscreteGpu,
+            ),
+            info(
+                "llvmpipe (LLVM 15.0.6, 256 bits)",
+                wgpu::Backend::Gl,
+                wgpu::DeviceType::Cpu,
+            ),
         ]
     }
 
@@ -187,16 +204,26 @@ mod tests {
 
     #[test]
     fn no_match_lists_what_exists() {
-        let e = select_from(&fleet(), Some("radeon")).unwrap_err().to_string();
-        assert!(e.contains("radeon") && e.contains("0: llvmpipe") && e.contains("1: NVIDIA H100"), "{e}");
+        let e = select_from(&fleet(), Some("radeon"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("radeon") && e.contains("0: llvmpipe") && e.contains("1: NVIDIA H100"),
+            "{e}"
+        );
         let e = select_from(&fleet(), Some("7")).unwrap_err().to_string();
         assert!(e.contains("'7'"), "{e}");
-        let e = select_from(&fleet(), Some("metal")).unwrap_err().to_string();
+        let e = select_from(&fleet(), Some("metal"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("metal"), "{e}");
     }
 
     #[test]
     fn empty_list_is_no_adapter() {
-        assert!(matches!(select_from(&[], None), Err(DeviceError::NoAdapter)));
+        assert!(matches!(
+            select_from(&[], None),
+            Err(DeviceError::NoAdapter)
+        ));
     }
 }

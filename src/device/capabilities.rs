@@ -65,7 +65,10 @@ impl FeatureFlags {
             (self.timestamp_query, "timestamp-query"),
             (self.cooperative_matrix, "cooperative-matrix"),
             (self.passthrough_shaders, "passthrough-shaders"),
-            (self.wgsl_packed_4x8_integer_dot_product, "packed-4x8-integer-dot-product"),
+            (
+                self.wgsl_packed_4x8_integer_dot_product,
+                "packed-4x8-integer-dot-product",
+            ),
         ];
         all.iter().filter(|(on, _)| *on).map(|(_, n)| *n).collect()
     }
@@ -270,13 +273,21 @@ impl Capabilities {
         self.availability(
             self.summary.features.shader_f16,
             self.disabled.f16,
-            &[Primitive::F16Arithmetic, Primitive::F16LoadLo, Primitive::F16LoadHi],
+            &[
+                Primitive::F16Arithmetic,
+                Primitive::F16LoadLo,
+                Primitive::F16LoadHi,
+            ],
         )
     }
 
     /// Subgroup reductions (`subgroupAdd`).
     pub fn subgroups(&self) -> Availability {
-        self.availability(self.summary.features.subgroup, self.disabled.subgroup, &[Primitive::SubgroupAdd])
+        self.availability(
+            self.summary.features.subgroup,
+            self.disabled.subgroup,
+            &[Primitive::SubgroupAdd],
+        )
     }
 
     /// Packed int8 dot products (`dot4I8Packed`).
@@ -290,6 +301,10 @@ impl Capabilities {
 
     /// Cooperative matrices (no kernel uses them yet; reported for completeness).
     pub fn coopmat(&self) -> Availability {
-        self.availability(self.summary.features.cooperative_matrix, self.disabled.coopmat, &[])
+        self.availability(
+            self.summary.features.cooperative_matrix,
+            self.disabled.coopmat,
+            &[],
+        )
     }
 }

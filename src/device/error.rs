@@ -15,11 +15,17 @@ pub enum DeviceError {
     #[error("no adapter matches '{selector}' (an index, a backend name such as vulkan/gl/metal/dx12, or part of a name); available:\n{available}")]
     NoMatchingAdapter { selector: String, available: String },
 
-    #[error("adapter '{adapter}' refused a device with the features and limits wgllm needs: {reason}")]
+    #[error(
+        "adapter '{adapter}' refused a device with the features and limits wgllm needs: {reason}"
+    )]
     RequestDevice { adapter: String, reason: String },
 
     #[error("out of GPU memory while {what} ({bytes} bytes requested): {detail}")]
-    OutOfMemory { what: String, bytes: u64, detail: String },
+    OutOfMemory {
+        what: String,
+        bytes: u64,
+        detail: String,
+    },
 
     #[error("GPU validation error while {what}: {detail}")]
     Validation { what: String, detail: String },
@@ -37,5 +43,9 @@ pub enum DeviceError {
     Readback { what: String, detail: String },
 
     #[error("{what} needs {needed}, but this adapter's limit is {limit}")]
-    Limit { what: String, needed: u64, limit: u64 },
+    Limit {
+        what: String,
+        needed: u64,
+        limit: u64,
+    },
 }

@@ -70,7 +70,11 @@ impl Gpu {
     /// Opens adapter `index` of `list`: requests the device, installs error capture, runs (or
     /// loads the cached) driver self-test, and derives the final [`Capabilities`].
     pub fn open(list: &AdapterList, index: usize, switches: Switches) -> Result<Self, DeviceError> {
-        let adapter = list.adapters.get(index).ok_or(DeviceError::NoAdapter)?.clone();
+        let adapter = list
+            .adapters
+            .get(index)
+            .ok_or(DeviceError::NoAdapter)?
+            .clone();
         let summary = AdapterSummary::probe(&list.instance, &adapter, index);
         let desc = wgpu::DeviceDescriptor {
             label: Some("wgllm"),
@@ -80,11 +84,12 @@ impl Gpu {
             memory_hints: wgpu::MemoryHints::Performance,
             trace: wgpu::Trace::Off,
         };
-        let (device, queue) =
-            pollster::block_on(adapter.request_device(&desc)).map_err(|e| DeviceError::RequestDevice {
+        let (device, queue) = pollster::block_on(adapter.request_device(&desc)).map_err(|e| {
+            DeviceError::RequestDevice {
                 adapter: summary.name.clone(),
                 reason: e.to_string(),
-            })?;
+            }
+        })?;
 
         let lost = Arc::new(Mutex::new(None));
         let lost_slot = lost.clone();
@@ -118,6 +123,10 @@ impl Gpu {
 
     /// Fails if the device was lost or an error escaped the scopes.
     pub fn check_alive(&self) -> Result<(), DeviceError> {
+        if self.uncaptured.lock().is_ok_and(|v| !v.is_empty()) {
+            // Let a pending device-lost callback run: it explains "invalid object" errors.
+            let _ = self.device.poll(wgpu::PollType::Poll);
+        }
         if let Some(reason) = self.lost.lock().ok().and_then(|s| s.clone()) {
             return Err(DeviceError::DeviceLost { reason });
         }
@@ -132,7 +141,12 @@ impl Gpu {
 
     /// Runs `f` inside out-of-memory, validation and internal error scopes; an error caught
     /// there becomes a [`DeviceError`] that says `what` was being done.
-    pub fn scoped<T>(&self, what: &str, bytes: u64, f: impl FnOnce() -> T) -> Result<T, DeviceError> {
+    pub fn scoped<T>(
+        &self,
+        what: &str,
+        bytes: u64,
+        f: impl FnOnce() -> T,
+    ) -> Result<T, DeviceError> {
         self.check_alive()?;
         let internal = self.device.push_error_scope(wgpu::ErrorFilter::Internal);
         let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
@@ -141,6 +155,12 @@ impl Gpu {
         let oom = pollster::block_on(oom.pop());
         let validation = pollster::block_on(validation.pop());
         let internal = pollster::block_on(internal.pop());
+        if oom.is_some() || validation.is_some() || internal.is_some() {
+            // A lost device shows up first as "invalid object" validation errors; the lost
+            // callback runs on the next poll, and then the real cause is reported.
+            let _ = self.device.poll(wgpu::PollType::Poll);
+            self.check_alive()?;
+        }
         if let Some(e) = oom {
             return Err(DeviceError::OutOfMemory {
                 what: what.to_string(),
@@ -196,32 +216,46 @@ impl Gpu {
             self.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(label),
                 size: size.max(4).div_ceil(4) * 4,
-                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_DST
+                    | wgpu::BufferUsages::COPY_SRC,
                 mapped_at_creation: false,
             })
         })
     }
 
     /// A small uniform buffer holding a kernel's parameters.
-    pub fn uniform<T: bytemuck::Pod>(&self, label: &str, value: &T) -> Result<wgpu::Buffer, DeviceError> {
+    pub fn uniform<T: bytemuck::Pod>(
+        &self,
+        label: &str,
+        value: &T,
+    ) -> Result<wgpu::Buffer, DeviceError> {
         let bytes = bytemuck::bytes_of(value);
-        let buffer = self.scoped(&format!("allocating {label}"), bytes.len() as u64, || {
-            self.device.create_buffer(&wgpu::BufferDescriptor {
+        self.scoped(&format!("allocating {label}"), bytes.len() as u64, || {
+            let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(label),
                 size: (bytes.len() as u64).div_ceil(16).max(1) * 16,
                 usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
-            })
-        })?;
-        self.queue.write_buffer(&buffer, 0, bytes);
-        Ok(buffer)
+            });
+            self.queue.write_buffer(&buffer, 0, bytes);
+            buffer
+        })
     }
 
     /// The compute pipeline of a shader variant, compiled once per process and cached by the
     /// variant's key.
-    pub fn pipeline(&self, variant: &ShaderVariant) -> Result<Arc<wgpu::ComputePipeline>, DeviceError> {
+    pub fn pipeline(
+        &self,
+        variant: &ShaderVariant,
+    ) -> Result<Arc<wgpu::ComputePipeline>, DeviceError> {
         let key = variant.cache_key();
-        if let Some(p) = self.pipelines.lock().ok().and_then(|m| m.get(&key).cloned()) {
+        if let Some(p) = self
+            .pipelines
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&key).cloned())
+        {
             return Ok(p);
         }
         let source = variant.source().map_err(|e| DeviceError::Validation {
@@ -229,18 +263,21 @@ impl Gpu {
             detail: e.to_string(),
         })?;
         let pipeline = self.scoped(&format!("compiling kernel {}", variant.name), 0, || {
-            let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(&variant.name),
-                source: wgpu::ShaderSource::Wgsl(source.into()),
-            });
-            self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(&variant.name),
-                layout: None,
-                module: &module,
-                entry_point: Some("main"),
-                compilation_options: Default::default(),
-                cache: None,
-            })
+            let module = self
+                .device
+                .create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(&variant.name),
+                    source: wgpu::ShaderSource::Wgsl(source.into()),
+                });
+            self.device
+                .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(&variant.name),
+                    layout: None,
+                    module: &module,
+                    entry_point: Some("main"),
+                    compilation_options: Default::default(),
+                    cache: None,
+                })
         })?;
         let pipeline = Arc::new(pipeline);
         if let Ok(mut m) = self.pipelines.lock() {
@@ -257,7 +294,11 @@ impl Gpu {
         buffers: &[&wgpu::Buffer],
         groups: [u32; 3],
     ) -> Result<(), DeviceError> {
-        let max = self.caps.summary.limits.max_compute_workgroups_per_dimension;
+        let max = self
+            .caps
+            .summary
+            .limits
+            .max_compute_workgroups_per_dimension;
         if let Some(&g) = groups.iter().find(|&&g| g > max) {
             return Err(DeviceError::Limit {
                 what: "workgroups in one dispatch dimension".into(),
@@ -302,7 +343,11 @@ impl Gpu {
     }
 
     /// Submits and blocks until the GPU is done (or [`WAIT_TIMEOUT`] passes).
-    pub fn submit_and_wait(&self, what: &str, encoder: wgpu::CommandEncoder) -> Result<(), DeviceError> {
+    pub fn submit_and_wait(
+        &self,
+        what: &str,
+        encoder: wgpu::CommandEncoder,
+    ) -> Result<(), DeviceError> {
         let index = self.scoped(what, 0, || self.queue.submit([encoder.finish()]))?;
         self.wait(what, Some(index))
     }
@@ -328,7 +373,13 @@ impl Gpu {
     }
 
     /// Copies `size` bytes at `offset` of `buffer` back to the host.
-    pub fn read_bytes(&self, what: &str, buffer: &wgpu::Buffer, offset: u64, size: u64) -> Result<Vec<u8>, DeviceError> {
+    pub fn read_bytes(
+        &self,
+        what: &str,
+        buffer: &wgpu::Buffer,
+        offset: u64,
+        size: u64,
+    ) -> Result<Vec<u8>, DeviceError> {
         let staging = self.scoped(&format!("allocating read-back for {what}"), size, || {
             self.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("read-back"),

@@ -94,12 +94,18 @@ pub fn probe(adapter: &wgpu::Adapter) -> (DeviceMemory, VulkanExtras) {
     }
 }
 
-#[cfg(any(windows, all(unix, not(target_vendor = "apple"), not(target_arch = "wasm32"))))]
+#[cfg(any(
+    windows,
+    all(unix, not(target_vendor = "apple"), not(target_arch = "wasm32"))
+))]
 mod vulkan {
     use super::*;
     use ash::vk;
 
-    pub fn probe(adapter: &wgpu::Adapter, info: &wgpu::AdapterInfo) -> (DeviceMemory, VulkanExtras) {
+    pub fn probe(
+        adapter: &wgpu::Adapter,
+        info: &wgpu::AdapterInfo,
+    ) -> (DeviceMemory, VulkanExtras) {
         // SAFETY: we only read properties through the instance and physical device that the
         // hal adapter owns; nothing is created or destroyed, and the guard outlives the calls.
         let Some(hal) = (unsafe { adapter.as_hal::<wgpu::hal::api::Vulkan>() }) else {
@@ -137,27 +143,36 @@ mod vulkan {
                 }
             })
             .collect();
-        let shared = matches!(info.device_type, wgpu::DeviceType::Cpu | wgpu::DeviceType::IntegratedGpu);
+        let shared = matches!(
+            info.device_type,
+            wgpu::DeviceType::Cpu | wgpu::DeviceType::IntegratedGpu
+        );
         let source = if has_budget {
             "vulkan: device-local heaps, with VK_EXT_memory_budget budget/usage".to_string()
         } else {
-            "vulkan: device-local heap sizes (no VK_EXT_memory_budget: free memory unknown)".to_string()
+            "vulkan: device-local heap sizes (no VK_EXT_memory_budget: free memory unknown)"
+                .to_string()
         };
 
         let mut extras = VulkanExtras::default();
-        let has_int_dot = api >= vk::API_VERSION_1_3 || caps.supports_extension(ash::khr::shader_integer_dot_product::NAME);
+        let has_int_dot = api >= vk::API_VERSION_1_3
+            || caps.supports_extension(ash::khr::shader_integer_dot_product::NAME);
         if has_props2 && has_int_dot {
             let mut dot = vk::PhysicalDeviceShaderIntegerDotProductProperties::default();
             let mut p2 = vk::PhysicalDeviceProperties2::default().push_next(&mut dot);
             // SAFETY: as above; the struct is core in 1.3 or provided by the extension checked.
             unsafe { instance.get_physical_device_properties2(pd, &mut p2) };
-            extras.int_dot_accelerated = Some(dot.integer_dot_product4x8_bit_packed_signed_accelerated == vk::TRUE);
+            extras.int_dot_accelerated =
+                Some(dot.integer_dot_product4x8_bit_packed_signed_accelerated == vk::TRUE);
         }
         (DeviceMemory::from_heaps(heaps, shared, source), extras)
     }
 }
 
-#[cfg(not(any(windows, all(unix, not(target_vendor = "apple"), not(target_arch = "wasm32")))))]
+#[cfg(not(any(
+    windows,
+    all(unix, not(target_vendor = "apple"), not(target_arch = "wasm32"))
+)))]
 mod vulkan {
     use super::*;
     pub fn probe(_: &wgpu::Adapter, _: &wgpu::AdapterInfo) -> (DeviceMemory, VulkanExtras) {
@@ -175,9 +190,24 @@ mod tests {
     #[test]
     fn sums_device_local_heaps_and_budget() {
         let heaps = vec![
-            MemoryHeap { size_bytes: 80 << 30, device_local: true, budget_bytes: Some(78 << 30), usage_bytes: Some(1 << 30) },
-            MemoryHeap { size_bytes: 64 << 30, device_local: false, budget_bytes: Some(60 << 30), usage_bytes: Some(0) },
-            MemoryHeap { size_bytes: 256 << 20, device_local: true, budget_bytes: Some(200 << 20), usage_bytes: Some(0) },
+            MemoryHeap {
+                size_bytes: 80 << 30,
+                device_local: true,
+                budget_bytes: Some(78 << 30),
+                usage_bytes: Some(1 << 30),
+            },
+            MemoryHeap {
+                size_bytes: 64 << 30,
+                device_local: false,
+                budget_bytes: Some(60 << 30),
+                usage_bytes: Some(0),
+            },
+            MemoryHeap {
+                size_bytes: 256 << 20,
+                device_local: true,
+                budget_bytes: Some(200 << 20),
+                usage_bytes: Some(0),
+            },
         ];
         let m = DeviceMemory::from_heaps(heaps, false, "t".into());
         assert_eq!(m.device_local_bytes, Some((80 << 30) + (256 << 20)));
@@ -186,7 +216,12 @@ mod tests {
 
     #[test]
     fn no_budget_means_unknown_available() {
-        let heaps = vec![MemoryHeap { size_bytes: 8 << 30, device_local: true, budget_bytes: None, usage_bytes: None }];
+        let heaps = vec![MemoryHeap {
+            size_bytes: 8 << 30,
+            device_local: true,
+            budget_bytes: None,
+            usage_bytes: None,
+        }];
         let m = DeviceMemory::from_heaps(heaps, true, "t".into());
         assert_eq!(m.device_local_bytes, Some(8 << 30));
         assert_eq!(m.available_bytes, None);

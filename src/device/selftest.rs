@@ -1,7 +1,7 @@
 //! Driver self-test: at device creation, a known-answer test of every WGSL primitive the
-//! kernels rely on (`shaders/selftest.wgsl`). Results are cached per adapter + driver version
-//! + shader source; a failing primitive is routed around (a workaround variant) or demotes the
-//! paths that need it, and `capabilities` lists both under "driver workarounds".
+//! kernels rely on (`shaders/selftest.wgsl`). Results are cached per adapter, driver version
+//! and shader source. A failing primitive is routed around (a workaround variant) or demotes
+//! the paths that need it, and `capabilities` lists both under "driver workarounds".
 
 use super::error::DeviceError;
 use super::gpu::Gpu;
@@ -95,13 +95,7 @@ impl Section {
                 WorkgroupBarrier,
             ],
             Self::Dot4 => &[Unpack4xI8, Dot4I8Packed],
-            Self::F16 => &[
-                F16Arithmetic,
-                F16LoadLo,
-                F16LoadHi,
-                F16Dot,
-                F16FromF32,
-            ],
+            Self::F16 => &[F16Arithmetic, F16LoadLo, F16LoadHi, F16Dot, F16FromF32],
             Self::Subgroup => &[SubgroupAdd],
         }
     }
@@ -218,22 +212,54 @@ fn expect_u32(out: &[u32], slots: &[usize], want: &[u32]) -> (bool, String) {
 fn judge(section: Section, out: &[u32]) -> (Vec<CheckResult>, Option<u32>) {
     use Primitive::*;
     let mut results = Vec::new();
-    let mut push = |primitive, (passed, detail): (bool, String)| results.push(CheckResult { primitive, passed, detail });
+    let mut push = |primitive, (passed, detail): (bool, String)| {
+        results.push(CheckResult {
+            primitive,
+            passed,
+            detail,
+        })
+    };
     let mut sg_seen = None;
     match section {
         Section::Base => {
             push(Unpack2x16FloatLo, expect_f32(out, &[0], &[1.5], 0.0));
             push(Unpack2x16FloatHi, expect_f32(out, &[1], &[-2.25], 0.0));
-            push(Unpack2x16FloatHiViaShift, expect_f32(out, &[2], &[-2.25], 0.0));
+            push(
+                Unpack2x16FloatHiViaShift,
+                expect_f32(out, &[2], &[-2.25], 0.0),
+            );
             push(Pack2x16Float, expect_u32(out, &[3], &[INPUTS[0]]));
-            push(Unpack4x8Snorm, expect_f32(out, &[4, 5, 6, 7], &[1.0, -1.0, 0.0, -64.0 / 127.0], 1e-6));
-            push(ExtractBitsI8, expect_u32(out, &[8, 9, 10, 11], &[127, (-127i32) as u32, 0, (-64i32) as u32]));
+            push(
+                Unpack4x8Snorm,
+                expect_f32(out, &[4, 5, 6, 7], &[1.0, -1.0, 0.0, -64.0 / 127.0], 1e-6),
+            );
+            push(
+                ExtractBitsI8,
+                expect_u32(
+                    out,
+                    &[8, 9, 10, 11],
+                    &[127, (-127i32) as u32, 0, (-64i32) as u32],
+                ),
+            );
             push(BitcastF32, expect_f32(out, &[17], &[3.0], 0.0));
-            push(WorkgroupBarrier, expect_u32(out, &[18], &[(0..64u32).map(|l| 3 * l + 1).sum()]));
+            push(
+                WorkgroupBarrier,
+                expect_u32(out, &[18], &[(0..64u32).map(|l| 3 * l + 1).sum()]),
+            );
         }
         Section::Dot4 => {
-            push(Unpack4xI8, expect_u32(out, &[12, 13, 14, 15], &[127, (-127i32) as u32, 0, (-64i32) as u32]));
-            push(Dot4I8Packed, expect_u32(out, &[16], &[(127 - 254 - 256i32) as u32]));
+            push(
+                Unpack4xI8,
+                expect_u32(
+                    out,
+                    &[12, 13, 14, 15],
+                    &[127, (-127i32) as u32, 0, (-64i32) as u32],
+                ),
+            );
+            push(
+                Dot4I8Packed,
+                expect_u32(out, &[16], &[(127 - 254 - 256i32) as u32]),
+            );
         }
         Section::F16 => {
             push(F16Arithmetic, expect_f32(out, &[19], &[-2.875], 0.0));
@@ -295,7 +321,10 @@ fn one_line(text: &str) -> String {
 fn run_section(gpu: &Gpu, section: Section) -> Result<Vec<u32>, DeviceError> {
     let pipeline = gpu.pipeline(&section.variant())?;
     let input = gpu.upload("selftest inputs", bytemuck::cast_slice(&INPUTS))?;
-    let output = gpu.upload("selftest outputs", bytemuck::cast_slice(&[UNWRITTEN; OUT_WORDS as usize]))?;
+    let output = gpu.upload(
+        "selftest outputs",
+        bytemuck::cast_slice(&[UNWRITTEN; OUT_WORDS as usize]),
+    )?;
     // The f16 section also sees the input as array<vec2<f16>> at binding 2.
     let buffers: &[&wgpu::Buffer] = match section {
         Section::F16 => &[&input, &output, &input],
@@ -312,9 +341,19 @@ pub fn run(gpu: &Gpu) -> Result<SelfTestReport, DeviceError> {
     let mut report = SelfTestReport::default();
     for section in Section::ALL {
         let missing = match section {
-            Section::F16 if !features.contains(wgpu::Features::SHADER_F16) => Some("not run: shader-f16 not enabled"),
-            Section::Subgroup if !features.contains(wgpu::Features::SUBGROUP) => Some("not run: subgroups not enabled"),
-            Section::Dot4 if !gpu.caps.summary.features.wgsl_packed_4x8_integer_dot_product => {
+            Section::F16 if !features.contains(wgpu::Features::SHADER_F16) => {
+                Some("not run: shader-f16 not enabled")
+            }
+            Section::Subgroup if !features.contains(wgpu::Features::SUBGROUP) => {
+                Some("not run: subgroups not enabled")
+            }
+            Section::Dot4
+                if !gpu
+                    .caps
+                    .summary
+                    .features
+                    .wgsl_packed_4x8_integer_dot_product =>
+            {
                 Some("not run: WGSL packed_4x8_integer_dot_product not available")
             }
             _ => None,
@@ -334,7 +373,10 @@ pub fn run(gpu: &Gpu) -> Result<SelfTestReport, DeviceError> {
             Err(e @ DeviceError::DeviceLost { .. }) => return Err(e),
             Err(e) => {
                 log::warn!("self-test section {section:?} failed to run: {e}");
-                report.results.extend(not_run(section, &format!("failed to run: {}", one_line(&e.to_string()))));
+                report.results.extend(not_run(
+                    section,
+                    &format!("failed to run: {}", one_line(&e.to_string())),
+                ));
             }
         }
     }
@@ -344,9 +386,9 @@ pub fn run(gpu: &Gpu) -> Result<SelfTestReport, DeviceError> {
 /// FNV-1a, 64-bit: a stable hash for cache file names (std's hasher may change between
 /// Rust releases).
 fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes
-        .iter()
-        .fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// Where per-adapter caches live: `$WGLLM_CACHE_DIR`, else `$XDG_CACHE_HOME/wgllm`, else
@@ -385,9 +427,41 @@ struct CacheFile {
     report: SelfTestReport,
 }
 
+/// Marks the primitives named in `WGLLM_SELFTEST_FAIL` (comma-separated snake_case names,
+/// e.g. `unpack2x16_float_hi`) as failed: a testing aid that shows how the engine routes
+/// around a driver bug on a driver that does not have it.
+pub fn apply_forced_failures(report: &mut SelfTestReport, list: &str) -> Result<(), DeviceError> {
+    for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let primitive: Primitive =
+            serde_json::from_value(serde_json::Value::String(name.to_string())).map_err(|_| {
+                DeviceError::Internal {
+                    what: "reading WGLLM_SELFTEST_FAIL".into(),
+                    detail: format!("unknown primitive '{name}'"),
+                }
+            })?;
+        for r in report
+            .results
+            .iter_mut()
+            .filter(|r| r.primitive == primitive)
+        {
+            r.passed = false;
+            r.detail = "forced to fail by WGLLM_SELFTEST_FAIL".into();
+        }
+    }
+    Ok(())
+}
+
 /// Loads the cached report for this adapter + driver, or runs the self-test and caches it.
-/// `WGLLM_SELFTEST=fresh` ignores the cache.
+/// `WGLLM_SELFTEST=fresh` ignores the cache; `WGLLM_SELFTEST_FAIL` forces failures.
 pub fn run_or_load(gpu: &Gpu) -> Result<SelfTestReport, DeviceError> {
+    let mut report = load_or_run(gpu)?;
+    if let Ok(list) = std::env::var("WGLLM_SELFTEST_FAIL") {
+        apply_forced_failures(&mut report, &list)?;
+    }
+    Ok(report)
+}
+
+fn load_or_run(gpu: &Gpu) -> Result<SelfTestReport, DeviceError> {
     let key = cache_key(gpu);
     let path = cache_dir().map(|d| d.join(format!("selftest-{:016x}.json", fnv1a(key.as_bytes()))));
     let fresh = std::env::var("WGLLM_SELFTEST").is_ok_and(|v| v == "fresh");
@@ -405,11 +479,16 @@ pub fn run_or_load(gpu: &Gpu) -> Result<SelfTestReport, DeviceError> {
     }
     let report = run(gpu)?;
     if let Some(path) = path {
-        let file = CacheFile { key, report: report.clone() };
+        let file = CacheFile {
+            key,
+            report: report.clone(),
+        };
         let written = path
             .parent()
             .map_or(Ok(()), std::fs::create_dir_all)
-            .and_then(|_| std::fs::write(&path, serde_json::to_vec_pretty(&file).unwrap_or_default()));
+            .and_then(|_| {
+                std::fs::write(&path, serde_json::to_vec_pretty(&file).unwrap_or_default())
+            });
         if let Err(e) = written {
             log::debug!("could not cache the self-test at {}: {e}", path.display());
         }
@@ -425,7 +504,11 @@ mod tests {
         SelfTestReport {
             results: results
                 .iter()
-                .map(|&(primitive, passed)| CheckResult { primitive, passed, detail: String::new() })
+                .map(|&(primitive, passed)| CheckResult {
+                    primitive,
+                    passed,
+                    detail: String::new(),
+                })
                 .collect(),
             ..Default::default()
         }
@@ -434,10 +517,16 @@ mod tests {
     #[test]
     fn broken_hi_half_with_working_shift_gets_a_workaround() {
         use Primitive::*;
-        let r = report(&[(Unpack2x16FloatHi, false), (Unpack2x16FloatHiViaShift, true)]);
+        let r = report(&[
+            (Unpack2x16FloatHi, false),
+            (Unpack2x16FloatHiViaShift, true),
+        ]);
         assert_eq!(r.workarounds(), vec![Workaround::F16UnpackHiViaShift]);
         assert!(r.passed(Unpack2x16FloatHi));
-        let r = report(&[(Unpack2x16FloatHi, false), (Unpack2x16FloatHiViaShift, false)]);
+        let r = report(&[
+            (Unpack2x16FloatHi, false),
+            (Unpack2x16FloatHiViaShift, false),
+        ]);
         assert!(r.workarounds().is_empty());
         assert!(!r.passed(Unpack2x16FloatHi));
     }
@@ -468,7 +557,10 @@ mod tests {
         // The lavapipe failure: .y reads 0.
         out[1] = 0;
         let (results, _) = judge(Section::Base, &out);
-        let hi = results.iter().find(|r| r.primitive == Primitive::Unpack2x16FloatHi).unwrap();
+        let hi = results
+            .iter()
+            .find(|r| r.primitive == Primitive::Unpack2x16FloatHi)
+            .unwrap();
         assert!(!hi.passed && hi.detail.contains("-2.25"), "{hi:?}");
     }
 }

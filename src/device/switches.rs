@@ -43,7 +43,12 @@ impl Switches {
     /// The switched-off names, for reports.
     pub fn names(&self) -> Vec<&'static str> {
         let on = [self.f16, self.subgroup, self.dot4, self.coopmat];
-        SWITCH_NAMES.iter().zip(on).filter(|(_, b)| *b).map(|(n, _)| *n).collect()
+        SWITCH_NAMES
+            .iter()
+            .zip(on)
+            .filter(|(_, b)| *b)
+            .map(|(n, _)| *n)
+            .collect()
     }
 }
 

@@ -48,7 +48,8 @@ pub fn measure(gpu: &Gpu, dtype: ComputeDType) -> Result<FmaResult, DeviceError>
         (1u32 << 20, 1u32 << 12)
     };
     let limits = &gpu.caps.summary.limits;
-    let (groups, groups_x) = grid_for_invocations(invocations, WG, limits.max_compute_workgroups_per_dimension);
+    let (groups, groups_x) =
+        grid_for_invocations(invocations, WG, limits.max_compute_workgroups_per_dimension);
     let params = gpu.uniform(
         "fma params",
         &FmaParams {

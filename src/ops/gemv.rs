@@ -5,8 +5,8 @@
 
 use crate::device::selftest::Primitive;
 use crate::device::{Capabilities, DeviceError, Gpu};
-use crate::dtype::{AccumDType, ComputeDType};
 use crate::dtype::StorageDType;
+use crate::dtype::{AccumDType, ComputeDType};
 use crate::ops::select::{select, KernelKey, KernelPath, Op, Reduction};
 use half::{bf16, f16};
 
@@ -30,7 +30,11 @@ pub enum GemvError {
     #[error("gemv over {dtype} weights does not run on this adapter: {reason}")]
     Unsupported { dtype: StorageDType, reason: String },
     #[error("gemv shape {rows}x{cols}: {problem}")]
-    Shape { rows: u32, cols: u32, problem: String },
+    Shape {
+        rows: u32,
+        cols: u32,
+        problem: String,
+    },
 }
 
 /// Encodes f32 values into a storage dtype's bytes (round to nearest even), for tests,
@@ -38,8 +42,14 @@ pub enum GemvError {
 pub fn encode(dtype: StorageDType, values: &[f32]) -> Option<Vec<u8>> {
     Some(match dtype {
         StorageDType::F32 => bytemuck::cast_slice(values).to_vec(),
-        StorageDType::F16 => values.iter().flat_map(|v| f16::from_f32(*v).to_le_bytes()).collect(),
-        StorageDType::Bf16 => values.iter().flat_map(|v| bf16::from_f32(*v).to_le_bytes()).collect(),
+        StorageDType::F16 => values
+            .iter()
+            .flat_map(|v| f16::from_f32(*v).to_le_bytes())
+            .collect(),
+        StorageDType::Bf16 => values
+            .iter()
+            .flat_map(|v| bf16::from_f32(*v).to_le_bytes())
+            .collect(),
         _ => return None,
     })
 }
@@ -47,9 +57,15 @@ pub fn encode(dtype: StorageDType, values: &[f32]) -> Option<Vec<u8>> {
 /// Dequantizes element `i` of a tensor of `dtype` (f64, exact for these dtypes).
 pub fn dequantize_at(dtype: StorageDType, bytes: &[u8], i: usize) -> f64 {
     match dtype {
-        StorageDType::F32 => f64::from(f32::from_le_bytes(bytes[4 * i..4 * i + 4].try_into().unwrap_or_default())),
-        StorageDType::F16 => f64::from(f16::from_le_bytes([bytes[2 * i], bytes[2 * i + 1]]).to_f32()),
-        StorageDType::Bf16 => f64::from(bf16::from_le_bytes([bytes[2 * i], bytes[2 * i + 1]]).to_f32()),
+        StorageDType::F32 => f64::from(f32::from_le_bytes(
+            bytes[4 * i..4 * i + 4].try_into().unwrap_or_default(),
+        )),
+        StorageDType::F16 => {
+            f64::from(f16::from_le_bytes([bytes[2 * i], bytes[2 * i + 1]]).to_f32())
+        }
+        StorageDType::Bf16 => {
+            f64::from(bf16::from_le_bytes([bytes[2 * i], bytes[2 * i + 1]]).to_f32())
+        }
         _ => f64::NAN,
     }
 }
@@ -80,10 +96,16 @@ pub fn grid(key: &KernelKey, rows: u32, max_per_dim: u32) -> ([u32; 3], u32) {
 
 /// Checks that a shape can be dispatched as one binding (splitting is the upload layer's job).
 pub fn check_shape(gpu: &Gpu, dtype: StorageDType, rows: u32, cols: u32) -> Result<u64, GemvError> {
-    let shape_err = |problem: String| GemvError::Shape { rows, cols, problem };
+    let shape_err = |problem: String| GemvError::Shape {
+        rows,
+        cols,
+        problem,
+    };
     let elements = u64::from(rows) * u64::from(cols);
     if elements > u64::from(u32::MAX) {
-        return Err(shape_err("more than 2^32 elements: split the tensor by rows".into()));
+        return Err(shape_err(
+            "more than 2^32 elements: split the tensor by rows".into(),
+        ));
     }
     let bytes = dtype
         .bytes_for(elements)
@@ -97,20 +119,22 @@ pub fn check_shape(gpu: &Gpu, dtype: StorageDType, rows: u32, cols: u32) -> Resu
     Ok(bytes)
 }
 
-/// Records y = W·x with the kernel `key` into `encoder`. `w`, `x`, `y` are GPU buffers holding
-/// the weights (storage dtype), `cols` f32 and at least `rows` f32.
+/// Records y = W·x with the kernel `key` into `encoder`. `shape` is (rows, cols) of W;
+/// `[w, x, y]` are GPU buffers holding the weights (storage dtype), `cols` f32 and at least
+/// `rows` f32.
 pub fn encode_gemv(
     gpu: &Gpu,
     encoder: &mut wgpu::CommandEncoder,
     key: &KernelKey,
-    rows: u32,
-    cols: u32,
-    w: &wgpu::Buffer,
-    x: &wgpu::Buffer,
-    y: &wgpu::Buffer,
+    (rows, cols): (u32, u32),
+    [w, x, y]: [&wgpu::Buffer; 3],
 ) -> Result<(), DeviceError> {
     let pipeline = gpu.pipeline(&key.variant())?;
-    let (groups, groups_x) = grid(key, rows, gpu.caps.summary.limits.max_compute_workgroups_per_dimension);
+    let (groups, groups_x) = grid(
+        key,
+        rows,
+        gpu.caps.summary.limits.max_compute_workgroups_per_dimension,
+    );
     let params = GemvParams {
         rows,
         cols,
@@ -174,13 +198,20 @@ pub fn reachable_variants(caps: &Capabilities, dtype: StorageDType) -> Vec<Kerne
 }
 
 /// One-shot GEMV with an explicit kernel: uploads, runs, reads back `rows` outputs.
-pub fn run_with(gpu: &Gpu, key: &KernelKey, rows: u32, cols: u32, w: &[u8], x: &[f32]) -> Result<Vec<f32>, GemvError> {
+pub fn run_with(
+    gpu: &Gpu,
+    key: &KernelKey,
+    rows: u32,
+    cols: u32,
+    w: &[u8],
+    x: &[f32],
+) -> Result<Vec<f32>, GemvError> {
     check_shape(gpu, key.dtype, rows, cols)?;
     let wb = gpu.upload("gemv weights", w)?;
     let xb = gpu.upload("gemv x", bytemuck::cast_slice(x))?;
     let yb = gpu.storage("gemv y", u64::from(rows) * 4)?;
     let mut encoder = gpu.device.create_command_encoder(&Default::default());
-    encode_gemv(gpu, &mut encoder, key, rows, cols, &wb, &xb, &yb)?;
+    encode_gemv(gpu, &mut encoder, key, (rows, cols), [&wb, &xb, &yb])?;
     gpu.submit_and_wait("gemv", encoder)?;
     let mut y = gpu.read_f32("gemv y", &yb)?;
     y.truncate(rows as usize);
@@ -194,8 +225,16 @@ mod tests {
     #[test]
     fn reference_matches_hand_computation() {
         let w = encode(StorageDType::Bf16, &[1.0, 2.0, 3.0, -1.0, 0.5, 0.25]).unwrap();
-        let p = GemvParams { rows: 2, cols: 3, groups_x: 1, _pad: 0 };
-        assert_eq!(reference(&p, StorageDType::Bf16, &w, &[1.0, 1.0, 2.0]), vec![9.0, 0.0]);
+        let p = GemvParams {
+            rows: 2,
+            cols: 3,
+            groups_x: 1,
+            _pad: 0,
+        };
+        assert_eq!(
+            reference(&p, StorageDType::Bf16, &w, &[1.0, 1.0, 2.0]),
+            vec![9.0, 0.0]
+        );
     }
 
     #[test]
@@ -212,7 +251,11 @@ mod tests {
         };
         assert_eq!(grid(&key, 70_000, 65_535), ([65_535, 2, 1], 65_535));
         assert_eq!(grid(&key, 5, 65_535), ([5, 1, 1], 5));
-        let serial = KernelKey { reduction: Reduction::Serial, workgroup_size: 64, ..key };
+        let serial = KernelKey {
+            reduction: Reduction::Serial,
+            workgroup_size: 64,
+            ..key
+        };
         assert_eq!(grid(&serial, 130, 65_535), ([3, 1, 1], 3));
     }
 }

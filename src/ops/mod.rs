@@ -8,3 +8,46 @@ pub mod shader;
 pub mod stream_read;
 pub mod timing;
 pub mod tolerance;
+
+use crate::device::selftest::{Section, Workaround};
+use crate::dtype::{AccumDType, ComputeDType, StorageDType};
+use select::{KernelKey, Op, Reduction};
+use shader::ShaderVariant;
+
+/// Every shader variant the engine can ask for, on any adapter. The portability test
+/// translates each to SPIR-V, MSL, HLSL and GLSL; nothing compiles a variant not listed here.
+pub fn all_variants() -> Vec<ShaderVariant> {
+    let mut v: Vec<ShaderVariant> = Section::ALL.iter().map(|s| s.variant()).collect();
+    let gemv_types = [
+        (StorageDType::F32, ComputeDType::F32),
+        (StorageDType::F16, ComputeDType::F32),
+        (StorageDType::F16, ComputeDType::F16),
+        (StorageDType::Bf16, ComputeDType::F32),
+    ];
+    for (dtype, compute) in gemv_types {
+        for (reduction, wg) in [
+            (Reduction::Serial, 64),
+            (Reduction::Workgroup, 256),
+            (Reduction::Subgroup, 256),
+        ] {
+            for workarounds in [vec![], vec![Workaround::F16UnpackHiViaShift]] {
+                let key = KernelKey {
+                    op: Op::Gemv,
+                    dtype,
+                    compute,
+                    accum: AccumDType::F32,
+                    reduction,
+                    int_dot: false,
+                    workgroup_size: wg,
+                    workarounds,
+                };
+                v.push(key.variant());
+            }
+        }
+    }
+    v.push(stream_read::variant(stream_read::Layout::Strided));
+    v.push(stream_read::variant(stream_read::Layout::Chunked));
+    v.push(fma_peak::variant(ComputeDType::F32));
+    v.push(fma_peak::variant(ComputeDType::F16));
+    v
+}

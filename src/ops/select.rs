@@ -79,7 +79,12 @@ impl KernelKey {
     pub fn name(&self) -> String {
         let mut n = format!(
             "{}_{}_{}c_{}acc_{}_wg{}",
-            self.op, self.dtype, self.compute, self.accum, self.reduction.name(), self.workgroup_size
+            self.op,
+            self.dtype,
+            self.compute,
+            self.accum,
+            self.reduction.name(),
+            self.workgroup_size
         );
         if self.int_dot {
             n.push_str("_dot4");
@@ -137,7 +142,11 @@ impl KernelKey {
 #[derive(Clone, Debug, PartialEq)]
 pub enum KernelPath {
     /// Runs on the hardware's own paths; `feature` names what it uses, `detail` says how.
-    Native { key: KernelKey, feature: String, detail: String },
+    Native {
+        key: KernelKey,
+        feature: String,
+        detail: String,
+    },
     /// Runs, but emulates something the hardware lacks; `reason` says what and why.
     Fallback { key: KernelKey, reason: String },
     /// Does not run here; `reason` says why.
@@ -167,7 +176,9 @@ pub const NOT_IMPLEMENTED: &str = "not implemented yet";
 fn reduction(caps: &Capabilities) -> (Reduction, Option<&'static str>) {
     match caps.geometry.gemv_layout {
         RowLayout::ThreadPerRow => (Reduction::Serial, None),
-        RowLayout::WorkgroupPerRow if caps.subgroups().usable() => (Reduction::Subgroup, Some("subgroups")),
+        RowLayout::WorkgroupPerRow if caps.subgroups().usable() => {
+            (Reduction::Subgroup, Some("subgroups"))
+        }
         RowLayout::WorkgroupPerRow => (Reduction::Workgroup, None),
     }
 }
@@ -287,8 +298,12 @@ impl KernelEntry {
     fn new(op: Op, dtype: String, kv_dtype: Option<KvDType>, path: KernelPath) -> Self {
         let key = path.key().cloned();
         let (feature, reason) = match &path {
-            KernelPath::Native { feature, detail, .. } => (Some(feature.clone()), detail.clone()),
-            KernelPath::Fallback { reason, .. } | KernelPath::Unsupported { reason } => (None, reason.clone()),
+            KernelPath::Native {
+                feature, detail, ..
+            } => (Some(feature.clone()), detail.clone()),
+            KernelPath::Fallback { reason, .. } | KernelPath::Unsupported { reason } => {
+                (None, reason.clone())
+            }
         };
         Self {
             op,
@@ -310,12 +325,22 @@ pub fn matrix(caps: &Capabilities) -> Vec<KernelEntry> {
     let mut rows = Vec::new();
     for op in [Op::Gemv, Op::Gemm] {
         for dtype in StorageDType::WEIGHT_DTYPES {
-            rows.push(KernelEntry::new(op, dtype.name().into(), None, select(caps, op, dtype, None)));
+            rows.push(KernelEntry::new(
+                op,
+                dtype.name().into(),
+                None,
+                select(caps, op, dtype, None),
+            ));
         }
     }
     for kv in KvDType::ALL {
         let path = select(caps, Op::Attention, kv.storage(), Some(kv));
-        rows.push(KernelEntry::new(Op::Attention, kv.name().into(), Some(kv), path));
+        rows.push(KernelEntry::new(
+            Op::Attention,
+            kv.name().into(),
+            Some(kv),
+            path,
+        ));
     }
     rows
 }

@@ -57,7 +57,10 @@ impl Define {
         Self { name, value: None }
     }
     pub const fn value(name: &'static str, value: u32) -> Self {
-        Self { name, value: Some(value) }
+        Self {
+            name,
+            value: Some(value),
+        }
     }
 }
 
@@ -108,7 +111,7 @@ pub fn preprocess(source: &str, defines: &[Define]) -> Result<String, Preprocess
     let mut out = String::with_capacity(source.len() + 256);
     for (i, line) in source.lines().enumerate() {
         let lineno = i + 1;
-        let active = stack.last().map_or(true, |s| s.1);
+        let active = stack.last().is_none_or(|s| s.1);
         let trimmed = line.trim_start();
         if let Some(directive) = trimmed.strip_prefix('#') {
             let mut words = directive.split_whitespace();
@@ -178,7 +181,13 @@ mod tests {
     #[test]
     fn malformed_directives_are_errors() {
         assert_eq!(preprocess("#endif", &[]), Err(PreprocessError::Unopened(1)));
-        assert_eq!(preprocess("a\n#ifdef X", &[]), Err(PreprocessError::Unclosed(2)));
-        assert_eq!(preprocess("#define X 1", &[]), Err(PreprocessError::Unknown(1, "define".into())));
+        assert_eq!(
+            preprocess("a\n#ifdef X", &[]),
+            Err(PreprocessError::Unclosed(2))
+        );
+        assert_eq!(
+            preprocess("#define X 1", &[]),
+            Err(PreprocessError::Unknown(1, "define".into()))
+        );
     }
 }

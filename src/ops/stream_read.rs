@@ -58,14 +58,18 @@ pub fn measure(gpu: &Gpu, max_bytes: u64) -> Result<StreamReadResult, DeviceErro
     let words = (bytes / 16) as u32;
     // Fill with non-zero data: zeros can be faster than real data on some hardware.
     let src = gpu.storage("stream-read source", bytes)?;
-    let pattern: Vec<u32> = (0..(1u32 << 20)).map(|i| i.wrapping_mul(2_654_435_761)).collect();
+    let pattern: Vec<u32> = (0..(1u32 << 20))
+        .map(|i| i.wrapping_mul(2_654_435_761))
+        .collect();
     let chunk = bytemuck::cast_slice::<u32, u8>(&pattern);
-    let mut offset = 0u64;
-    while offset < bytes {
-        let n = (bytes - offset).min(chunk.len() as u64) as usize;
-        gpu.queue.write_buffer(&src, offset, &chunk[..n]);
-        offset += n as u64;
-    }
+    gpu.scoped("filling the streaming-read source", bytes, || {
+        let mut offset = 0u64;
+        while offset < bytes {
+            let n = (bytes - offset).min(chunk.len() as u64) as usize;
+            gpu.queue.write_buffer(&src, offset, &chunk[..n]);
+            offset += n as u64;
+        }
+    })?;
     let is_cpu = gpu.caps.summary.is_cpu();
     let mut best: Option<StreamReadResult> = None;
     for layout in [Layout::Strided, Layout::Chunked] {
@@ -77,7 +81,8 @@ pub fn measure(gpu: &Gpu, max_bytes: u64) -> Result<StreamReadResult, DeviceErro
             (Layout::Chunked, true) => words.min(1 << 10),
         }
         .max(1);
-        let (groups, groups_x) = grid_for_invocations(invocations, WG, limits.max_compute_workgroups_per_dimension);
+        let (groups, groups_x) =
+            grid_for_invocations(invocations, WG, limits.max_compute_workgroups_per_dimension);
         let params = gpu.uniform(
             "stream-read params",
             &StreamParams {

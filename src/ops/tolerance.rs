@@ -46,7 +46,10 @@ pub fn max_abs_error(got: &[f32], want: &[f32]) -> (usize, f32) {
         .zip(want)
         .enumerate()
         .map(|(i, (g, w))| (i, (g - w).abs()))
-        .fold((0, 0.0), |best, cur| if cur.1 > best.1 { cur } else { best })
+        .fold(
+            (0, 0.0),
+            |best, cur| if cur.1 > best.1 { cur } else { best },
+        )
 }
 
 #[cfg(test)]

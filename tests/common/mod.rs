@@ -13,7 +13,9 @@ pub fn all_gpus(switches: Switches) -> Vec<Gpu> {
         "no GPU adapter: install Mesa (`apt-get install -y mesa-vulkan-drivers`) to run the kernel tests"
     );
     (0..list.adapters.len())
-        .map(|i| Gpu::open(&list, i, switches).unwrap_or_else(|e| panic!("opening adapter {i}: {e}")))
+        .map(|i| {
+            Gpu::open(&list, i, switches).unwrap_or_else(|e| panic!("opening adapter {i}: {e}"))
+        })
         .collect()
 }
 
@@ -51,15 +53,22 @@ pub const SENTINEL: u32 = 0x7FC0_DEAD; // a NaN payload no kernel writes
 /// An output buffer of `n` f32 followed by the sentinel region, all pre-filled with sentinel.
 pub fn guarded_output(gpu: &Gpu, n: usize) -> wgpu::Buffer {
     let words = vec![SENTINEL; n + SENTINEL_WORDS];
-    gpu.upload("guarded output", bytemuck::cast_slice(&words)).expect("allocating output")
+    gpu.upload("guarded output", bytemuck::cast_slice(&words))
+        .expect("allocating output")
 }
 
 /// Reads `n` values back and checks the sentinel region is untouched.
 pub fn read_guarded(gpu: &Gpu, buffer: &wgpu::Buffer, n: usize, what: &str) -> Vec<f32> {
     let words = gpu.read_u32(what, buffer).expect("reading output");
     let changed = words[n..].iter().filter(|w| **w != SENTINEL).count();
-    assert_eq!(changed, 0, "{what}: {changed} sentinel words after the output were overwritten");
+    assert_eq!(
+        changed, 0,
+        "{what}: {changed} sentinel words after the output were overwritten"
+    );
     let unwritten = words[..n].iter().filter(|w| **w == SENTINEL).count();
-    assert_eq!(unwritten, 0, "{what}: {unwritten} of {n} outputs were never written");
+    assert_eq!(
+        unwritten, 0,
+        "{what}: {unwritten} of {n} outputs were never written"
+    );
     words[..n].iter().map(|w| f32::from_bits(*w)).collect()
 }

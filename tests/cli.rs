@@ -1,0 +1,224 @@
+//! The `wgllm` binary as a user runs it: adapters listed, selection, JSON schema, exit codes.
+
+use serde_json::Value;
+use std::process::{Command, Output};
+
+fn wgllm(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wgllm"));
+    cmd.args(args)
+        .env_remove("WGLLM_ADAPTER")
+        .env_remove("WGLLM_DISABLE")
+        .env_remove("WGLLM_SELFTEST_FAIL");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("running wgllm")
+}
+
+fn json(args: &[&str], env: &[(&str, &str)]) -> Value {
+    let out = wgllm(args, env);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("valid JSON")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn kernel<'a>(adapter: &'a Value, op: &str, dtype: &str) -> &'a Value {
+    adapter["kernels"]
+        .as_array()
+        .expect("kernels")
+        .iter()
+        .find(|k| k["op"] == op && k["dtype"] == dtype)
+        .unwrap_or_else(|| panic!("no {op} {dtype} entry"))
+}
+
+#[test]
+fn json_lists_lavapipe_and_gl_with_a_truthful_matrix_and_matches_the_schema() {
+    let report = json(&["capabilities", "--all", "--json"], &[]);
+    let schema: Value = serde_json::from_str(include_str!("../assets/capabilities.schema.json"))
+        .expect("schema is JSON");
+    let validator = jsonschema::validator_for(&schema).expect("schema compiles");
+    let errors: Vec<String> = validator
+        .iter_errors(&report)
+        .map(|e| format!("{} at {}", e, e.instance_path))
+        .collect();
+    assert!(errors.is_empty(), "schema violations: {errors:#?}");
+
+    let adapters = report["adapters"].as_array().unwrap();
+    let vk = adapters
+        .iter()
+        .find(|a| a["backend"] == "vulkan")
+        .expect("a Vulkan adapter (lavapipe)");
+    let gl = adapters
+        .iter()
+        .find(|a| a["backend"] == "gl")
+        .expect("a GL adapter (llvmpipe)");
+    for a in [vk, gl] {
+        assert_eq!(a["probed"], true);
+        assert_eq!(a["kernels"].as_array().unwrap().len(), 14 * 2 + 3);
+    }
+    assert_eq!(kernel(vk, "gemv", "f16")["path"], "native");
+    assert_eq!(kernel(vk, "gemv", "f16")["compute_dtype"], "f16");
+    assert_eq!(kernel(gl, "gemv", "f16")["path"], "fallback");
+    assert!(kernel(gl, "gemv", "f16")["reason"]
+        .as_str()
+        .unwrap()
+        .contains("lacks shader-f16"));
+    assert_eq!(kernel(vk, "gemv", "bf16")["path"], "fallback");
+    // Never claims a kernel that is not there.
+    let q4k = kernel(vk, "gemv", "q4_k");
+    assert_eq!(q4k["path"], "unsupported");
+    assert_eq!(q4k["reason"], "not implemented yet");
+    assert!(vk["features"]
+        .as_array()
+        .unwrap()
+        .contains(&Value::from("shader-f16")));
+    assert!(!gl["features"]
+        .as_array()
+        .unwrap()
+        .contains(&Value::from("shader-f16")));
+    // Vulkan memory comes from the heaps; GL says why it is unknown.
+    assert!(vk["memory"]["device_local_bytes"].as_u64().unwrap() > 0);
+    assert!(gl["memory"]["device_local_bytes"].is_null());
+    assert!(gl["memory"]["source"]
+        .as_str()
+        .unwrap()
+        .starts_with("unknown"));
+}
+
+#[test]
+fn without_all_only_the_selected_adapter_is_probed() {
+    let report = json(&["capabilities", "--json"], &[]);
+    let selected = report["selected"].as_u64().unwrap() as usize;
+    for (i, a) in report["adapters"].as_array().unwrap().iter().enumerate() {
+        assert_eq!(a["probed"], i == selected);
+        assert_eq!(a["kernels"].is_null(), i != selected);
+    }
+    // The default pick on this machine: lavapipe Vulkan beats llvmpipe GL.
+    assert_eq!(report["adapters"][selected]["backend"], "vulkan");
+}
+
+#[test]
+fn adapter_selection_by_index_backend_and_name() {
+    let by_backend = json(&["--adapter", "gl", "capabilities", "--json"], &[]);
+    let gl_index = by_backend["selected"].as_u64().unwrap();
+    assert_eq!(by_backend["adapters"][gl_index as usize]["backend"], "gl");
+    let by_index = json(
+        &["capabilities", "--json", "--adapter", &gl_index.to_string()],
+        &[],
+    );
+    assert_eq!(by_index["selected"], gl_index);
+    let by_env = json(&["capabilities", "--json"], &[("WGLLM_ADAPTER", "GL")]);
+    assert_eq!(by_env["selected"], gl_index);
+    let by_name = json(&["capabilities", "--json", "--adapter", "llvmpipe"], &[]);
+    let i = by_name["selected"].as_u64().unwrap() as usize;
+    assert!(by_name["adapters"][i]["name"]
+        .as_str()
+        .unwrap()
+        .contains("llvmpipe"));
+}
+
+#[test]
+fn a_selector_that_matches_nothing_lists_what_exists() {
+    let out = wgllm(&["--adapter", "radeon", "capabilities"], &[]);
+    assert_eq!(out.status.code(), Some(3));
+    let err = stderr(&out);
+    assert!(
+        err.contains("no adapter matches 'radeon'")
+            && err.contains("0: ")
+            && err.contains("(vulkan)"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"));
+    let out = wgllm(&["--adapter", "99", "capabilities"], &[]);
+    assert_eq!(out.status.code(), Some(3));
+}
+
+#[test]
+fn no_adapter_is_a_clear_error() {
+    // Only the Metal backend on Linux: wgpu finds nothing.
+    let out = wgllm(&["capabilities"], &[("WGPU_BACKEND", "metal")]);
+    assert_eq!(out.status.code(), Some(4));
+    let err = stderr(&out);
+    assert!(
+        err.contains("no GPU adapter") && err.contains("apt-get install -y mesa-vulkan-drivers"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"));
+}
+
+#[test]
+fn human_output_has_summary_lines_verdict_matrix_and_legend() {
+    let out = wgllm(&["capabilities", "--all"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.lines().filter(|l| l.contains("| f16: ")).count() >= 2,
+        "{text}"
+    );
+    assert!(
+        text.contains("Verdict: decode (gemv): native for f32, f16"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Kernel paths") && text.contains("gemv (decode)") && text.contains("Legend:")
+    );
+    assert!(text.contains("Driver self-test:") && text.contains("Driver workarounds:"));
+}
+
+#[test]
+fn a_forced_driver_failure_is_listed_as_a_workaround() {
+    let out = wgllm(
+        &["--adapter", "vulkan", "capabilities"],
+        &[
+            ("WGLLM_SELFTEST_FAIL", "unpack2x16_float_hi"),
+            ("WGLLM_DISABLE", "f16"),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("unpack2x16float(x).y is wrong on this driver"),
+        "{text}"
+    );
+    assert!(text.contains("f16 disabled by WGLLM_DISABLE"), "{text}");
+    assert!(text.contains("WGLLM_DISABLE=f16"), "{text}");
+}
+
+#[test]
+fn bad_switches_and_unknown_forced_failures_are_input_errors() {
+    let out = wgllm(&["capabilities"], &[("WGLLM_DISABLE", "f16,warp")]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(stderr(&out).contains("unknown switch 'warp'"));
+}
+
+#[test]
+fn device_lost_exits_cleanly_with_the_device_code() {
+    let out = wgllm(&["capabilities", "--simulate-device-lost"], &[]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(stderr(&out).contains("device was lost"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("panicked"));
+}
+
+#[test]
+fn measure_reports_bandwidth_and_fma_throughput() {
+    let report = json(
+        &["--adapter", "vulkan", "capabilities", "--json", "--measure"],
+        &[],
+    );
+    let a = &report["adapters"][report["selected"].as_u64().unwrap() as usize];
+    let m = &a["measurements"];
+    assert!(m["stream_read"]["gb_per_s"].as_f64().unwrap() > 0.1, "{m}");
+    assert!(m["fma_f32"]["gflop_per_s"].as_f64().unwrap() > 0.1, "{m}");
+    // lavapipe has native f16, so its f16 FMA rate is measured too.
+    assert!(m["fma_f16"]["gflop_per_s"].as_f64().unwrap() > 0.1, "{m}");
+}
