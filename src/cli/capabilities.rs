@@ -141,7 +141,16 @@ fn with_caps(mut r: AdapterReport, caps: &Capabilities) -> AdapterReport {
 fn measure(gpu: &Gpu) -> Result<Measurements, DeviceError> {
     eprintln!("measuring {} (a few seconds)…", gpu.caps.summary.name);
     Ok(Measurements {
-        stream_read: stream_read::measure(gpu, 256 << 20)?,
+        // 1 GiB (capped by the binding limit and a quarter of device memory) is far past any
+        // GPU's last-level cache, so the figure is DRAM bandwidth.
+        stream_read: stream_read::measure(
+            gpu,
+            gpu.caps
+                .summary
+                .memory
+                .device_local_bytes
+                .map_or(256 << 20, |m| (m / 4).min(1 << 30)),
+        )?,
         fma_f32: fma_peak::measure(gpu, ComputeDType::F32)?,
         fma_f16: if gpu.caps.f16().usable() {
             Some(fma_peak::measure(gpu, ComputeDType::F16)?)
@@ -255,6 +264,18 @@ fn summary_line(a: &AdapterReport, selected: bool) -> String {
         ),
         None => "unknown".into(),
     };
+    if !has("compute-shaders") {
+        return format!(
+            "{} [{}] {} | {} | {} {} | {} | no compute shaders: unusable\n",
+            if selected { "*" } else { " " },
+            a.index,
+            a.name,
+            a.backend,
+            a.driver,
+            a.driver_info,
+            a.device_type
+        );
+    }
     format!(
         "{} [{}] {} | {} | {} {} | {} | f16: {} | subgroups: {} | int dot: {} | matrix cores: {} | memory: {}\n",
         if selected { "*" } else { " " },

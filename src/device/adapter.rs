@@ -39,7 +39,22 @@ impl AdapterList {
         if self.adapters.is_empty() {
             return Err(DeviceError::NoAdapter);
         }
-        let infos: Vec<wgpu::AdapterInfo> = self.adapters.iter().map(|a| a.get_info()).collect();
+        let infos: Vec<wgpu::AdapterInfo> = self
+            .adapters
+            .iter()
+            .map(|a| {
+                let mut info = a.get_info();
+                // An adapter without compute shaders can run nothing: never the default pick.
+                if !a
+                    .get_downlevel_capabilities()
+                    .flags
+                    .contains(wgpu::DownlevelFlags::COMPUTE_SHADERS)
+                {
+                    info.device_type = wgpu::DeviceType::Other;
+                }
+                info
+            })
+            .collect();
         select_from(&infos, selector)
     }
 }

@@ -40,6 +40,9 @@ pub struct CoopMatrixConfig {
 /// The optional hardware features wgllm cares about, as the adapter reports them.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct FeatureFlags {
+    /// Compute shaders at all (downlevel flag): GL below 4.3 / GLES below 3.1 lack them, and
+    /// such an adapter can run nothing of wgllm's.
+    pub compute_shaders: bool,
     pub shader_f16: bool,
     pub subgroup: bool,
     pub shader_int64: bool,
@@ -58,6 +61,7 @@ impl FeatureFlags {
     /// The present features, as the names `capabilities --json` lists in `features[]`.
     pub fn names(&self) -> Vec<&'static str> {
         let all = [
+            (self.compute_shaders, "compute-shaders"),
             (self.shader_f16, "shader-f16"),
             (self.subgroup, "subgroups"),
             (self.shader_int64, "shader-int64"),
@@ -123,6 +127,10 @@ impl AdapterSummary {
             vendor_id: info.vendor,
             device_id: info.device,
             features: FeatureFlags {
+                compute_shaders: adapter
+                    .get_downlevel_capabilities()
+                    .flags
+                    .contains(wgpu::DownlevelFlags::COMPUTE_SHADERS),
                 shader_f16: f.contains(wgpu::Features::SHADER_F16),
                 subgroup: f.contains(wgpu::Features::SUBGROUP),
                 shader_int64: f.contains(wgpu::Features::SHADER_INT64),

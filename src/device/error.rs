@@ -15,6 +15,9 @@ pub enum DeviceError {
     #[error("no adapter matches '{selector}' (an index, a backend name such as vulkan/gl/metal/dx12, or part of a name); available:\n{available}")]
     NoMatchingAdapter { selector: String, available: String },
 
+    #[error("adapter '{adapter}' has no compute shaders ({driver}); wgllm needs them (GL 4.3+, GLES 3.1+, or any Vulkan, Metal or DX12 adapter)")]
+    NoComputeShaders { adapter: String, driver: String },
+
     #[error(
         "adapter '{adapter}' refused a device with the features and limits wgllm needs: {reason}"
     )]

@@ -76,6 +76,14 @@ impl Gpu {
             .ok_or(DeviceError::NoAdapter)?
             .clone();
         let summary = AdapterSummary::probe(&list.instance, &adapter, index);
+        if !summary.features.compute_shaders {
+            return Err(DeviceError::NoComputeShaders {
+                adapter: summary.name.clone(),
+                driver: format!("{} {}", summary.driver, summary.driver_info)
+                    .trim()
+                    .to_string(),
+            });
+        }
         let desc = wgpu::DeviceDescriptor {
             label: Some("wgllm"),
             required_features: wanted_features(&adapter, &switches),

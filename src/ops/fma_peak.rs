@@ -61,7 +61,7 @@ pub fn measure(gpu: &Gpu, dtype: ComputeDType) -> Result<FmaResult, DeviceError>
     )?;
     let sink = gpu.storage("fma sink", u64::from(invocations) * 4)?;
     let pipeline = gpu.pipeline(&variant(dtype))?;
-    let seconds = median_seconds(gpu, "the FMA benchmark", 2, 5, |enc| {
+    let seconds = median_seconds(gpu, "the FMA benchmark", 5, |enc| {
         gpu.encode_dispatch(enc, &pipeline, &[&params, &sink], groups)
     })?;
     let flops = u64::from(invocations) * u64::from(iterations) * FLOPS_PER_STEP;

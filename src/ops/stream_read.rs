@@ -94,7 +94,7 @@ pub fn measure(gpu: &Gpu, max_bytes: u64) -> Result<StreamReadResult, DeviceErro
         )?;
         let sink = gpu.storage("stream-read sink", u64::from(invocations) * 4)?;
         let pipeline = gpu.pipeline(&variant(layout))?;
-        let seconds = median_seconds(gpu, "the streaming-read benchmark", 2, 7, |enc| {
+        let seconds = median_seconds(gpu, "the streaming-read benchmark", 5, |enc| {
             gpu.encode_dispatch(enc, &pipeline, &[&params, &src, &sink], groups)
         })?;
         let r = StreamReadResult {
