@@ -2,6 +2,7 @@
 //! as `run() -> Result<ExitCode>` with exit codes that tell usage errors, bad input and
 //! device failures apart.
 
+pub mod bench;
 pub mod capabilities;
 pub mod format;
 
@@ -60,6 +61,15 @@ wgllm capabilities --json | jq '.adapters[].kernels[] | select(.path==\"fallback
 wgllm capabilities --measure     adds streaming-read GB/s and FMA GFLOP/s"
     )]
     Capabilities(capabilities::Args),
+
+    /// Measure kernel throughput on the selected adapter, next to the streaming-read limit
+    /// measured in the same run (GEMV weight GB/s ÷ streaming-read GB/s).
+    #[command(
+        after_help = "Examples:\n  wgllm bench\n  wgllm bench --dtype f16 --shape 4096x4096 --selected-only\n  \
+WGLLM_DISABLE=f16 wgllm bench --dtype f16     the f32 fallback, on hardware that has f16\n  \
+wgllm bench --json"
+    )]
+    Bench(bench::Args),
 }
 
 /// Errors the CLI reports, each mapped to an exit code.
@@ -88,6 +98,7 @@ impl CliError {
 pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Capabilities(args) => capabilities::run(cli.adapter.as_deref(), &args),
+        Command::Bench(args) => bench::run(cli.adapter.as_deref(), &args),
     }
 }
 

@@ -95,7 +95,14 @@ impl Gpu {
         let (device, queue) = pollster::block_on(adapter.request_device(&desc)).map_err(|e| {
             DeviceError::RequestDevice {
                 adapter: summary.name.clone(),
-                reason: e.to_string(),
+                reason: if summary.backend == "gl" {
+                    format!(
+                        "{e} (wgpu's GL backend needs OpenGL 4.3+ or GLES 3.1+ for compute; the driver reports '{}')",
+                        summary.driver_info.trim()
+                    )
+                } else {
+                    e.to_string()
+                },
             }
         })?;
 

@@ -24,9 +24,16 @@ pub fn all_gpus(switches: Switches) -> Vec<Gpu> {
             );
             continue;
         }
-        gpus.push(
-            Gpu::open(&list, i, switches).unwrap_or_else(|e| panic!("opening adapter {i}: {e}")),
-        );
+        match Gpu::open(&list, i, switches) {
+            Ok(gpu) => gpus.push(gpu),
+            // NVIDIA's GL 3.3 adapter claims compute but refuses a device. Skipping it hides
+            // nothing: cli.rs asserts both Mesa adapters open, and the coverage checks fail
+            // if a variant ran on no adapter.
+            Err(e @ wgllm::device::DeviceError::RequestDevice { .. }) => {
+                eprintln!("not testing adapter {i}: {e}")
+            }
+            Err(e) => panic!("opening adapter {i}: {e}"),
+        }
     }
     assert!(!gpus.is_empty(), "no adapter with compute shaders");
     gpus
