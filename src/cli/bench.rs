@@ -190,11 +190,9 @@ fn bench_gemv(gpu: &Gpu, args: &Args, limit_gb_s: f64) -> Result<Vec<BenchRow>, 
     Ok(rows)
 }
 
-pub fn run(selector: Option<&str>, args: &Args) -> Result<(), CliError> {
-    let switches = Switches::from_env()?;
-    let list = AdapterList::enumerate();
-    let index = list.select(selector)?;
-    let gpu = Gpu::open(&list, index, switches)?;
+/// Measures the streaming-read limit, then every requested kernel, on one opened adapter.
+/// `benches/gemv.rs` calls this too, for every adapter.
+pub fn measure(gpu: &Gpu, args: &Args) -> Result<BenchReport, CliError> {
     if args.op == BenchOp::Gemm {
         return Err(CliError::BadInput(
             "gemm: not implemented yet (no GEMM kernel exists; see `wgllm capabilities`)".into(),
@@ -205,21 +203,29 @@ pub fn run(selector: Option<&str>, args: &Args) -> Result<(), CliError> {
         gpu.caps.summary.name
     );
     let limit = stream_read::measure(
-        &gpu,
+        gpu,
         gpu.caps
             .summary
             .memory
             .device_local_bytes
             .map_or(256 << 20, |m| (m / 4).min(1 << 30)),
     )?;
-    let rows = bench_gemv(&gpu, args, limit.gb_per_s)?;
-    let report = BenchReport {
+    let rows = bench_gemv(gpu, args, limit.gb_per_s)?;
+    Ok(BenchReport {
         adapter: gpu.caps.summary.name.clone(),
         backend: gpu.caps.summary.backend,
-        disabled: switches.names(),
+        disabled: gpu.caps.disabled.names(),
         stream_read: limit,
         rows,
-    };
+    })
+}
+
+pub fn run(selector: Option<&str>, args: &Args) -> Result<(), CliError> {
+    let switches = Switches::from_env()?;
+    let list = AdapterList::enumerate();
+    let index = list.select(selector)?;
+    let gpu = Gpu::open(&list, index, switches)?;
+    let report = measure(&gpu, args)?;
     if args.json {
         let text =
             serde_json::to_string_pretty(&report).map_err(|e| CliError::BadInput(e.to_string()))?;
@@ -230,7 +236,8 @@ pub fn run(selector: Option<&str>, args: &Args) -> Result<(), CliError> {
     Ok(())
 }
 
-fn render(r: &BenchReport) -> String {
+/// The human table.
+pub fn render(r: &BenchReport) -> String {
     let mut out = format!(
         "{} ({}): streaming-read limit {:.1} GB/s ({:?}, {} invocations){}\n",
         r.adapter,
