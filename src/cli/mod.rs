@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod capabilities;
 pub mod format;
+pub mod inspect;
 
 use crate::device::switches::UnknownSwitch;
 use crate::device::DeviceError;
@@ -62,6 +63,14 @@ wgllm capabilities --measure     adds streaming-read GB/s and FMA GFLOP/s"
     )]
     Capabilities(capabilities::Args),
 
+    /// What is inside a model file (headers only, nothing is loaded) and whether the selected
+    /// GPU can run it: loader, memory, kernels, and one line that sums it up.
+    #[command(
+        after_help = "Examples:\n  wgllm inspect model.gguf\n  wgllm inspect ./Llama-3.2-1B/        a directory with config.json + safetensors\n  \
+wgllm inspect model.safetensors --tensors\n  wgllm --adapter gl inspect model.gguf --json"
+    )]
+    Inspect(inspect::Args),
+
     /// Measure kernel throughput on the selected adapter, next to the streaming-read limit
     /// measured in the same run (GEMV weight GB/s ÷ streaming-read GB/s).
     #[command(
@@ -79,6 +88,8 @@ pub enum CliError {
     Device(#[from] DeviceError),
     #[error(transparent)]
     Switch(#[from] UnknownSwitch),
+    #[error(transparent)]
+    Format(#[from] crate::formats::FormatError),
     #[error("{0}")]
     BadInput(String),
 }
@@ -88,6 +99,7 @@ impl CliError {
         match self {
             Self::Device(DeviceError::NoMatchingAdapter { .. })
             | Self::Switch(_)
+            | Self::Format(_)
             | Self::BadInput(_) => exit::BAD_INPUT,
             Self::Device(_) => exit::DEVICE,
         }
@@ -99,6 +111,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Capabilities(args) => capabilities::run(cli.adapter.as_deref(), &args),
         Command::Bench(args) => bench::run(cli.adapter.as_deref(), &args),
+        Command::Inspect(args) => inspect::run(cli.adapter.as_deref(), &args),
     }
 }
 
