@@ -222,3 +222,168 @@ fn measure_reports_bandwidth_and_fma_throughput() {
     // lavapipe has native f16, so its f16 FMA rate is measured too.
     assert!(m["fma_f16"]["gflop_per_s"].as_f64().unwrap() > 0.1, "{m}");
 }
+
+fn fixture(rel: &str) -> String {
+    format!("{}/assets/fixtures/{rel}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn sparse_safetensors(tag: &str, rows: u64, cols: u64) -> String {
+    let dir = std::env::temp_dir().join(format!("wgllm-cli-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join("model.safetensors");
+    let bytes = rows * cols * 2;
+    let header = format!(
+        r#"{{"big.weight":{{"dtype":"F16","shape":[{rows},{cols}],"data_offsets":[0,{bytes}]}}}}"#
+    );
+    let mut data = (header.len() as u64).to_le_bytes().to_vec();
+    data.extend_from_slice(header.as_bytes());
+    std::fs::write(&p, &data).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&p)
+        .unwrap()
+        .set_len(data.len() as u64 + bytes)
+        .unwrap();
+    p.display().to_string()
+}
+
+#[test]
+fn inspect_gives_the_three_part_verdict_per_adapter() {
+    let vk = json(
+        &[
+            "--adapter",
+            "vulkan",
+            "inspect",
+            &fixture("tiny-llama"),
+            "--json",
+        ],
+        &[],
+    );
+    assert_eq!(
+        vk["verdict"]["outcome"], "runs_natively",
+        "{}",
+        vk["verdict"]
+    );
+    assert_eq!(vk["format"], "safetensors");
+    assert_eq!(
+        vk["verdict"]["loader"]["config_parameters"],
+        vk["parameters"]
+    );
+    assert_eq!(vk["verdict"]["memory"]["fits"], true);
+    let gl = json(
+        &[
+            "--adapter",
+            "gl",
+            "inspect",
+            &fixture("tiny-llama-sharded"),
+            "--json",
+        ],
+        &[],
+    );
+    assert_eq!(gl["verdict"]["outcome"], "runs_with_fallbacks");
+    assert_eq!(gl["files"].as_array().unwrap().len(), 2);
+    assert!(gl["verdict"]["summary"].as_str().unwrap().contains("f16"));
+    // Memory on GL is unknown, and says so rather than guessing.
+    assert!(gl["verdict"]["memory"]["fits"].is_null());
+
+    let out = wgllm(
+        &[
+            "--adapter",
+            "vulkan",
+            "inspect",
+            &fixture("tiny-llama.gguf"),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.starts_with("Verdict on llvmpipe"), "{text}");
+    assert!(
+        text.contains("cannot run: no GEMV kernel for q8_0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("fix: convert the q8_0/q4_0/q4_1 weights to f16"),
+        "{text}"
+    );
+    assert!(
+        text.contains("parameter count matches the config"),
+        "{text}"
+    );
+}
+
+#[test]
+fn inspect_lists_tensors_collapsing_identical_layers() {
+    let out = wgllm(
+        &["inspect", &fixture("tiny-llama"), "--tensors", "--no-gpu"],
+        &[],
+    );
+    let text = stdout(&out);
+    assert!(
+        text.contains("layer 0") && text.contains("… layer 1 identical to layer 0"),
+        "{text}"
+    );
+    let down = text
+        .lines()
+        .find(|l| l.contains("model.layers.0.mlp.down_proj.weight"))
+        .expect("down_proj listed");
+    assert!(
+        down.contains(" f16 ") && down.contains("[64, 128]") && down.contains("16.0 KiB"),
+        "{down}"
+    );
+    let all = stdout(&wgllm(
+        &[
+            "inspect",
+            &fixture("tiny-llama"),
+            "--tensors",
+            "--all-layers",
+            "--no-gpu",
+        ],
+        &[],
+    ));
+    assert!(all.contains("model.layers.1.mlp.down_proj.weight"), "{all}");
+}
+
+#[test]
+fn inspect_reports_binding_splits_and_buffer_limits_on_sparse_files() {
+    // 200 MiB of f16: over lavapipe's 128 MiB binding limit, under its 2 GiB buffer limit.
+    let p = sparse_safetensors("split", 100, 1 << 20);
+    let r = json(&["--adapter", "vulkan", "inspect", &p, "--json"], &[]);
+    let m = &r["verdict"]["memory"];
+    let split = &m["split_across_bindings"][0];
+    assert_eq!(split["name"], "big.weight");
+    assert_eq!(split["bindings"], 2, "{m}");
+    assert!(m["over_max_buffer"].as_array().unwrap().is_empty());
+    assert_eq!(r["verdict"]["outcome"], "cannot_run");
+    assert!(r["verdict"]["summary"]
+        .as_str()
+        .unwrap()
+        .contains("split across bindings"));
+    // 20 GiB of f16 in one tensor: over max_buffer_size too.
+    let p = sparse_safetensors("huge", 10_240, 1 << 20);
+    let r = json(&["--adapter", "vulkan", "inspect", &p, "--json"], &[]);
+    assert_eq!(
+        r["verdict"]["memory"]["over_max_buffer"][0]["name"],
+        "big.weight"
+    );
+    assert_eq!(r["verdict"]["memory"]["fits"], false);
+}
+
+#[test]
+fn inspect_bad_input_is_a_clear_error_with_the_input_exit_code() {
+    let dir = std::env::temp_dir().join(format!("wgllm-cli-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join("bad.gguf");
+    std::fs::write(&p, b"GGUF\x09\x00\x00\x00").unwrap();
+    let out = wgllm(&["inspect", p.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(3));
+    let err = stderr(&out);
+    assert!(
+        err.contains("bad.gguf") && err.contains("GGUF version 9"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"));
+    let out = wgllm(&["inspect", "/nonexistent/model.gguf"], &[]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(stderr(&out).contains("/nonexistent/model.gguf"));
+}
