@@ -79,7 +79,7 @@ impl G {
         for t in &self.tensors {
             b.extend_from_slice(t);
         }
-        while b.len() % self.alignment != 0 {
+        while !b.len().is_multiple_of(self.alignment) {
             b.push(0);
         }
         b.extend_from_slice(&self.data);
