@@ -6,6 +6,9 @@
 //   W_BF16  two bf16 per word; WGSL has no bf16, so a bf16 is the high 16 bits of an f32
 // COMPUTE_F16 multiplies in f16 (`enable f16;`, needs shader-f16); otherwise f32.
 // Accumulation is always f32.
+// ELEMENTWISE (quantized, fp8, nf4 and any dtype blocks.wgsl decodes): each weight is
+// decoded by `dequant(e)` from blocks.wgsl, one element at a time, in f32. Correct for every
+// block layout; the word-wise paths below are the fast ones for f32/f16/bf16.
 // Row layout (REDUCE_*):
 //   REDUCE_SERIAL     one invocation per row (CPU adapters)
 //   REDUCE_WORKGROUP  one workgroup per row, tree reduction in workgroup memory
@@ -21,6 +24,10 @@
 
 #ifdef COMPUTE_F16
 enable f16;
+#endif
+
+#ifdef ELEMENTWISE
+#include "blocks.wgsl"
 #endif
 
 struct Params {
@@ -39,6 +46,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read> x: array<f32>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 
+#ifndef ELEMENTWISE
 #ifdef W_F32
 const ELEMS_PER_WORD: u32 = 1u;
 #else
@@ -88,6 +96,25 @@ fn row_words(row: u32) -> vec2<u32> {
     let start = row * p.cols;
     return vec2<u32>(start / ELEMS_PER_WORD, (start + p.cols + ELEMS_PER_WORD - 1u) / ELEMS_PER_WORD);
 }
+#endif
+
+// This invocation's share of row `row`: units first, first + step, … (a unit is a word of W,
+// or one element with ELEMENTWISE).
+fn partial(row: u32, first: u32, step: u32) -> f32 {
+    let row_start = row * p.cols;
+    var acc = 0.0;
+#ifdef ELEMENTWISE
+    for (var k = first; k < p.cols; k = k + step) {
+        acc = acc + dequant(row_start + k) * x[k];
+    }
+#else
+    let span = row_words(row);
+    for (var wi = span.x + first; wi < span.y; wi = wi + step) {
+        acc = acc + word_dot(wi, row_start);
+    }
+#endif
+    return acc;
+}
 
 #ifdef REDUCE_SERIAL
 @compute @workgroup_size(WG_SIZE)
@@ -96,18 +123,12 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     if (row >= p.rows) {
         return;
     }
-    let span = row_words(row);
-    let row_start = row * p.cols;
-    var acc = 0.0;
-    for (var wi = span.x; wi < span.y; wi = wi + 1u) {
-        acc = acc + word_dot(wi, row_start);
-    }
-    y[row] = acc;
+    y[row] = partial(row, 0u, 1u);
 }
 #endif
 
 #ifdef REDUCE_WORKGROUP
-var<workgroup> partial: array<f32, WG_SIZE>;
+var<workgroup> sums: array<f32, WG_SIZE>;
 
 @compute @workgroup_size(WG_SIZE)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -115,29 +136,23 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     if (row >= p.rows) {
         return;
     }
-    let span = row_words(row);
-    let row_start = row * p.cols;
-    var acc = 0.0;
-    for (var wi = span.x + lid; wi < span.y; wi = wi + WG_SIZE) {
-        acc = acc + word_dot(wi, row_start);
-    }
-    partial[lid] = acc;
+    sums[lid] = partial(row, lid, WG_SIZE);
     workgroupBarrier();
     for (var stride = WG_SIZE / 2u; stride > 0u; stride = stride / 2u) {
         if (lid < stride) {
-            partial[lid] = partial[lid] + partial[lid + stride];
+            sums[lid] = sums[lid] + sums[lid + stride];
         }
         workgroupBarrier();
     }
     if (lid == 0u) {
-        y[row] = partial[0];
+        y[row] = sums[0];
     }
 }
 #endif
 
 #ifdef REDUCE_SUBGROUP
 // One slot per subgroup; subgroups are at least 4 wide (wgpu's minimum).
-var<workgroup> partial: array<f32, WG_SIZE / 4u>;
+var<workgroup> sums: array<f32, WG_SIZE / 4u>;
 
 @compute @workgroup_size(WG_SIZE)
 fn main(
@@ -151,21 +166,15 @@ fn main(
     if (row >= p.rows) {
         return;
     }
-    let span = row_words(row);
-    let row_start = row * p.cols;
-    var acc = 0.0;
-    for (var wi = span.x + lid; wi < span.y; wi = wi + WG_SIZE) {
-        acc = acc + word_dot(wi, row_start);
-    }
-    let sg_sum = subgroupAdd(acc);
+    let sg_sum = subgroupAdd(partial(row, lid, WG_SIZE));
     if (sg_lane == 0u) {
-        partial[sg] = sg_sum;
+        sums[sg] = sg_sum;
     }
     workgroupBarrier();
     if (lid == 0u) {
         var total = 0.0;
         for (var i = 0u; i < n_sg; i = i + 1u) {
-            total = total + partial[i];
+            total = total + sums[i];
         }
         y[row] = total;
     }

@@ -255,19 +255,30 @@ pub fn judge(store: &TensorStore, caps: &Capabilities) -> Verdict {
             .map(|k| format!("{} ({})", k.dtype, k.gemv.reason))
             .collect();
         blockers.push(format!("no GEMV kernel for {}", names.join(", ")));
-        if let Some(target) = native_targets
-            .iter()
-            .rev()
-            .find(|d| d.bits_per_weight() <= 16.0)
-            .or(native_targets.first())
-        {
+        // Suggest, per dtype, the GGUF-storable dtype with a native kernel here whose size is
+        // closest (ties: the more precise one).
+        let mut by_target: Vec<(StorageDType, Vec<&str>)> = Vec::new();
+        for k in &no_kernel {
+            let target = native_targets
+                .iter()
+                .filter(|d| d.ggml_type().is_some())
+                .min_by(|a, b| {
+                    let da = (a.bits_per_weight() - k.dtype.bits_per_weight()).abs();
+                    let db = (b.bits_per_weight() - k.dtype.bits_per_weight()).abs();
+                    da.total_cmp(&db)
+                        .then(b.bits_per_weight().total_cmp(&a.bits_per_weight()))
+                });
+            if let Some(&t) = target {
+                match by_target.iter_mut().find(|(d, _)| *d == t) {
+                    Some((_, v)) => v.push(k.dtype.name()),
+                    None => by_target.push((t, vec![k.dtype.name()])),
+                }
+            }
+        }
+        for (target, from) in by_target {
             fixes.push(format!(
                 "convert the {} weights to {target}, which runs natively here",
-                no_kernel
-                    .iter()
-                    .map(|k| k.dtype.name())
-                    .collect::<Vec<_>>()
-                    .join("/")
+                from.join("/")
             ));
         }
     }

@@ -75,9 +75,11 @@ fn json_lists_lavapipe_and_gl_with_a_truthful_matrix_and_matches_the_schema() {
         .contains("lacks shader-f16"));
     assert_eq!(kernel(vk, "gemv", "bf16")["path"], "fallback");
     // Never claims a kernel that is not there.
-    let q4k = kernel(vk, "gemv", "q4_k");
+    let q4k = kernel(vk, "gemm", "q4_k");
     assert_eq!(q4k["path"], "unsupported");
     assert_eq!(q4k["reason"], "not implemented yet");
+    let q4k = kernel(vk, "gemv", "q4_k");
+    assert_eq!(q4k["kernel"], "gemv_q4_k_f32c_f32acc_serial_wg64");
     assert!(vk["features"]
         .as_array()
         .unwrap()
@@ -286,7 +288,50 @@ fn inspect_gives_the_three_part_verdict_per_adapter() {
     // Memory on GL is unknown, and says so rather than guessing.
     assert!(gl["verdict"]["memory"]["fits"].is_null());
 
+    // A GGUF of q8_0 / q4_0 / q4_1 matrices: every dtype has a decode kernel now.
+    let g = json(
+        &[
+            "--adapter",
+            "vulkan",
+            "inspect",
+            &fixture("tiny-llama.gguf"),
+            "--json",
+        ],
+        &[],
+    );
+    assert_eq!(
+        g["verdict"]["outcome"], "runs_natively",
+        "{}",
+        g["verdict"]["summary"]
+    );
+    let dtypes: Vec<&str> = g["verdict"]["kernels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["dtype"].as_str().unwrap())
+        .collect();
+    assert_eq!(dtypes, ["f16", "q8_0", "q4_0", "q4_1"]);
+    // A file with dtypes that have no kernel: cannot run, with a conversion suggested.
     let out = wgllm(
+        &["--adapter", "vulkan", "inspect", &fixture("all-types.gguf")],
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.starts_with("Verdict on llvmpipe"), "{text}");
+    assert!(
+        text.contains("cannot run: architecture 'fixture' is not in the Llama family"),
+        "{text}"
+    );
+    assert!(
+        text.contains("no GEMV kernel for f64 (not implemented yet)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("weights to q4_0, which runs natively here"),
+        "{text}"
+    );
+    let text = stdout(&wgllm(
         &[
             "--adapter",
             "vulkan",
@@ -294,18 +339,7 @@ fn inspect_gives_the_three_part_verdict_per_adapter() {
             &fixture("tiny-llama.gguf"),
         ],
         &[],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    let text = stdout(&out);
-    assert!(text.starts_with("Verdict on llvmpipe"), "{text}");
-    assert!(
-        text.contains("cannot run: no GEMV kernel for q8_0"),
-        "{text}"
-    );
-    assert!(
-        text.contains("fix: convert the q8_0/q4_0/q4_1 weights to f16"),
-        "{text}"
-    );
+    ));
     assert!(
         text.contains("parameter count matches the config"),
         "{text}"

@@ -54,32 +54,27 @@ pub fn encode(dtype: StorageDType, values: &[f32]) -> Option<Vec<u8>> {
     })
 }
 
-/// Dequantizes element `i` of a tensor of `dtype` (f64, exact for these dtypes).
-pub fn dequantize_at(dtype: StorageDType, bytes: &[u8], i: usize) -> f64 {
-    match dtype {
-        StorageDType::F32 => f64::from(f32::from_le_bytes(
-            bytes[4 * i..4 * i + 4].try_into().unwrap_or_default(),
-        )),
-        StorageDType::F16 => {
-            f64::from(f16::from_le_bytes([bytes[2 * i], bytes[2 * i + 1]]).to_f32())
-        }
-        StorageDType::Bf16 => {
-            f64::from(bf16::from_le_bytes([bytes[2 * i], bytes[2 * i + 1]]).to_f32())
-        }
-        _ => f64::NAN,
-    }
-}
-
-/// CPU reference: dequantize in f64, multiply and sum in f64, round once to f32.
-pub fn reference(params: &GemvParams, dtype: StorageDType, w: &[u8], x: &[f32]) -> Vec<f32> {
+/// CPU reference: dequantize (the f64 reference of `ops::dequantize`), multiply and sum in
+/// f64, round once to f32. `None` for a dtype without a dequantizer.
+pub fn reference(
+    params: &GemvParams,
+    dtype: StorageDType,
+    w: &[u8],
+    x: &[f32],
+) -> Option<Vec<f32>> {
     let (rows, cols) = (params.rows as usize, params.cols as usize);
-    (0..rows)
-        .map(|r| {
-            (0..cols)
-                .map(|k| dequantize_at(dtype, w, r * cols + k) * f64::from(x[k]))
-                .sum::<f64>() as f32
-        })
-        .collect()
+    let weights = crate::ops::dequantize::reference(dtype, w)?;
+    Some(
+        (0..rows)
+            .map(|r| {
+                weights[r * cols..(r + 1) * cols]
+                    .iter()
+                    .zip(x)
+                    .map(|(w, x)| f64::from(*w) * f64::from(*x))
+                    .sum::<f64>() as f32
+            })
+            .collect(),
+    )
 }
 
 /// Workgroup grid for `rows` rows: ([x, y, 1], groups_x), split into 2D past the per-dimension
@@ -168,6 +163,7 @@ pub fn reachable_variants(caps: &Capabilities, dtype: StorageDType) -> Vec<Kerne
         return Vec::new();
     }
     let mut computes = Vec::new();
+    // Element-wise decoders only ever read the low half of unpack2x16float.
     if dtype != StorageDType::F16 || caps.selftest.passed(Primitive::Unpack2x16FloatHi) {
         computes.push(ComputeDType::F32);
     }
@@ -233,7 +229,7 @@ mod tests {
         };
         assert_eq!(
             reference(&p, StorageDType::Bf16, &w, &[1.0, 1.0, 2.0]),
-            vec![9.0, 0.0]
+            Some(vec![9.0, 0.0])
         );
     }
 

@@ -1,6 +1,7 @@
 //! Kernels: one file per op beside its `shaders/<op>.wgsl`, with its CPU reference; the shader
 //! registry and preprocessor; and `select`, the one place that decides which variant runs.
 
+pub mod dequantize;
 pub mod fma_peak;
 pub mod gemv;
 pub mod select;
@@ -18,12 +19,8 @@ use shader::ShaderVariant;
 /// translates each to SPIR-V, MSL, HLSL and GLSL; nothing compiles a variant not listed here.
 pub fn all_variants() -> Vec<ShaderVariant> {
     let mut v: Vec<ShaderVariant> = Section::ALL.iter().map(|s| s.variant()).collect();
-    let gemv_types = [
-        (StorageDType::F32, ComputeDType::F32),
-        (StorageDType::F16, ComputeDType::F32),
-        (StorageDType::F16, ComputeDType::F16),
-        (StorageDType::Bf16, ComputeDType::F32),
-    ];
+    let mut gemv_types = vec![(StorageDType::F16, ComputeDType::F16)];
+    gemv_types.extend(dequantize::DTYPES.iter().map(|&d| (d, ComputeDType::F32)));
     for (dtype, compute) in gemv_types {
         for (reduction, wg) in [
             (Reduction::Serial, 64),
@@ -43,6 +40,11 @@ pub fn all_variants() -> Vec<ShaderVariant> {
                 };
                 v.push(key.variant());
             }
+        }
+    }
+    for dtype in dequantize::DTYPES {
+        for workarounds in [vec![], vec![Workaround::F16UnpackHiViaShift]] {
+            v.extend(dequantize::variant(dtype, &workarounds));
         }
     }
     v.push(stream_read::variant(stream_read::Layout::Strided));

@@ -95,6 +95,15 @@ impl KernelKey {
         n
     }
 
+    /// Whether the weights are decoded one element at a time through `blocks.wgsl` (every
+    /// dtype but the word-wise f32/f16/bf16 paths).
+    pub fn elementwise(&self) -> bool {
+        !matches!(
+            self.dtype,
+            StorageDType::F32 | StorageDType::F16 | StorageDType::Bf16
+        )
+    }
+
     /// The shader file and defines of this variant.
     pub fn variant(&self) -> ShaderVariant {
         let mut defines = Vec::new();
@@ -103,11 +112,12 @@ impl KernelKey {
             // Only GEMV kernels exist so far; `select` never returns keys for the others.
             Op::Gemm | Op::Attention => Shader::Gemv,
         };
-        defines.push(Define::flag(match self.dtype {
-            StorageDType::F16 => "W_F16",
-            StorageDType::Bf16 => "W_BF16",
-            _ => "W_F32",
-        }));
+        if let Some(d) = crate::ops::dequantize::dtype_define(self.dtype) {
+            defines.push(d);
+        }
+        if self.elementwise() {
+            defines.push(Define::flag("ELEMENTWISE"));
+        }
         if self.compute == ComputeDType::F16 {
             defines.push(Define::flag("COMPUTE_F16"));
         }
@@ -269,6 +279,42 @@ fn select_gemv(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
             reason: "WGSL has no bf16: decoded from u32 bits (shift by 16) into f32; multiplied and summed in f32"
                 .into(),
         },
+        StorageDType::F8E4m3 | StorageDType::F8E5m2 => KernelPath::Fallback {
+            key: key(ComputeDType::F32),
+            reason: format!("WGSL has no fp8: {dtype} decoded from its bits into f32; multiplied and summed in f32"),
+        },
+        StorageDType::Q8_0
+        | StorageDType::Q4_0
+        | StorageDType::Q4_1
+        | StorageDType::Q5_0
+        | StorageDType::Q5_1
+        | StorageDType::Q4K
+        | StorageDType::Q5K
+        | StorageDType::Q6K
+        | StorageDType::Nf4 => {
+            let int_dot_family = matches!(
+                dtype,
+                StorageDType::Q8_0 | StorageDType::Q4_0 | StorageDType::Q4_1 | StorageDType::Q5_0 | StorageDType::Q5_1
+            );
+            let accelerated = caps.dot4().usable() && caps.summary.features.int_dot_accelerated == Some(true);
+            if int_dot_family && accelerated {
+                KernelPath::Fallback {
+                    key: key(ComputeDType::F32),
+                    reason: format!(
+                        "packed int8 dot products are accelerated here, but the int-dot {dtype} kernel is not \
+                         implemented yet: {dtype} blocks decoded to f32 one element at a time; {reduce_note}"
+                    ),
+                }
+            } else {
+                KernelPath::Native {
+                    key: key(ComputeDType::F32),
+                    feature: join("f32 arithmetic"),
+                    detail: format!(
+                        "{dtype} blocks decoded to f32 in registers one element at a time, multiplied and summed in f32; {reduce_note}"
+                    ),
+                }
+            }
+        }
         _ => KernelPath::Unsupported {
             reason: NOT_IMPLEMENTED.into(),
         },

@@ -7,7 +7,9 @@
 //! * `#ifdef NAME` / `#ifndef NAME` / `#else` / `#endif` (nestable) keep or drop lines;
 //! * a define with a value (`WG_SIZE = 64`) becomes `const WG_SIZE: u32 = 64u;` appended to the
 //!   module (WGSL module-scope declarations are order-independent, so `enable` directives stay
-//!   first).
+//!   first);
+//! * `#include "blocks.wgsl"` inserts another registered file (include-only files, such as
+//!   the block decoders, are never compiled alone), preprocessed with the same defines.
 //!
 //! Nothing is substituted textually, so a define can never change code it was not meant for.
 
@@ -17,18 +19,38 @@ use std::fmt::Write as _;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Shader {
     SelfTest,
+    Blocks,
+    Dequantize,
     Gemv,
     StreamRead,
     FmaPeak,
 }
 
 impl Shader {
-    pub const ALL: [Shader; 4] = [Self::SelfTest, Self::Gemv, Self::StreamRead, Self::FmaPeak];
+    pub const ALL: [Shader; 6] = [
+        Self::SelfTest,
+        Self::Blocks,
+        Self::Dequantize,
+        Self::Gemv,
+        Self::StreamRead,
+        Self::FmaPeak,
+    ];
+
+    /// Files that are only ever `#include`d.
+    pub fn is_include(self) -> bool {
+        self == Self::Blocks
+    }
+
+    fn by_file(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.file() == name)
+    }
 
     /// File name under `shaders/`.
     pub fn file(self) -> &'static str {
         match self {
             Self::SelfTest => "selftest.wgsl",
+            Self::Blocks => "blocks.wgsl",
+            Self::Dequantize => "dequantize.wgsl",
             Self::Gemv => "gemv.wgsl",
             Self::StreamRead => "stream_read.wgsl",
             Self::FmaPeak => "fma_peak.wgsl",
@@ -38,6 +60,8 @@ impl Shader {
     pub fn source(self) -> &'static str {
         match self {
             Self::SelfTest => include_str!("../../shaders/selftest.wgsl"),
+            Self::Blocks => include_str!("../../shaders/blocks.wgsl"),
+            Self::Dequantize => include_str!("../../shaders/dequantize.wgsl"),
             Self::Gemv => include_str!("../../shaders/gemv.wgsl"),
             Self::StreamRead => include_str!("../../shaders/stream_read.wgsl"),
             Self::FmaPeak => include_str!("../../shaders/fma_peak.wgsl"),
@@ -101,10 +125,23 @@ pub enum PreprocessError {
     Unclosed(usize),
     #[error("line {0}: unknown directive '{1}'")]
     Unknown(usize, String),
+    #[error("line {0}: #include of '{1}', which is not a registered include file")]
+    BadInclude(usize, String),
 }
 
-/// Applies `#ifdef`/`#ifndef`/`#else`/`#endif` and appends the valued defines as `const`s.
+/// Applies `#ifdef`/`#ifndef`/`#else`/`#endif` and `#include`, and appends the valued defines
+/// as `const`s.
 pub fn preprocess(source: &str, defines: &[Define]) -> Result<String, PreprocessError> {
+    let mut out = expand(source, defines, 0)?;
+    for d in defines {
+        if let Some(v) = d.value {
+            writeln!(out, "const {}: u32 = {v}u;", d.name).ok();
+        }
+    }
+    Ok(out)
+}
+
+fn expand(source: &str, defines: &[Define], depth: usize) -> Result<String, PreprocessError> {
     let defined = |name: &str| defines.iter().any(|d| d.name == name);
     // Stack of (line opened, this branch active, parent active).
     let mut stack: Vec<(usize, bool, bool)> = Vec::new();
@@ -127,6 +164,15 @@ pub fn preprocess(source: &str, defines: &[Define]) -> Result<String, Preprocess
                 "endif" => {
                     stack.pop().ok_or(PreprocessError::Unopened(lineno))?;
                 }
+                "include" if active => {
+                    let name = arg.trim_matches('"');
+                    let inc = Shader::by_file(name)
+                        .filter(|s| s.is_include() && depth < 4)
+                        .ok_or_else(|| PreprocessError::BadInclude(lineno, name.to_string()))?;
+                    out.push_str(&expand(inc.source(), defines, depth + 1)?);
+                    continue;
+                }
+                "include" => {}
                 _ => return Err(PreprocessError::Unknown(lineno, word.to_string())),
             }
             // Keep line numbers stable for error messages from naga/the driver.
@@ -140,11 +186,6 @@ pub fn preprocess(source: &str, defines: &[Define]) -> Result<String, Preprocess
     }
     if let Some(&(line, _, _)) = stack.last() {
         return Err(PreprocessError::Unclosed(line));
-    }
-    for d in defines {
-        if let Some(v) = d.value {
-            writeln!(out, "const {}: u32 = {v}u;", d.name).ok();
-        }
     }
     Ok(out)
 }
@@ -176,6 +217,24 @@ mod tests {
         let out = preprocess("x\n#ifdef A\ny\n#endif\nz", &[Define::value("WG", 64)]).unwrap();
         assert_eq!(out.lines().nth(4), Some("z"));
         assert!(out.ends_with("const WG: u32 = 64u;\n"));
+    }
+
+    #[test]
+    fn includes_expand_registered_files_only() {
+        let out = preprocess("#include \"blocks.wgsl\"\nx", &[Define::flag("W_Q8_0")]).unwrap();
+        assert!(out.contains("fn dequant(e: u32) -> f32") && out.contains("34u"));
+        assert!(!out.contains("#ifdef"));
+        assert_eq!(
+            preprocess("#include \"gemv.wgsl\"", &[]),
+            Err(PreprocessError::BadInclude(1, "gemv.wgsl".into()))
+        );
+        // An include inside a false branch is skipped.
+        assert_eq!(
+            preprocess("#ifdef NO\n#include \"nope.wgsl\"\n#endif", &[])
+                .unwrap()
+                .trim(),
+            ""
+        );
     }
 
     #[test]

@@ -1,0 +1,144 @@
+// Element decoders for every storage dtype with a kernel: `fn dequant(e: u32) -> f32` returns
+// element `e` of a row-major tensor held in the including shader's `w: array<u32>` binding.
+// Included (`#include "blocks.wgsl"`), never compiled alone. Exactly one W_* define selects
+// the dtype. Block layouts are ggml's (see src/ops/dequantize.rs, which pins them with size
+// asserts and is the CPU reference); most blocks are not word-aligned (18, 20, 22, 34, 210
+// bytes), so bytes are extracted from u32 words. Every scale product here is exact in f32,
+// so results equal the f64 CPU reference bit for bit.
+
+fn byte_at(b: u32) -> u32 {
+    return (w[b >> 2u] >> ((b & 3u) * 8u)) & 0xffu;
+}
+
+// The f16 at an even byte address, moved to the low half first: only `.x` of
+// unpack2x16float is used, which every driver the self-test has seen gets right.
+fn f16_at(b: u32) -> f32 {
+    return unpack2x16float(w[b >> 2u] >> ((b & 2u) * 8u)).x;
+}
+
+// A byte as a signed 8-bit integer.
+fn i8_of(v: u32) -> f32 {
+    return f32(bitcast<i32>(v << 24u) >> 24u);
+}
+
+// The 6-bit scale (x) and min (y) of sub-block j of a q4_K/q5_K block whose 12 scale bytes
+// start at byte s (ggml's get_scale_min_k4).
+fn scale_min_k4(j: u32, s: u32) -> vec2<f32> {
+    if (j < 4u) {
+        return vec2<f32>(f32(byte_at(s + j) & 63u), f32(byte_at(s + j + 4u) & 63u));
+    }
+    let hi = byte_at(s + j + 4u);
+    return vec2<f32>(
+        f32((hi & 0xfu) | ((byte_at(s + j - 4u) >> 6u) << 4u)),
+        f32((hi >> 4u) | ((byte_at(s + j) >> 6u) << 4u)),
+    );
+}
+
+#ifdef W_NF4
+// bitsandbytes' NF4 code book.
+var<private> NF4_TABLE: array<f32, 16> = array<f32, 16>(
+    -1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453,
+    -0.28444138169288635, -0.18477343022823334, -0.09105003625154495, 0.0,
+    0.07958029955625534, 0.16093020141124725, 0.24611230194568634, 0.33791524171829224,
+    0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1.0,
+);
+#endif
+
+fn dequant(e: u32) -> f32 {
+#ifdef W_F32
+    return bitcast<f32>(w[e]);
+#endif
+#ifdef W_F16
+    return f16_at(e * 2u);
+#endif
+#ifdef W_BF16
+    let word = w[e >> 1u];
+    return bitcast<f32>(select(word << 16u, word & 0xffff0000u, (e & 1u) == 1u));
+#endif
+#ifdef W_F8_E5M2
+    // E5M2 is the high byte of an f16.
+    return unpack2x16float(byte_at(e) << 8u).x;
+#endif
+#ifdef W_F8_E4M3
+    let v = byte_at(e);
+    let sign = select(1.0, -1.0, (v & 0x80u) != 0u);
+    let exp = (v >> 3u) & 0xfu;
+    let man = v & 7u;
+    if (exp == 15u && man == 7u) {
+        return bitcast<f32>(0x7fc00000u);
+    }
+    if (exp == 0u) {
+        return sign * f32(man) * 0.001953125; // man / 8 * 2^-6
+    }
+    return sign * bitcast<f32>(((exp + 120u) << 23u) | (man << 20u));
+#endif
+#ifdef W_Q8_0
+    let base = (e / 32u) * 34u;
+    return f16_at(base) * i8_of(byte_at(base + 2u + e % 32u));
+#endif
+#ifdef W_Q4_0
+    let base = (e / 32u) * 18u;
+    let j = e % 32u;
+    let q = byte_at(base + 2u + j % 16u) >> (4u * (j / 16u));
+    return f16_at(base) * (f32(q & 0xfu) - 8.0);
+#endif
+#ifdef W_Q4_1
+    let base = (e / 32u) * 20u;
+    let j = e % 32u;
+    let q = byte_at(base + 4u + j % 16u) >> (4u * (j / 16u));
+    return f16_at(base) * f32(q & 0xfu) + f16_at(base + 2u);
+#endif
+#ifdef W_Q5_0
+    let base = (e / 32u) * 22u;
+    let j = e % 32u;
+    let hbit = (byte_at(base + 2u + j / 8u) >> (j % 8u)) & 1u;
+    let q = ((byte_at(base + 6u + j % 16u) >> (4u * (j / 16u))) & 0xfu) | (hbit << 4u);
+    return f16_at(base) * (f32(q) - 16.0);
+#endif
+#ifdef W_Q5_1
+    let base = (e / 32u) * 24u;
+    let j = e % 32u;
+    let hbit = (byte_at(base + 4u + j / 8u) >> (j % 8u)) & 1u;
+    let q = ((byte_at(base + 8u + j % 16u) >> (4u * (j / 16u))) & 0xfu) | (hbit << 4u);
+    return f16_at(base) * f32(q) + f16_at(base + 2u);
+#endif
+#ifdef W_Q4_K
+    let base = (e / 256u) * 144u;
+    let j = e % 256u;
+    let chunk = j / 64u;
+    let upper = (j % 64u) / 32u;
+    let l = j % 32u;
+    let sm = scale_min_k4(2u * chunk + upper, base + 4u);
+    let q = (byte_at(base + 16u + 32u * chunk + l) >> (4u * upper)) & 0xfu;
+    return f16_at(base) * sm.x * f32(q) - f16_at(base + 2u) * sm.y;
+#endif
+#ifdef W_Q5_K
+    let base = (e / 256u) * 176u;
+    let j = e % 256u;
+    let chunk = j / 64u;
+    let upper = (j % 64u) / 32u;
+    let l = j % 32u;
+    let sub = 2u * chunk + upper;
+    let sm = scale_min_k4(sub, base + 4u);
+    let hbit = (byte_at(base + 16u + l) >> sub) & 1u;
+    let q = ((byte_at(base + 48u + 32u * chunk + l) >> (4u * upper)) & 0xfu) + 16u * hbit;
+    return f16_at(base) * sm.x * f32(q) - f16_at(base + 2u) * sm.y;
+#endif
+#ifdef W_Q6_K
+    let base = (e / 256u) * 210u;
+    let j = e % 256u;
+    let half = j / 128u;
+    let quarter = (j % 128u) / 32u;
+    let l = j % 32u;
+    let low = (byte_at(base + 64u * half + l + 32u * (quarter & 1u)) >> (4u * (quarter / 2u))) & 0xfu;
+    let high = (byte_at(base + 128u + 32u * half + l) >> (2u * quarter)) & 3u;
+    let scale = i8_of(byte_at(base + 192u + 8u * half + l / 16u + 2u * quarter));
+    return f16_at(base + 208u) * scale * (f32(low | (high << 4u)) - 32.0);
+#endif
+#ifdef W_NF4
+    let base = (e / 64u) * 36u;
+    let j = e % 64u;
+    let code = (byte_at(base + 4u + j / 2u) >> (4u * (1u - j % 2u))) & 0xfu;
+    return NF4_TABLE[code] * bitcast<f32>(w[base / 4u]);
+#endif
+}

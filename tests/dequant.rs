@@ -1,0 +1,108 @@
+//! Dequantization against the external reference (`gguf.quants.dequantize` on blocks in
+//! assets/fixtures/dequant, written by make_fixtures.py), then the GPU dequantizer against the
+//! CPU reference on every adapter, for every dtype with a kernel. Both comparisons are
+//! bit-exact: every scale product is exact in f32 (see src/ops/dequantize.rs).
+
+mod common;
+
+use common::*;
+use std::path::Path;
+use wgllm::device::Switches;
+use wgllm::dtype::StorageDType;
+use wgllm::ops::dequantize::{self, reference, synthetic, DTYPES};
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("assets/fixtures/dequant")
+            .join(name),
+    )
+    .unwrap()
+}
+
+/// The GGUF types whose blocks gguf-py wrote (or dequantized) for us.
+const GGUF_TYPES: [StorageDType; 11] = [
+    StorageDType::F32,
+    StorageDType::F16,
+    StorageDType::Bf16,
+    StorageDType::Q8_0,
+    StorageDType::Q4_0,
+    StorageDType::Q4_1,
+    StorageDType::Q5_0,
+    StorageDType::Q5_1,
+    StorageDType::Q4K,
+    StorageDType::Q5K,
+    StorageDType::Q6K,
+];
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+fn first_difference(got: &[f32], want: &[f32]) -> Option<(usize, f32, f32)> {
+    got.iter()
+        .zip(want)
+        .enumerate()
+        .find(|(_, (g, w))| g.to_bits() != w.to_bits())
+        .map(|(i, (g, w))| (i, *g, *w))
+}
+
+#[test]
+fn cpu_reference_equals_gguf_py_bit_for_bit() {
+    for d in GGUF_TYPES {
+        let raw = fixture(&format!("{d}.bin"));
+        let want: Vec<f32> = bytemuck::pod_collect_to_vec(&fixture(&format!("{d}.f32")));
+        let got = reference(d, &raw).unwrap_or_else(|| panic!("{d}: no reference"));
+        assert_eq!(got.len(), want.len(), "{d}");
+        assert!(
+            bits(&got) == bits(&want),
+            "{d}: first difference {:?}",
+            first_difference(&got, &want)
+        );
+    }
+}
+
+#[test]
+fn gpu_dequantize_equals_the_reference_on_every_adapter() {
+    let mut ran = std::collections::BTreeSet::new();
+    for gpu in all_gpus(Switches::default()) {
+        for d in DTYPES {
+            let mut inputs = vec![synthetic(d, d.block().elements as usize * 37, 11).unwrap()];
+            if GGUF_TYPES.contains(&d) {
+                inputs.push(fixture(&format!("{d}.bin")));
+            }
+            for raw in inputs {
+                let want = reference(d, &raw).unwrap();
+                let n = want.len();
+                let src = gpu.upload("src", &raw).unwrap();
+                let out = guarded_output(&gpu, n);
+                let mut enc = gpu.device.create_command_encoder(&Default::default());
+                dequantize::encode(&gpu, &mut enc, d, n as u32, &src, &out).unwrap();
+                gpu.submit_and_wait("dequantize test", enc).unwrap();
+                let what = format!("dequantize {d} on {}", label(&gpu));
+                let got = read_guarded(&gpu, &out, n, &what);
+                assert!(
+                    bits(&got) == bits(&want),
+                    "{what}: first difference (index, got, want) {:?}",
+                    first_difference(&got, &want)
+                );
+            }
+            ran.insert(d);
+        }
+    }
+    assert_eq!(ran.len(), DTYPES.len());
+}
+
+#[test]
+fn the_one_shot_run_refuses_what_has_no_kernel() {
+    let gpu = all_gpus(Switches::default()).remove(0);
+    assert_eq!(
+        dequantize::run(&gpu, StorageDType::Iq2Xxs, &[0; 66]).unwrap(),
+        None
+    );
+    let q = synthetic(StorageDType::Q4K, 512, 1).unwrap();
+    assert_eq!(
+        dequantize::run(&gpu, StorageDType::Q4K, &q).unwrap(),
+        reference(StorageDType::Q4K, &q)
+    );
+}
