@@ -421,3 +421,61 @@ fn inspect_bad_input_is_a_clear_error_with_the_input_exit_code() {
     assert_eq!(out.status.code(), Some(3));
     assert!(stderr(&out).contains("/nonexistent/model.gguf"));
 }
+
+#[test]
+fn dump_writes_little_endian_f32_equal_on_gpu_and_cpu() {
+    let dir = std::env::temp_dir().join(format!("wgllm-dump-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (gpu_out, cpu_out) = (dir.join("gpu.f32"), dir.join("cpu.f32"));
+    let model = fixture("tiny-llama.gguf");
+    for adapter in ["vulkan", "gl"] {
+        let r = json(
+            &[
+                "--adapter",
+                adapter,
+                "dump",
+                &model,
+                "blk.1.ffn_gate.weight",
+                "--out",
+                gpu_out.to_str().unwrap(),
+                "--json",
+            ],
+            &[],
+        );
+        assert_eq!(r["dequantized_by"], "dequantize_q4_0");
+        assert_eq!(r["stats"]["count"], 512 * 256);
+        assert_eq!(r["stats"]["nan"], 0);
+        let c = json(
+            &[
+                "dump",
+                &model,
+                "blk.1.ffn_gate.weight",
+                "--out",
+                cpu_out.to_str().unwrap(),
+                "--cpu",
+                "--json",
+            ],
+            &[],
+        );
+        assert_eq!(c["dequantized_by"], "cpu-reference");
+        let (g, c) = (
+            std::fs::read(&gpu_out).unwrap(),
+            std::fs::read(&cpu_out).unwrap(),
+        );
+        assert_eq!(g.len(), 512 * 256 * 4);
+        assert!(g == c, "{adapter}: GPU and CPU dumps differ");
+    }
+    let out = wgllm(&["dump", &model, "no.such.tensor"], &[]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(stderr(&out).contains("no tensor 'no.such.tensor'"));
+    let out = wgllm(
+        &["dump", &fixture("all-types.gguf"), "iq2_xxs", "--cpu"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        stderr(&out).contains("cannot dequantize"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -106,3 +106,38 @@ fn the_one_shot_run_refuses_what_has_no_kernel() {
         reference(StorageDType::Q4K, &q)
     );
 }
+
+/// `wgllm dump`'s chunked path: small chunks through the GPU equal the whole tensor through
+/// the CPU reference, for every tensor of the GGUF and safetensors fixtures, on every adapter.
+#[test]
+fn chunked_dump_equals_the_reference_on_every_adapter() {
+    use wgllm::cli::dump::dequantize_tensor;
+    use wgllm::formats::TensorStore;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/fixtures");
+    for gpu in all_gpus(Switches::default()) {
+        for model in ["tiny-llama.gguf", "tiny-llama"] {
+            let store = TensorStore::open(&dir.join(model)).unwrap();
+            for t in &store.tensors {
+                let want = reference(t.dtype, store.data(t).unwrap()).unwrap();
+                let mut got = Vec::new();
+                let mut chunks = 0;
+                dequantize_tensor(&store, t, Some(&gpu), 4096, |v| {
+                    got.extend_from_slice(v);
+                    chunks += 1;
+                    Ok(())
+                })
+                .unwrap();
+                assert!(
+                    bits(&got) == bits(&want),
+                    "{model} {} on {}",
+                    t.name,
+                    label(&gpu)
+                );
+                let row_bytes = t.bytes / t.shape[0].max(1);
+                if t.bytes > 4096 && row_bytes <= 1024 {
+                    assert!(chunks > 1, "{}: {chunks} chunk(s)", t.name);
+                }
+            }
+        }
+    }
+}

@@ -6,7 +6,7 @@ use super::format::table;
 use super::CliError;
 use crate::device::{AdapterList, Gpu, Switches};
 use crate::dtype::StorageDType;
-use crate::ops::gemv::{check_shape, encode, encode_gemv, reachable_variants, GemvError};
+use crate::ops::gemv::{check_shape, encode_gemv, reachable_variants, GemvError};
 use crate::ops::select::{select, Op};
 use crate::ops::stream_read;
 use crate::ops::timing::median_seconds;
@@ -148,17 +148,12 @@ fn bench_gemv(gpu: &Gpu, args: &Args, limit_gb_s: f64) -> Result<Vec<BenchRow>, 
                 shape.cols,
                 keys.len()
             );
-            // Real-looking data (uniform in [-1, 1)): zeros or NaNs can run at other speeds.
+            // Real-looking data (random values, finite scales): zeros or NaNs can run at other
+            // speeds.
             let n = shape.rows as usize * shape.cols as usize;
-            let values: Vec<f32> = (0..n)
-                .map(|i| {
-                    ((i as u32).wrapping_mul(2_654_435_761) >> 8) as f32 / (1u32 << 23) as f32 - 1.0
-                })
-                .collect();
-            let w_bytes = encode(dtype, &values).ok_or_else(|| {
-                CliError::BadInput(format!("cannot make synthetic {dtype} weights yet"))
+            let w_bytes = crate::ops::dequantize::synthetic(dtype, n, 7).ok_or_else(|| {
+                CliError::BadInput(format!("cannot make synthetic {dtype} weights"))
             })?;
-            drop(values);
             let w = gpu.upload("bench weights", &w_bytes)?;
             drop(w_bytes);
             let x: Vec<f32> = (0..shape.cols)

@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod capabilities;
+pub mod dump;
 pub mod format;
 pub mod inspect;
 
@@ -71,6 +72,15 @@ wgllm inspect model.safetensors --tensors\n  wgllm --adapter gl inspect model.gg
     )]
     Inspect(inspect::Args),
 
+    /// Dequantize one tensor on the GPU (or with --cpu, the CPU reference) and write it as
+    /// little-endian f32 in row-major order, or print its statistics.
+    #[command(
+        after_help = "Examples:\n  wgllm dump model.gguf blk.0.attn_q.weight\n  \
+wgllm dump model.gguf blk.0.attn_q.weight --out q.f32     then np.fromfile('q.f32', '<f4')\n  \
+wgllm dump ./Llama-3.2-1B model.embed_tokens.weight --cpu --json"
+    )]
+    Dump(dump::Args),
+
     /// Measure kernel throughput on the selected adapter, next to the streaming-read limit
     /// measured in the same run (GEMV weight GB/s ÷ streaming-read GB/s).
     #[command(
@@ -112,6 +122,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Capabilities(args) => capabilities::run(cli.adapter.as_deref(), &args),
         Command::Bench(args) => bench::run(cli.adapter.as_deref(), &args),
         Command::Inspect(args) => inspect::run(cli.adapter.as_deref(), &args),
+        Command::Dump(args) => dump::run(cli.adapter.as_deref(), &args),
     }
 }
 
