@@ -103,6 +103,15 @@ fn gguf_valid_baseline_parses() {
 }
 
 #[test]
+fn gguf_version_2_and_3_both_parse() {
+    for v in [2, 3] {
+        let mut g = G::valid();
+        g.version = v;
+        assert_eq!(g.parse().unwrap().version, v);
+    }
+}
+
+#[test]
 fn gguf_header_classes() {
     let mut g = G::valid();
     g.magic = *b"GGML";
