@@ -11,4 +11,5 @@ pub mod device;
 pub mod dtype;
 pub mod formats;
 pub mod ops;
+pub mod plan;
 pub mod verdict;

@@ -107,16 +107,10 @@ pub struct Verdict {
 }
 
 fn split(name: &str, bytes: u64, shape: &[u64], limit: u64) -> SplitTensor {
-    let rows = shape.first().copied().unwrap_or(1).max(1);
-    let row_bytes = bytes.div_ceil(rows);
-    let bindings = (row_bytes <= limit && row_bytes > 0).then(|| {
-        let rows_per_binding = limit / row_bytes;
-        rows.div_ceil(rows_per_binding)
-    });
     SplitTensor {
         name: name.to_string(),
         bytes,
-        bindings,
+        bindings: crate::plan::bindings_needed(bytes, shape, limit),
     }
 }
 

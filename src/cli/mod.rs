@@ -7,6 +7,7 @@ pub mod capabilities;
 pub mod dump;
 pub mod format;
 pub mod inspect;
+pub mod plan;
 
 use crate::device::switches::UnknownSwitch;
 use crate::device::DeviceError;
@@ -81,6 +82,16 @@ wgllm dump ./Llama-3.2-1B model.embed_tokens.weight --cpu --json"
     )]
     Dump(dump::Args),
 
+    /// Memory math before anything is loaded: weights, KV cache, activations and overhead with
+    /// their formulas, against the device's memory; the largest context and batch that fit,
+    /// and which knob frees the most.
+    #[command(
+        after_help = "Examples:\n  wgllm plan ./Llama-3.1-8B --context 32768\n  \
+wgllm plan --config config.json --weights-dtype q4_k --kv-dtype q8_0 --device-memory 16GiB\n  \
+wgllm plan model.gguf --sweep --plot memory.svg\n  wgllm plan model.gguf --batch 8 --json"
+    )]
+    Plan(plan::Args),
+
     /// Measure kernel throughput on the selected adapter, next to the streaming-read limit
     /// measured in the same run (GEMV weight GB/s ÷ streaming-read GB/s).
     #[command(
@@ -123,6 +134,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Bench(args) => bench::run(cli.adapter.as_deref(), &args),
         Command::Inspect(args) => inspect::run(cli.adapter.as_deref(), &args),
         Command::Dump(args) => dump::run(cli.adapter.as_deref(), &args),
+        Command::Plan(args) => plan::run(cli.adapter.as_deref(), &args),
     }
 }
 
