@@ -9,10 +9,14 @@
 // ELEMENTWISE (quantized, fp8, nf4 and any dtype blocks.wgsl decodes): each weight is
 // decoded by `dequant(e)` from blocks.wgsl, one element at a time, in f32. Correct for every
 // block layout; the word-wise paths below are the fast ones for f32/f16/bf16.
-// Row layout (REDUCE_*):
-//   REDUCE_SERIAL     one invocation per row (CPU adapters)
-//   REDUCE_WORKGROUP  one workgroup per row, tree reduction in workgroup memory
-//   REDUCE_SUBGROUP   one workgroup per row, subgroupAdd then across subgroups
+// VEC4 (f32/f16/bf16, when a row is a whole number of 16-byte units): W is read as
+// vec4<u32> (4 f32 or 8 f16/bf16; vec4<f16> with COMPUTE_F16) and x as vec4<f32>.
+// Row layout (REDUCE_*): ROWS_PER_WG rows per workgroup, THREADS_PER_ROW = WG_SIZE /
+// ROWS_PER_WG invocations sharing each row (a power of two).
+//   REDUCE_SERIAL     one invocation per row (CPU adapters; THREADS_PER_ROW = 1)
+//   REDUCE_WORKGROUP  tree reduction of each row's invocations in workgroup memory
+//   REDUCE_SUBGROUP   one subgroup per row, subgroupAdd; chosen only where the adapter's
+//                     subgroup size is fixed and equals THREADS_PER_ROW
 // Driver workarounds (from the self-test): F16_UNPACK_HI_VIA_SHIFT.
 // With COMPUTE_F16, f16 weights are bound as array<vec2<f16>> (same bytes, one pair per
 // word): naga 30 mistypes `bitcast<vec2<f16>>(u32)` as f32, so that route is closed.
@@ -38,13 +42,24 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
+#ifdef VEC4
+#ifdef COMPUTE_F16
+@group(0) @binding(1) var<storage, read> w: array<vec4<f16>>;
+#else
+@group(0) @binding(1) var<storage, read> w: array<vec4<u32>>;
+#endif
+@group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
+#else
 #ifdef COMPUTE_F16
 @group(0) @binding(1) var<storage, read> w: array<vec2<f16>>;
 #else
 @group(0) @binding(1) var<storage, read> w: array<u32>;
 #endif
 @group(0) @binding(2) var<storage, read> x: array<f32>;
+#endif
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
+
+const THREADS_PER_ROW: u32 = WG_SIZE / ROWS_PER_WG;
 
 #ifndef ELEMENTWISE
 #ifdef W_F32
@@ -62,6 +77,46 @@ fn unpack_f16_pair(word: u32) -> vec2<f32> {
 #endif
 }
 
+#ifdef VEC4
+#ifdef W_F32
+const ELEMS_PER_UNIT: u32 = 4u;
+#else
+#ifdef COMPUTE_F16
+const ELEMS_PER_UNIT: u32 = 4u;
+#else
+const ELEMS_PER_UNIT: u32 = 8u;
+#endif
+#endif
+
+// Four bf16 (two words) as f32.
+fn bf16x4(a: u32, b: u32) -> vec4<f32> {
+    return vec4<f32>(
+        bitcast<f32>(a << 16u), bitcast<f32>(a & 0xffff0000u),
+        bitcast<f32>(b << 16u), bitcast<f32>(b & 0xffff0000u),
+    );
+}
+
+// The contribution of unit `u` of W, which is unit `xu` of its row.
+fn unit_dot(u: u32, xu: u32) -> f32 {
+    let v = w[u];
+#ifdef W_F32
+    return dot(bitcast<vec4<f32>>(v), x[xu]);
+#endif
+#ifdef W_BF16
+    return dot(bf16x4(v.x, v.y), x[2u * xu]) + dot(bf16x4(v.z, v.w), x[2u * xu + 1u]);
+#endif
+#ifdef W_F16
+#ifdef COMPUTE_F16
+    let prod = v * vec4<f16>(x[xu]);
+    return (f32(prod.x) + f32(prod.y)) + (f32(prod.z) + f32(prod.w));
+#else
+    let lo = vec4<f32>(unpack_f16_pair(v.x), unpack_f16_pair(v.y));
+    let hi = vec4<f32>(unpack_f16_pair(v.z), unpack_f16_pair(v.w));
+    return dot(lo, x[2u * xu]) + dot(hi, x[2u * xu + 1u]);
+#endif
+#endif
+}
+#else
 // x[e - row_start] if element e lies in [row_start, row_start + cols), else 0.
 fn x_at(e: u32, row_start: u32) -> f32 {
     let inside = e >= row_start && e - row_start < p.cols;
@@ -97,9 +152,10 @@ fn row_words(row: u32) -> vec2<u32> {
     return vec2<u32>(start / ELEMS_PER_WORD, (start + p.cols + ELEMS_PER_WORD - 1u) / ELEMS_PER_WORD);
 }
 #endif
+#endif
 
-// This invocation's share of row `row`: units first, first + step, … (a unit is a word of W,
-// or one element with ELEMENTWISE).
+// This invocation's share of row `row`: units first, first + step, … (a unit is a 16-byte
+// vector with VEC4, a word of W otherwise, or one element with ELEMENTWISE).
 fn partial(row: u32, first: u32, step: u32) -> f32 {
     let row_start = row * p.cols;
     var acc = 0.0;
@@ -108,10 +164,18 @@ fn partial(row: u32, first: u32, step: u32) -> f32 {
         acc = acc + dequant(row_start + k) * x[k];
     }
 #else
+#ifdef VEC4
+    let units = p.cols / ELEMS_PER_UNIT;
+    let base = row * units;
+    for (var i = first; i < units; i = i + step) {
+        acc = acc + unit_dot(base + i, i);
+    }
+#else
     let span = row_words(row);
     for (var wi = span.x + first; wi < span.y; wi = wi + step) {
         acc = acc + word_dot(wi, row_start);
     }
+#endif
 #endif
     return acc;
 }
@@ -119,7 +183,7 @@ fn partial(row: u32, first: u32, step: u32) -> f32 {
 #ifdef REDUCE_SERIAL
 @compute @workgroup_size(WG_SIZE)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let row = (wg.y * p.groups_x + wg.x) * WG_SIZE + lid;
+    let row = (wg.y * p.groups_x + wg.x) * ROWS_PER_WG + lid;
     if (row >= p.rows) {
         return;
     }
@@ -132,50 +196,42 @@ var<workgroup> sums: array<f32, WG_SIZE>;
 
 @compute @workgroup_size(WG_SIZE)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let row = wg.y * p.groups_x + wg.x;
-    if (row >= p.rows) {
-        return;
+    let lane = lid % THREADS_PER_ROW;
+    let row = (wg.y * p.groups_x + wg.x) * ROWS_PER_WG + lid / THREADS_PER_ROW;
+    let valid = row < p.rows;
+    var acc = 0.0;
+    if (valid) {
+        acc = partial(row, lane, THREADS_PER_ROW);
     }
-    sums[lid] = partial(row, lid, WG_SIZE);
+    sums[lid] = acc;
     workgroupBarrier();
-    for (var stride = WG_SIZE / 2u; stride > 0u; stride = stride / 2u) {
-        if (lid < stride) {
+    for (var stride = THREADS_PER_ROW / 2u; stride > 0u; stride = stride / 2u) {
+        if (lane < stride) {
             sums[lid] = sums[lid] + sums[lid + stride];
         }
         workgroupBarrier();
     }
-    if (lid == 0u) {
-        y[row] = sums[0];
+    if (valid && lane == 0u) {
+        y[row] = sums[lid];
     }
 }
 #endif
 
 #ifdef REDUCE_SUBGROUP
-// One slot per subgroup; subgroups are at least 4 wide (wgpu's minimum).
-var<workgroup> sums: array<f32, WG_SIZE / 4u>;
-
 @compute @workgroup_size(WG_SIZE)
 fn main(
     @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
     @builtin(subgroup_id) sg: u32,
-    @builtin(num_subgroups) n_sg: u32,
     @builtin(subgroup_invocation_id) sg_lane: u32,
 ) {
-    let row = wg.y * p.groups_x + wg.x;
-    if (row >= p.rows) {
-        return;
+    let row = (wg.y * p.groups_x + wg.x) * ROWS_PER_WG + sg;
+    let valid = row < p.rows;
+    var acc = 0.0;
+    if (valid) {
+        acc = partial(row, sg_lane, THREADS_PER_ROW);
     }
-    let sg_sum = subgroupAdd(partial(row, lid, WG_SIZE));
-    if (sg_lane == 0u) {
-        sums[sg] = sg_sum;
-    }
-    workgroupBarrier();
-    if (lid == 0u) {
-        var total = 0.0;
-        for (var i = 0u; i < n_sg; i = i + 1u) {
-            total = total + sums[i];
-        }
+    let total = subgroupAdd(acc);
+    if (valid && sg_lane == 0u) {
         y[row] = total;
     }
 }

@@ -79,7 +79,7 @@ fn json_lists_lavapipe_and_gl_with_a_truthful_matrix_and_matches_the_schema() {
     assert_eq!(q4k["path"], "unsupported");
     assert_eq!(q4k["reason"], "not implemented yet");
     let q4k = kernel(vk, "gemv", "q4_k");
-    assert_eq!(q4k["kernel"], "gemv_q4_k_f32c_f32acc_serial_wg64");
+    assert_eq!(q4k["kernel"], "gemv_q4_k_f32c_f32acc_serial_wg64_r64");
     assert!(vk["features"]
         .as_array()
         .unwrap()

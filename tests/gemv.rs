@@ -86,6 +86,14 @@ fn every_variant_matches_the_reference_on_every_adapter() {
             for key in keys {
                 for (n, (rows, cols)) in shapes(dtype).into_iter().enumerate() {
                     check(&gpu, &key, rows, cols, 1000 + n as u64);
+                    let effective = key.for_cols(cols);
+                    ran.insert(format!(
+                        "{}_{}_{:?}{}",
+                        key.dtype,
+                        key.compute,
+                        key.reduction,
+                        if effective.vec4 { "_v4" } else { "" }
+                    ));
                 }
                 // Past 65,535 workgroups for one invocation per row too (4.2 M rows: plain
                 // floats only, a row of whole blocks would make it gigabytes; the grid code is
@@ -93,7 +101,6 @@ fn every_variant_matches_the_reference_on_every_adapter() {
                 if key.reduction == Reduction::Serial && dtype.block().elements == 1 {
                     check(&gpu, &key, 65_535 * 64 + 7, 1, 77);
                 }
-                ran.insert(format!("{}_{}_{:?}", key.dtype, key.compute, key.reduction));
             }
         }
     }
@@ -102,8 +109,12 @@ fn every_variant_matches_the_reference_on_every_adapter() {
     let mut kinds: Vec<(String, &str)> = DTYPES.iter().map(|d| (d.to_string(), "f32")).collect();
     kinds.push(("f16".into(), "f16"));
     for (d, c) in kinds {
+        let plain = ["f32", "f16", "bf16"].contains(&d.as_str());
         for r in ["Serial", "Workgroup", "Subgroup"] {
             expected.insert(format!("{d}_{c}_{r}"));
+            if plain {
+                expected.insert(format!("{d}_{c}_{r}_v4"));
+            }
         }
     }
     let missing: Vec<_> = expected.difference(&ran).collect();

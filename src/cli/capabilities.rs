@@ -401,8 +401,14 @@ fn render_details(a: &AdapterReport, out: &mut String) {
     ));
     if let Some(g) = &a.geometry {
         out.push_str(&format!(
-            "  Kernel geometry: gemv {:?}, workgroup {} ({})\n",
-            g.gemv_layout, g.gemv_workgroup_size, g.source
+            "  Kernel geometry: gemv {:?}; serial {} rows/wg; workgroup-reduced {}×{}; subgroup {} ({})
+",
+            g.gemv_layout,
+            g.gemv_serial.rows_per_workgroup,
+            g.gemv_workgroup.rows_per_workgroup,
+            g.gemv_workgroup.workgroup_size / g.gemv_workgroup.rows_per_workgroup,
+            g.gemv_subgroup.map_or("n/a (subgroup size not fixed)".to_string(), |s| format!("{} rows/wg", s.rows_per_workgroup)),
+            g.source
         ));
     }
     if let Some(t) = &a.selftest {

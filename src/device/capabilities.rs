@@ -204,29 +204,62 @@ pub enum RowLayout {
     WorkgroupPerRow,
 }
 
+/// Workgroup size and rows per workgroup of one GEMV row layout.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+pub struct GemvShape {
+    pub workgroup_size: u32,
+    pub rows_per_workgroup: u32,
+}
+
 /// The per-adapter kernel geometry (device-type heuristics; an autotune may refine it).
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct Geometry {
     pub gemv_layout: RowLayout,
-    pub gemv_workgroup_size: u32,
+    /// One invocation per row.
+    pub gemv_serial: GemvShape,
+    /// 64 invocations per row, tree-reduced in workgroup memory.
+    pub gemv_workgroup: GemvShape,
+    /// One subgroup per row: only where the subgroup size is fixed (min = max), so that a
+    /// row's invocations are exactly one subgroup.
+    pub gemv_subgroup: Option<GemvShape>,
     pub source: &'static str,
 }
 
 impl Geometry {
     pub fn for_adapter(s: &AdapterSummary) -> Self {
         let max = s.limits.max_compute_invocations_per_workgroup.max(1);
-        if s.is_cpu() {
-            Self {
-                gemv_layout: RowLayout::ThreadPerRow,
-                gemv_workgroup_size: 64.min(max),
-                source: "heuristic: CPU adapter, one invocation per row",
-            }
+        let wg = 256.min(max);
+        let (lo, hi) = (s.limits.subgroup_min_size, s.limits.subgroup_max_size);
+        let gemv_subgroup =
+            (s.features.subgroup && lo == hi && lo >= 4 && lo <= wg && lo.is_power_of_two()).then(
+                || GemvShape {
+                    workgroup_size: wg,
+                    rows_per_workgroup: wg / lo,
+                },
+            );
+        let (gemv_layout, source) = if s.is_cpu() {
+            (
+                RowLayout::ThreadPerRow,
+                "heuristic: CPU adapter, one invocation per row",
+            )
         } else {
-            Self {
-                gemv_layout: RowLayout::WorkgroupPerRow,
-                gemv_workgroup_size: 256.min(max),
-                source: "heuristic: GPU adapter, one workgroup per row",
-            }
+            (
+                RowLayout::WorkgroupPerRow,
+                "heuristic: GPU adapter, a subgroup (or 64 invocations) per row",
+            )
+        };
+        Self {
+            gemv_layout,
+            gemv_serial: GemvShape {
+                workgroup_size: 64.min(max),
+                rows_per_workgroup: 64.min(max),
+            },
+            gemv_workgroup: GemvShape {
+                workgroup_size: wg,
+                rows_per_workgroup: (wg / 64).max(1),
+            },
+            gemv_subgroup,
+            source,
         }
     }
 }

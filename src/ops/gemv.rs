@@ -80,11 +80,7 @@ pub fn reference(
 /// Workgroup grid for `rows` rows: ([x, y, 1], groups_x), split into 2D past the per-dimension
 /// limit.
 pub fn grid(key: &KernelKey, rows: u32, max_per_dim: u32) -> ([u32; 3], u32) {
-    let groups = match key.reduction {
-        Reduction::Serial => rows.div_ceil(key.workgroup_size),
-        Reduction::Workgroup | Reduction::Subgroup => rows,
-    }
-    .max(1);
+    let groups = rows.div_ceil(key.rows_per_workgroup.max(1)).max(1);
     let gx = groups.min(max_per_dim.max(1));
     ([gx, groups.div_ceil(gx), 1], gx)
 }
@@ -124,6 +120,7 @@ pub fn encode_gemv(
     (rows, cols): (u32, u32),
     [w, x, y]: [&wgpu::Buffer; 3],
 ) -> Result<(), DeviceError> {
+    let key = &key.for_cols(cols);
     let pipeline = gpu.pipeline(&key.variant())?;
     let (groups, groups_x) = grid(
         key,
@@ -170,24 +167,39 @@ pub fn reachable_variants(caps: &Capabilities, dtype: StorageDType) -> Vec<Kerne
     if dtype == StorageDType::F16 && caps.f16().usable() {
         computes.push(ComputeDType::F16);
     }
-    let mut reductions = vec![(Reduction::Serial, 64), (Reduction::Workgroup, 256)];
-    if caps.subgroups().usable() {
-        reductions.push((Reduction::Subgroup, 256));
+    let g = &caps.geometry;
+    let mut reductions = vec![
+        (Reduction::Serial, g.gemv_serial),
+        (Reduction::Workgroup, g.gemv_workgroup),
+    ];
+    if let (true, Some(shape)) = (caps.subgroups().usable(), g.gemv_subgroup) {
+        reductions.push((Reduction::Subgroup, shape));
     }
-    let max_wg = caps.summary.limits.max_compute_invocations_per_workgroup;
+    let plain = matches!(
+        dtype,
+        StorageDType::F32 | StorageDType::F16 | StorageDType::Bf16
+    );
     let mut keys = Vec::new();
     for &compute in &computes {
-        for &(reduction, wg) in &reductions {
-            keys.push(KernelKey {
-                op: Op::Gemv,
-                dtype,
-                compute,
-                accum: AccumDType::F32,
-                reduction,
-                int_dot: false,
-                workgroup_size: wg.min(max_wg),
-                workarounds: caps.selftest.workarounds(),
-            });
+        for &(reduction, shape) in &reductions {
+            for vec4 in if plain {
+                vec![true, false]
+            } else {
+                vec![false]
+            } {
+                keys.push(KernelKey {
+                    op: Op::Gemv,
+                    dtype,
+                    compute,
+                    accum: AccumDType::F32,
+                    reduction,
+                    int_dot: false,
+                    workgroup_size: shape.workgroup_size,
+                    rows_per_workgroup: shape.rows_per_workgroup,
+                    vec4,
+                    workarounds: caps.selftest.workarounds(),
+                });
+            }
         }
     }
     keys
@@ -243,13 +255,21 @@ mod tests {
             reduction: Reduction::Workgroup,
             int_dot: false,
             workgroup_size: 256,
+            rows_per_workgroup: 1,
+            vec4: false,
             workarounds: vec![],
         };
         assert_eq!(grid(&key, 70_000, 65_535), ([65_535, 2, 1], 65_535));
         assert_eq!(grid(&key, 5, 65_535), ([5, 1, 1], 5));
+        let four = KernelKey {
+            rows_per_workgroup: 4,
+            ..key.clone()
+        };
+        assert_eq!(grid(&four, 70_001, 65_535), ([17_501, 1, 1], 17_501));
         let serial = KernelKey {
             reduction: Reduction::Serial,
             workgroup_size: 64,
+            rows_per_workgroup: 64,
             ..key
         };
         assert_eq!(grid(&serial, 130, 65_535), ([3, 1, 1], 3));

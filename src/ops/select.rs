@@ -70,6 +70,10 @@ pub struct KernelKey {
     pub reduction: Reduction,
     pub int_dot: bool,
     pub workgroup_size: u32,
+    /// Rows one workgroup computes (the rest of the workgroup shares each row).
+    pub rows_per_workgroup: u32,
+    /// W and x read as 16-byte vectors (f32/f16/bf16 rows that are whole vectors).
+    pub vec4: bool,
     /// Driver workarounds compiled into this variant.
     pub workarounds: Vec<Workaround>,
 }
@@ -78,14 +82,18 @@ impl KernelKey {
     /// Readable name, e.g. `gemv_f16_f16c_f32acc_subgroup_wg256`.
     pub fn name(&self) -> String {
         let mut n = format!(
-            "{}_{}_{}c_{}acc_{}_wg{}",
+            "{}_{}_{}c_{}acc_{}_wg{}_r{}",
             self.op,
             self.dtype,
             self.compute,
             self.accum,
             self.reduction.name(),
-            self.workgroup_size
+            self.workgroup_size,
+            self.rows_per_workgroup
         );
+        if self.vec4 {
+            n.push_str("_v4");
+        }
         if self.int_dot {
             n.push_str("_dot4");
         }
@@ -104,6 +112,24 @@ impl KernelKey {
         )
     }
 
+    /// Elements per 16-byte unit of the VEC4 path.
+    pub fn elements_per_vec4(&self) -> u32 {
+        match (self.dtype, self.compute) {
+            (StorageDType::F32, _) | (_, ComputeDType::F16) => 4,
+            _ => 8,
+        }
+    }
+
+    /// This key, with VEC4 only if rows of `cols` elements are whole 16-byte units.
+    pub fn for_cols(&self, cols: u32) -> Self {
+        let vec4 =
+            self.vec4 && !self.elementwise() && cols.is_multiple_of(self.elements_per_vec4());
+        Self {
+            vec4,
+            ..self.clone()
+        }
+    }
+
     /// The shader file and defines of this variant.
     pub fn variant(&self) -> ShaderVariant {
         let mut defines = Vec::new();
@@ -118,6 +144,9 @@ impl KernelKey {
         if self.elementwise() {
             defines.push(Define::flag("ELEMENTWISE"));
         }
+        if self.vec4 {
+            defines.push(Define::flag("VEC4"));
+        }
         if self.compute == ComputeDType::F16 {
             defines.push(Define::flag("COMPUTE_F16"));
         }
@@ -128,6 +157,7 @@ impl KernelKey {
         }));
         defines.extend(self.workarounds.iter().map(|w| w.define()));
         defines.push(Define::value("WG_SIZE", self.workgroup_size));
+        defines.push(Define::value("ROWS_PER_WG", self.rows_per_workgroup));
         ShaderVariant {
             shader,
             defines,
@@ -182,14 +212,21 @@ impl KernelPath {
 
 pub const NOT_IMPLEMENTED: &str = "not implemented yet";
 
-/// How rows are reduced on this adapter, and what that uses.
-fn reduction(caps: &Capabilities) -> (Reduction, Option<&'static str>) {
-    match caps.geometry.gemv_layout {
-        RowLayout::ThreadPerRow => (Reduction::Serial, None),
-        RowLayout::WorkgroupPerRow if caps.subgroups().usable() => {
-            (Reduction::Subgroup, Some("subgroups"))
+/// How rows are reduced on this adapter, its shape, and what that uses.
+fn reduction(
+    caps: &Capabilities,
+) -> (
+    Reduction,
+    crate::device::capabilities::GemvShape,
+    Option<&'static str>,
+) {
+    let g = &caps.geometry;
+    match (g.gemv_layout, g.gemv_subgroup) {
+        (RowLayout::ThreadPerRow, _) => (Reduction::Serial, g.gemv_serial, None),
+        (RowLayout::WorkgroupPerRow, Some(shape)) if caps.subgroups().usable() => {
+            (Reduction::Subgroup, shape, Some("subgroups"))
         }
-        RowLayout::WorkgroupPerRow => (Reduction::Workgroup, None),
+        (RowLayout::WorkgroupPerRow, _) => (Reduction::Workgroup, g.gemv_workgroup, None),
     }
 }
 
@@ -222,7 +259,7 @@ pub fn select(caps: &Capabilities, op: Op, dtype: StorageDType, kv: Option<KvDTy
 }
 
 fn select_gemv(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
-    let (reduction, reduction_feature) = reduction(caps);
+    let (reduction, shape, reduction_feature) = reduction(caps);
     let workarounds = caps.selftest.workarounds();
     let key = |compute| KernelKey {
         op: Op::Gemv,
@@ -231,13 +268,18 @@ fn select_gemv(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
         accum: AccumDType::F32,
         reduction,
         int_dot: false,
-        workgroup_size: caps.geometry.gemv_workgroup_size,
+        workgroup_size: shape.workgroup_size,
+        rows_per_workgroup: shape.rows_per_workgroup,
+        vec4: matches!(
+            dtype,
+            StorageDType::F32 | StorageDType::F16 | StorageDType::Bf16
+        ),
         workarounds: workarounds.clone(),
     };
     let reduce_note = match reduction {
         Reduction::Serial => "one invocation per row",
-        Reduction::Workgroup => "workgroup-memory reduction",
-        Reduction::Subgroup => "subgroupAdd reduction",
+        Reduction::Workgroup => "64 invocations per row, workgroup-memory reduction",
+        Reduction::Subgroup => "one subgroup per row, subgroupAdd",
     };
     let join = |a: &str| match reduction_feature {
         Some(r) => format!("{a}, {r}"),
