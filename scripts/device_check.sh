@@ -20,7 +20,9 @@ fi
 $B/wgllm capabilities --json --measure > "$OUT/capabilities.json" 2> "$OUT/measure.err"; echo "measure rc=$?"
 $B/dequant --test-threads=1 > "$OUT/dequant.txt" 2>&1; echo "dequant tests rc=$?"
 $B/gemv --test-threads=1 > "$OUT/gemv.txt" 2>&1; echo "gemv tests rc=$?"
-$B/wgllm bench --shape 4096x4096 > "$OUT/bench.txt" 2>/dev/null; echo "bench rc=$?"
+$B/wgllm bench --dtype f32,f16,bf16 --shape 4096x4096,14336x4096 > "$OUT/bench.txt" 2>/dev/null; echo "bench rc=$?"
+$B/wgllm bench --shape 4096x4096 --selected-only --json > "$OUT/bench_all.json" 2>/dev/null
+$B/wgllm bench --shape 4096x4096 --selected-only >> "$OUT/bench.txt" 2>/dev/null
 grep -E "gb_per_s|gflop_per_s" "$OUT/capabilities.json"
 grep -hE "^test |test result" "$OUT/dequant.txt" "$OUT/gemv.txt"
 cat "$OUT/bench.txt"
