@@ -1,5 +1,7 @@
 //! The `wgllm` binary as a user runs it: adapters listed, selection, JSON schema, exit codes.
 
+mod common;
+
 use serde_json::Value;
 use std::process::{Command, Output};
 
@@ -233,19 +235,7 @@ fn sparse_safetensors(tag: &str, rows: u64, cols: u64) -> String {
     let dir = std::env::temp_dir().join(format!("wgllm-cli-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let p = dir.join("model.safetensors");
-    let bytes = rows * cols * 2;
-    let header = format!(
-        r#"{{"big.weight":{{"dtype":"F16","shape":[{rows},{cols}],"data_offsets":[0,{bytes}]}}}}"#
-    );
-    let mut data = (header.len() as u64).to_le_bytes().to_vec();
-    data.extend_from_slice(header.as_bytes());
-    std::fs::write(&p, &data).unwrap();
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&p)
-        .unwrap()
-        .set_len(data.len() as u64 + bytes)
-        .unwrap();
+    common::sparse_safetensors(&p, "big.weight", "F16", 2, rows, cols);
     p.display().to_string()
 }
 

@@ -2,6 +2,8 @@
 //! PyPI; see assets/fixtures/make_fixtures.py), and against what the reference readers see in
 //! them (assets/fixtures/expected.json).
 
+mod common;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use wgllm::dtype::StorageDType;
@@ -227,23 +229,12 @@ fn inspecting_a_huge_sparse_file_reads_only_the_header() {
     let p = dir.join("huge.safetensors");
     let (rows, cols) = (81_920u64, 65_536u64); // f32: 20 GiB
     let bytes = rows * cols * 4;
-    let header = format!(
-        r#"{{"huge":{{"dtype":"F32","shape":[{rows},{cols}],"data_offsets":[0,{bytes}]}}}}"#
-    );
-    let mut data = (header.len() as u64).to_le_bytes().to_vec();
-    data.extend_from_slice(header.as_bytes());
-    std::fs::write(&p, &data).unwrap();
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&p)
-        .unwrap()
-        .set_len(data.len() as u64 + bytes)
-        .unwrap();
+    let header_len = common::sparse_safetensors(&p, "huge", "F32", 4, rows, cols);
     let start = std::time::Instant::now();
     let store = TensorStore::open(&p).unwrap();
     let took = start.elapsed();
     assert_eq!(store.tensors[0].bytes, bytes);
-    assert_eq!(store.file_bytes(), data.len() as u64 + bytes);
+    assert_eq!(store.file_bytes(), header_len + bytes);
     // Milliseconds in practice; a whole-file read would take many seconds.
     assert!(took.as_millis() < 500, "opening took {took:?}");
 }

@@ -221,14 +221,7 @@ pub fn run(selector: Option<&str>, args: &Args) -> Result<(), CliError> {
     let index = list.select(selector)?;
     let gpu = Gpu::open(&list, index, switches)?;
     let report = measure(&gpu, args)?;
-    if args.json {
-        let text =
-            serde_json::to_string_pretty(&report).map_err(|e| CliError::BadInput(e.to_string()))?;
-        println!("{text}");
-    } else {
-        print!("{}", render(&report));
-    }
-    Ok(())
+    super::format::emit(args.json, &report, render)
 }
 
 /// The human table.

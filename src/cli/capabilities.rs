@@ -208,14 +208,7 @@ pub fn run(selector: Option<&str>, args: &Args) -> Result<(), CliError> {
         return Err(DeviceError::NoAdapter.into());
     }
     let report = build(&list, selector, args, switches)?;
-    if args.json {
-        let text =
-            serde_json::to_string_pretty(&report).map_err(|e| CliError::BadInput(e.to_string()))?;
-        println!("{text}");
-    } else {
-        print!("{}", render(&report));
-    }
-    Ok(())
+    super::format::emit(args.json, &report, render)
 }
 
 fn yes_no(b: bool) -> &'static str {

@@ -228,36 +228,36 @@ pub fn run(selector: Option<&str>, args: &Args) -> Result<(), CliError> {
         out: args.out.as_ref().map(|p| p.display().to_string()),
         stats,
     };
-    if args.json {
-        let text =
-            serde_json::to_string_pretty(&report).map_err(|e| CliError::BadInput(e.to_string()))?;
-        println!("{text}");
-    } else {
-        let s = &report.stats;
-        println!(
-            "{} {} {:?} — dequantized by {}{}",
-            report.tensor,
-            report.dtype,
-            report.shape,
-            report.dequantized_by,
-            report
-                .adapter
-                .as_ref()
-                .map_or(String::new(), |a| format!(" on {a}"))
-        );
-        println!(
-            "  {} values: min {} max {} mean {} std {}; NaN {} Inf {}",
-            s.count,
-            s.min.map_or("-".into(), |v| format!("{v:.6}")),
-            s.max.map_or("-".into(), |v| format!("{v:.6}")),
-            s.mean.map_or("-".into(), |v| format!("{v:.6}")),
-            s.std.map_or("-".into(), |v| format!("{v:.6}")),
-            s.nan,
-            s.inf
-        );
-        if let Some(o) = &report.out {
-            println!("  written to {o} (little-endian f32, row-major)");
-        }
+    super::format::emit(args.json, &report, render)
+}
+
+fn render(report: &Report) -> String {
+    let s = &report.stats;
+    let mut out = format!(
+        "{} {} {:?} — dequantized by {}{}\n",
+        report.tensor,
+        report.dtype,
+        report.shape,
+        report.dequantized_by,
+        report
+            .adapter
+            .as_ref()
+            .map_or(String::new(), |a| format!(" on {a}"))
+    );
+    out.push_str(&format!(
+        "  {} values: min {} max {} mean {} std {}; NaN {} Inf {}\n",
+        s.count,
+        s.min.map_or("-".into(), |v| format!("{v:.6}")),
+        s.max.map_or("-".into(), |v| format!("{v:.6}")),
+        s.mean.map_or("-".into(), |v| format!("{v:.6}")),
+        s.std.map_or("-".into(), |v| format!("{v:.6}")),
+        s.nan,
+        s.inf
+    ));
+    if let Some(o) = &report.out {
+        out.push_str(&format!(
+            "  written to {o} (little-endian f32, row-major)\n"
+        ));
     }
-    Ok(())
+    out
 }

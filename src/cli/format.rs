@@ -1,4 +1,24 @@
-//! Human output helpers: sizes in binary units, rates, and plain-text tables.
+//! Human output helpers: sizes in binary units, plain-text tables, and the one place that
+//! chooses between `--json` and text.
+
+use super::CliError;
+use serde::Serialize;
+
+/// Prints `report` as pretty JSON (`--json`) or as the text `human` renders from it.
+pub fn emit<T: Serialize>(
+    json: bool,
+    report: &T,
+    human: impl FnOnce(&T) -> String,
+) -> Result<(), CliError> {
+    if json {
+        let text =
+            serde_json::to_string_pretty(report).map_err(|e| CliError::BadInput(e.to_string()))?;
+        println!("{text}");
+    } else {
+        print!("{}", human(report));
+    }
+    Ok(())
+}
 
 /// Bytes in binary units with one decimal: `1.5 GiB`, `128.0 MiB`, `512 B`.
 pub fn bytes(n: u64) -> String {

@@ -133,14 +133,7 @@ pub fn run(selector: Option<&str>, args: &Args) -> Result<(), CliError> {
         Some(Gpu::open(&list, index, switches)?)
     };
     let report = build(&store, gpu.as_ref(), args.tensors);
-    if args.json {
-        let text =
-            serde_json::to_string_pretty(&report).map_err(|e| CliError::BadInput(e.to_string()))?;
-        println!("{text}");
-    } else {
-        print!("{}", render(&report, &store, args));
-    }
-    Ok(())
+    super::format::emit(args.json, &report, |r| render(r, &store, args))
 }
 
 fn count(n: u64) -> String {

@@ -292,17 +292,13 @@ pub fn run(selector: Option<&str>, args: &Args) -> Result<(), CliError> {
         limits,
         sweep: if args.sweep { sweep } else { None },
     };
-    if args.json {
-        let text =
-            serde_json::to_string_pretty(&report).map_err(|e| CliError::BadInput(e.to_string()))?;
-        println!("{text}");
-    } else {
-        print!("{}", render(&report));
+    super::format::emit(args.json, &report, |r| {
+        let mut text = render(r);
         if let Some(path) = &args.plot {
-            println!("plot written to {}", path.display());
+            text.push_str(&format!("plot written to {}\n", path.display()));
         }
-    }
-    Ok(())
+        text
+    })
 }
 
 fn gib(b: u64) -> String {

@@ -5,8 +5,8 @@
 
 use crate::device::selftest::Primitive;
 use crate::device::{Capabilities, DeviceError, Gpu};
+use crate::dtype::ComputeDType;
 use crate::dtype::StorageDType;
-use crate::dtype::{AccumDType, ComputeDType};
 use crate::ops::select::{select, KernelKey, KernelPath, Op, Reduction};
 use half::{bf16, f16};
 
@@ -175,30 +175,19 @@ pub fn reachable_variants(caps: &Capabilities, dtype: StorageDType) -> Vec<Kerne
     if let (true, Some(shape)) = (caps.subgroups().usable(), g.gemv_subgroup) {
         reductions.push((Reduction::Subgroup, shape));
     }
-    let plain = matches!(
-        dtype,
-        StorageDType::F32 | StorageDType::F16 | StorageDType::Bf16
-    );
+    let plain = KernelKey::plain(dtype);
     let mut keys = Vec::new();
     for &compute in &computes {
         for &(reduction, shape) in &reductions {
-            for vec4 in if plain {
-                vec![true, false]
-            } else {
-                vec![false]
-            } {
-                keys.push(KernelKey {
-                    op: Op::Gemv,
+            for vec4 in [true, false].into_iter().filter(|v| plain || !v) {
+                keys.push(KernelKey::gemv(
                     dtype,
                     compute,
-                    accum: AccumDType::F32,
                     reduction,
-                    int_dot: false,
-                    workgroup_size: shape.workgroup_size,
-                    rows_per_workgroup: shape.rows_per_workgroup,
+                    shape,
                     vec4,
-                    workarounds: caps.selftest.workarounds(),
-                });
+                    caps.selftest.workarounds(),
+                ));
             }
         }
     }

@@ -10,9 +10,10 @@ pub mod stream_read;
 pub mod timing;
 pub mod tolerance;
 
+use crate::device::capabilities::GemvShape;
 use crate::device::selftest::{Section, Workaround};
-use crate::dtype::{AccumDType, ComputeDType, StorageDType};
-use select::{KernelKey, Op, Reduction};
+use crate::dtype::{ComputeDType, StorageDType};
+use select::{KernelKey, Reduction};
 use shader::ShaderVariant;
 
 /// Every shader variant the engine can ask for, on any adapter. The portability test
@@ -22,34 +23,24 @@ pub fn all_variants() -> Vec<ShaderVariant> {
     let mut gemv_types = vec![(StorageDType::F16, ComputeDType::F16)];
     gemv_types.extend(dequantize::DTYPES.iter().map(|&d| (d, ComputeDType::F32)));
     for (dtype, compute) in gemv_types {
-        let plain = matches!(
-            dtype,
-            StorageDType::F32 | StorageDType::F16 | StorageDType::Bf16
-        );
         // Every row shape an adapter's geometry can produce: serial 64, workgroup 256/4, and
         // subgroup 256 / subgroup size for sizes 4..=128.
         let mut shapes = vec![(Reduction::Serial, 64, 64), (Reduction::Workgroup, 256, 4)];
         shapes.extend([4u32, 8, 16, 32, 64, 128].map(|s| (Reduction::Subgroup, 256, 256 / s)));
-        for (reduction, wg, rows) in shapes {
-            for vec4 in if plain {
-                vec![false, true]
-            } else {
-                vec![false]
-            } {
+        for (reduction, workgroup_size, rows_per_workgroup) in shapes {
+            let shape = GemvShape {
+                workgroup_size,
+                rows_per_workgroup,
+            };
+            for vec4 in [false, true]
+                .into_iter()
+                .filter(|v| KernelKey::plain(dtype) || !v)
+            {
                 for workarounds in [vec![], vec![Workaround::F16UnpackHiViaShift]] {
-                    let key = KernelKey {
-                        op: Op::Gemv,
-                        dtype,
-                        compute,
-                        accum: AccumDType::F32,
-                        reduction,
-                        int_dot: false,
-                        workgroup_size: wg,
-                        rows_per_workgroup: rows,
-                        vec4,
-                        workarounds,
-                    };
-                    v.push(key.variant());
+                    v.push(
+                        KernelKey::gemv(dtype, compute, reduction, shape, vec4, workarounds)
+                            .variant(),
+                    );
                 }
             }
         }

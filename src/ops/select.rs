@@ -2,7 +2,7 @@
 //! adapter. `capabilities` prints its answers for every (op, dtype); every dispatch calls it
 //! too. There is no second table.
 
-use crate::device::capabilities::{Capabilities, RowLayout};
+use crate::device::capabilities::{Capabilities, GemvShape, RowLayout};
 use crate::device::selftest::{Primitive, Workaround};
 use crate::dtype::{AccumDType, ComputeDType, KvDType, StorageDType};
 use crate::ops::shader::{Define, Shader, ShaderVariant};
@@ -105,6 +105,37 @@ impl KernelKey {
 
     /// Whether the weights are decoded one element at a time through `blocks.wgsl` (every
     /// dtype but the word-wise f32/f16/bf16 paths).
+    /// A GEMV key: f32 accumulation, no int-dot (neither alternative exists yet).
+    pub fn gemv(
+        dtype: StorageDType,
+        compute: ComputeDType,
+        reduction: Reduction,
+        shape: GemvShape,
+        vec4: bool,
+        workarounds: Vec<Workaround>,
+    ) -> Self {
+        Self {
+            op: Op::Gemv,
+            dtype,
+            compute,
+            accum: AccumDType::F32,
+            reduction,
+            int_dot: false,
+            workgroup_size: shape.workgroup_size,
+            rows_per_workgroup: shape.rows_per_workgroup,
+            vec4,
+            workarounds,
+        }
+    }
+
+    /// Whether the dtype has the word-wise (and VEC4) paths: f32, f16, bf16.
+    pub fn plain(dtype: StorageDType) -> bool {
+        matches!(
+            dtype,
+            StorageDType::F32 | StorageDType::F16 | StorageDType::Bf16
+        )
+    }
+
     pub fn elementwise(&self) -> bool {
         !matches!(
             self.dtype,
@@ -261,20 +292,15 @@ pub fn select(caps: &Capabilities, op: Op, dtype: StorageDType, kv: Option<KvDTy
 fn select_gemv(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
     let (reduction, shape, reduction_feature) = reduction(caps);
     let workarounds = caps.selftest.workarounds();
-    let key = |compute| KernelKey {
-        op: Op::Gemv,
-        dtype,
-        compute,
-        accum: AccumDType::F32,
-        reduction,
-        int_dot: false,
-        workgroup_size: shape.workgroup_size,
-        rows_per_workgroup: shape.rows_per_workgroup,
-        vec4: matches!(
+    let key = |compute| {
+        KernelKey::gemv(
             dtype,
-            StorageDType::F32 | StorageDType::F16 | StorageDType::Bf16
-        ),
-        workarounds: workarounds.clone(),
+            compute,
+            reduction,
+            shape,
+            KernelKey::plain(dtype),
+            workarounds.clone(),
+        )
     };
     let reduce_note = match reduction {
         Reduction::Serial => "one invocation per row",

@@ -92,3 +92,30 @@ pub fn read_guarded(gpu: &Gpu, buffer: &wgpu::Buffer, n: usize, what: &str) -> V
     );
     words[..n].iter().map(|w| f32::from_bits(*w)).collect()
 }
+
+/// Writes a safetensors file holding one tensor `name` of `rows × cols` elements of
+/// `dtype` (a safetensors dtype string, `elem_bytes` each) whose data is a sparse hole: the
+/// file is as large as the header says, without the disk space. Returns the header length.
+pub fn sparse_safetensors(
+    path: &std::path::Path,
+    name: &str,
+    dtype: &str,
+    elem_bytes: u64,
+    rows: u64,
+    cols: u64,
+) -> u64 {
+    let bytes = rows * cols * elem_bytes;
+    let header = format!(
+        r#"{{"{name}":{{"dtype":"{dtype}","shape":[{rows},{cols}],"data_offsets":[0,{bytes}]}}}}"#
+    );
+    let mut data = (header.len() as u64).to_le_bytes().to_vec();
+    data.extend_from_slice(header.as_bytes());
+    std::fs::write(path, &data).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(data.len() as u64 + bytes)
+        .unwrap();
+    data.len() as u64
+}
