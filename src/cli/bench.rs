@@ -4,7 +4,7 @@
 
 use super::format::table;
 use super::CliError;
-use crate::device::{AdapterList, Gpu, Switches};
+use crate::device::Gpu;
 use crate::dtype::StorageDType;
 use crate::ops::gemv::{check_shape, encode_gemv, reachable_variants, GemvError};
 use crate::ops::select::{select, Op};
@@ -216,10 +216,7 @@ pub fn measure(gpu: &Gpu, args: &Args) -> Result<BenchReport, CliError> {
 }
 
 pub fn run(selector: Option<&str>, args: &Args) -> Result<(), CliError> {
-    let switches = Switches::from_env()?;
-    let list = AdapterList::enumerate();
-    let index = list.select(selector)?;
-    let gpu = Gpu::open(&list, index, switches)?;
+    let gpu = super::open_gpu(selector)?;
     let report = measure(&gpu, args)?;
     super::format::emit(args.json, &report, render)
 }

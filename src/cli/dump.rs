@@ -5,7 +5,7 @@
 //! tensor larger than one binding — or than host memory — is dumped all the same.
 
 use super::CliError;
-use crate::device::{AdapterList, Gpu, Switches};
+use crate::device::Gpu;
 use crate::dtype::StorageDType;
 use crate::formats::{TensorInfo, TensorStore};
 use crate::ops::dequantize;
@@ -187,10 +187,7 @@ pub fn run(selector: Option<&str>, args: &Args) -> Result<(), CliError> {
     let gpu = if args.cpu {
         None
     } else {
-        let switches = Switches::from_env()?;
-        let list = AdapterList::enumerate();
-        let index = list.select(selector)?;
-        Some(Gpu::open(&list, index, switches)?)
+        Some(super::open_gpu(selector)?)
     };
     let mut file = match &args.out {
         Some(p) => Some(std::io::BufWriter::new(

@@ -3,7 +3,7 @@
 
 use super::format::{bytes, table};
 use super::CliError;
-use crate::device::{AdapterList, Gpu, Switches};
+use crate::device::Gpu;
 use crate::dtype::StorageDType;
 use crate::formats::config::ModelConfig;
 use crate::formats::{Format, TensorInfo, TensorStore};
@@ -127,10 +127,7 @@ pub fn run(selector: Option<&str>, args: &Args) -> Result<(), CliError> {
     let gpu = if args.no_gpu {
         None
     } else {
-        let switches = Switches::from_env()?;
-        let list = AdapterList::enumerate();
-        let index = list.select(selector)?;
-        Some(Gpu::open(&list, index, switches)?)
+        Some(super::open_gpu(selector)?)
     };
     let report = build(&store, gpu.as_ref(), args.tensors);
     super::format::emit(args.json, &report, |r| render(r, &store, args))

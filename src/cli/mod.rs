@@ -127,6 +127,14 @@ impl CliError {
     }
 }
 
+/// Opens the adapter `selector` names (or the best one), with `WGLLM_DISABLE` applied.
+pub fn open_gpu(selector: Option<&str>) -> Result<crate::device::Gpu, CliError> {
+    let switches = crate::device::Switches::from_env()?;
+    let list = crate::device::AdapterList::enumerate();
+    let index = list.select(selector)?;
+    Ok(crate::device::Gpu::open(&list, index, switches)?)
+}
+
 /// Parses, resolves and runs.
 pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
