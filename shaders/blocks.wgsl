@@ -142,3 +142,86 @@ fn dequant(e: u32) -> f32 {
     return NF4_TABLE[code] * bitcast<f32>(w[base / 4u]);
 #endif
 }
+
+#ifdef BLOCKWISE
+// Whole-block dot products for GEMV: each invocation decodes a block once (scales read once,
+// quants four at a time from u32 words) instead of element by element. `x_at(k)` is element
+// k of the activation row, provided by the including shader. Sums are formed as
+// d · Σ(q·x) (and − dmin·m · Σx for k-quants): a different rounding order from the
+// element-wise path, well inside the f32 matmul budget.
+
+// Four bytes starting at byte b (any alignment), as one little-endian word.
+fn word_at(b: u32) -> u32 {
+    let i = b >> 2u;
+    let s = (b & 3u) * 8u;
+    if (s == 0u) {
+        return w[i];
+    }
+    return (w[i] >> s) | (w[i + 1u] << (32u - s));
+}
+
+#ifdef W_Q8_0
+const BLOCK_ELEMS: u32 = 32u;
+fn block_dot(blk: u32, k0: u32) -> f32 {
+    let base = blk * 34u;
+    var s = 0.0;
+    for (var j = 0u; j < 8u; j = j + 1u) {
+        let q = word_at(base + 2u + 4u * j);
+        let k = k0 + 4u * j;
+        s = s + i8_of(q) * x_at(k) + i8_of(q >> 8u) * x_at(k + 1u)
+              + i8_of(q >> 16u) * x_at(k + 2u) + i8_of(q >> 24u) * x_at(k + 3u);
+    }
+    return f16_at(base) * s;
+}
+#endif
+
+#ifdef W_Q4_0
+const BLOCK_ELEMS: u32 = 32u;
+fn block_dot(blk: u32, k0: u32) -> f32 {
+    let base = blk * 18u;
+    var s = 0.0;
+    for (var j = 0u; j < 4u; j = j + 1u) {
+        let q = word_at(base + 2u + 4u * j);
+        for (var b = 0u; b < 4u; b = b + 1u) {
+            let byte = (q >> (8u * b)) & 0xffu;
+            let k = k0 + 4u * j + b;
+            s = s + (f32(byte & 0xfu) - 8.0) * x_at(k) + (f32(byte >> 4u) - 8.0) * x_at(k + 16u);
+        }
+    }
+    return f16_at(base) * s;
+}
+#endif
+
+#ifdef W_Q4_K
+const BLOCK_ELEMS: u32 = 256u;
+fn block_dot(blk: u32, k0: u32) -> f32 {
+    let base = blk * 144u; // a multiple of 4: quants are word-aligned
+    var scaled = 0.0; // Σ sc · Σ(q·x)
+    var mins = 0.0; // Σ m · Σx
+    for (var c = 0u; c < 4u; c = c + 1u) {
+        let sm_lo = scale_min_k4(2u * c, base + 4u);
+        let sm_hi = scale_min_k4(2u * c + 1u, base + 4u);
+        var qx_lo = 0.0;
+        var qx_hi = 0.0;
+        var x_lo = 0.0;
+        var x_hi = 0.0;
+        for (var j = 0u; j < 8u; j = j + 1u) {
+            let q = w[(base + 16u + 32u * c + 4u * j) >> 2u];
+            for (var b = 0u; b < 4u; b = b + 1u) {
+                let byte = (q >> (8u * b)) & 0xffu;
+                let k = k0 + 64u * c + 4u * j + b;
+                let xl = x_at(k);
+                let xh = x_at(k + 32u);
+                qx_lo = qx_lo + f32(byte & 0xfu) * xl;
+                qx_hi = qx_hi + f32(byte >> 4u) * xh;
+                x_lo = x_lo + xl;
+                x_hi = x_hi + xh;
+            }
+        }
+        scaled = scaled + sm_lo.x * qx_lo + sm_hi.x * qx_hi;
+        mins = mins + sm_lo.y * x_lo + sm_hi.y * x_hi;
+    }
+    return f16_at(base) * scaled - f16_at(base + 2u) * mins;
+}
+#endif
+#endif

@@ -9,6 +9,8 @@
 // ELEMENTWISE (quantized, fp8, nf4 and any dtype blocks.wgsl decodes): each weight is
 // decoded by `dequant(e)` from blocks.wgsl, one element at a time, in f32. Correct for every
 // block layout; the word-wise paths below are the fast ones for f32/f16/bf16.
+// BLOCKWISE (q8_0, q4_0, q4_k): invocations take whole blocks (`block_dot` in blocks.wgsl),
+// reading scales once and quants a word at a time; the unit of work is a block.
 // VEC4 (f32/f16/bf16, when a row is a whole number of 16-byte units): W is read as
 // vec4<u32> (4 f32 or 8 f16/bf16; vec4<f16> with COMPUTE_F16) and x as vec4<f32>.
 // Row layout (REDUCE_*): ROWS_PER_WG rows per workgroup, THREADS_PER_ROW = WG_SIZE /
@@ -32,6 +34,11 @@ enable f16;
 
 #ifdef ELEMENTWISE
 #include "blocks.wgsl"
+
+// Element k of the activation row (blocks.wgsl's whole-block dot products read x this way).
+fn x_at(k: u32) -> f32 {
+    return x[k];
+}
 #endif
 
 struct Params {
@@ -160,9 +167,16 @@ fn partial(row: u32, first: u32, step: u32) -> f32 {
     let row_start = row * p.cols;
     var acc = 0.0;
 #ifdef ELEMENTWISE
+#ifdef BLOCKWISE
+    let blocks = p.cols / BLOCK_ELEMS;
+    for (var b = first; b < blocks; b = b + step) {
+        acc = acc + block_dot(row * blocks + b, b * BLOCK_ELEMS);
+    }
+#else
     for (var k = first; k < p.cols; k = k + step) {
         acc = acc + dequant(row_start + k) * x[k];
     }
+#endif
 #else
 #ifdef VEC4
     let units = p.cols / ELEMS_PER_UNIT;

@@ -143,6 +143,14 @@ impl KernelKey {
         )
     }
 
+    /// Whether whole-block dot products exist for the dtype (`block_dot` in blocks.wgsl).
+    pub fn blockwise(&self) -> bool {
+        matches!(
+            self.dtype,
+            StorageDType::Q8_0 | StorageDType::Q4_0 | StorageDType::Q4K
+        )
+    }
+
     /// Elements per 16-byte unit of the VEC4 path.
     pub fn elements_per_vec4(&self) -> u32 {
         match (self.dtype, self.compute) {
@@ -174,6 +182,9 @@ impl KernelKey {
         }
         if self.elementwise() {
             defines.push(Define::flag("ELEMENTWISE"));
+        }
+        if self.blockwise() {
+            defines.push(Define::flag("BLOCKWISE"));
         }
         if self.vec4 {
             defines.push(Define::flag("VEC4"));
@@ -365,12 +376,17 @@ fn select_gemv(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
                 StorageDType::Q8_0 | StorageDType::Q4_0 | StorageDType::Q4_1 | StorageDType::Q5_0 | StorageDType::Q5_1
             );
             let accelerated = caps.dot4().usable() && caps.summary.features.int_dot_accelerated == Some(true);
+            let decode = if key(ComputeDType::F32).blockwise() {
+                "decoded a whole block at a time (scales once per block, quants a word at a time)"
+            } else {
+                "decoded one element at a time"
+            };
             if int_dot_family && accelerated {
                 KernelPath::Fallback {
                     key: key(ComputeDType::F32),
                     reason: format!(
                         "packed int8 dot products are accelerated here, but the int-dot {dtype} kernel is not \
-                         implemented yet: {dtype} blocks decoded to f32 one element at a time; {reduce_note}"
+                         implemented yet: {dtype} blocks {decode} into f32; {reduce_note}"
                     ),
                 }
             } else {
@@ -378,7 +394,7 @@ fn select_gemv(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
                     key: key(ComputeDType::F32),
                     feature: join("f32 arithmetic"),
                     detail: format!(
-                        "{dtype} blocks decoded to f32 in registers one element at a time, multiplied and summed in f32; {reduce_note}"
+                        "{dtype} blocks {decode} into f32 registers, multiplied and summed in f32; {reduce_note}"
                     ),
                 }
             }
