@@ -9,8 +9,9 @@
 // ELEMENTWISE (quantized, fp8, nf4 and any dtype blocks.wgsl decodes): each weight is
 // decoded by `dequant(e)` from blocks.wgsl, one element at a time, in f32. Correct for every
 // block layout; the word-wise paths below are the fast ones for f32/f16/bf16.
-// BLOCKWISE (q8_0, q4_0, q4_k): invocations take whole blocks (`block_dot` in blocks.wgsl),
-// reading scales once and quants a word at a time; the unit of work is a block.
+// BLOCKWISE (q8_0, q4_0, q4_k, one invocation per row): invocations take whole blocks
+// (`block_dot` in blocks.wgsl), reading scales once and quants a word at a time; the unit of
+// work is a block. GPUs keep the element-wise path, where adjacent lanes read adjacent bytes.
 // VEC4 (f32/f16/bf16, when a row is a whole number of 16-byte units): W is read as
 // vec4<u32> (4 f32 or 8 f16/bf16; vec4<f16> with COMPUTE_F16) and x as vec4<f32>.
 // Row layout (REDUCE_*): ROWS_PER_WG rows per workgroup, THREADS_PER_ROW = WG_SIZE /

@@ -143,12 +143,16 @@ impl KernelKey {
         )
     }
 
-    /// Whether whole-block dot products exist for the dtype (`block_dot` in blocks.wgsl).
+    /// Whether this variant takes whole blocks (`block_dot` in blocks.wgsl): for the dtypes
+    /// that have one, and only with one invocation per row. Measured on the H100 (Vulkan,
+    /// 2026-11-27), whole blocks per invocation were 4x slower than element-wise decoding with
+    /// a subgroup per row (lanes 34 bytes apart instead of adjacent: uncoalesced); on lavapipe
+    /// they were 5x faster than element-wise.
     pub fn blockwise(&self) -> bool {
         matches!(
             self.dtype,
             StorageDType::Q8_0 | StorageDType::Q4_0 | StorageDType::Q4K
-        )
+        ) && self.reduction == Reduction::Serial
     }
 
     /// Elements per 16-byte unit of the VEC4 path.
