@@ -197,14 +197,7 @@ pub fn measure(gpu: &Gpu, args: &Args) -> Result<BenchReport, CliError> {
         "measuring the streaming-read limit on {}…",
         gpu.caps.summary.name
     );
-    let limit = stream_read::measure(
-        gpu,
-        gpu.caps
-            .summary
-            .memory
-            .device_local_bytes
-            .map_or(256 << 20, |m| (m / 4).min(1 << 30)),
-    )?;
+    let limit = stream_read::measure_limit(gpu)?;
     let rows = bench_gemv(gpu, args, limit.gb_per_s)?;
     Ok(BenchReport {
         adapter: gpu.caps.summary.name.clone(),

@@ -141,16 +141,7 @@ fn with_caps(mut r: AdapterReport, caps: &Capabilities) -> AdapterReport {
 fn measure(gpu: &Gpu) -> Result<Measurements, DeviceError> {
     eprintln!("measuring {} (a few seconds)…", gpu.caps.summary.name);
     Ok(Measurements {
-        // 1 GiB (capped by the binding limit and a quarter of device memory) is far past any
-        // GPU's last-level cache, so the figure is DRAM bandwidth.
-        stream_read: stream_read::measure(
-            gpu,
-            gpu.caps
-                .summary
-                .memory
-                .device_local_bytes
-                .map_or(256 << 20, |m| (m / 4).min(1 << 30)),
-        )?,
+        stream_read: stream_read::measure_limit(gpu)?,
         fma_f32: fma_peak::measure(gpu, ComputeDType::F32)?,
         fma_f16: if gpu.caps.f16().usable() {
             Some(fma_peak::measure(gpu, ComputeDType::F16)?)

@@ -47,6 +47,19 @@ pub struct StreamReadResult {
     pub invocations: u32,
 }
 
+/// The limit GEMV figures are divided by: a read of 1 GiB — capped by the binding limit and a
+/// quarter of device memory (256 MiB where memory is unknown) — far past any GPU's
+/// last-level cache, so the figure is DRAM bandwidth.
+pub fn measure_limit(gpu: &Gpu) -> Result<StreamReadResult, DeviceError> {
+    let bytes = gpu
+        .caps
+        .summary
+        .memory
+        .device_local_bytes
+        .map_or(256 << 20, |m| (m / 4).min(1 << 30));
+    measure(gpu, bytes)
+}
+
 /// Reads a buffer of up to `max_bytes` (capped by the binding limit) with several layouts and
 /// widths and returns the fastest.
 pub fn measure(gpu: &Gpu, max_bytes: u64) -> Result<StreamReadResult, DeviceError> {
