@@ -248,32 +248,22 @@ fn summary_line(a: &AdapterReport, selected: bool) -> String {
         ),
         None => "unknown".into(),
     };
-    if !has("compute-shaders") {
-        return format!(
-            "{} [{}] {} | {} | {} {} | {} | no compute shaders: unusable\n",
-            if selected { "*" } else { " " },
-            a.index,
-            a.name,
-            a.backend,
-            a.driver,
-            a.driver_info,
-            a.device_type
-        );
-    }
-    format!(
-        "{} [{}] {} | {} | {} {} | {} | f16: {} | subgroups: {} | int dot: {} | matrix cores: {} | memory: {}\n",
+    let identity = format!(
+        "{} [{}] {} | {} | {} {} | {}",
         if selected { "*" } else { " " },
         a.index,
         a.name,
         a.backend,
         a.driver,
         a.driver_info,
-        a.device_type,
+        a.device_type
+    );
+    if !has("compute-shaders") {
+        return format!("{identity} | no compute shaders: unusable\n");
+    }
+    format!(
+        "{identity} | f16: {} | subgroups: {subgroups} | int dot: {int_dot} | matrix cores: {matrix} | memory: {memory}\n",
         yes_no(has("shader-f16")),
-        subgroups,
-        int_dot,
-        matrix,
-        memory
     )
 }
 
