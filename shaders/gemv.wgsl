@@ -13,7 +13,7 @@
 // (`block_dot` in blocks.wgsl), reading scales once and quants a word at a time; the unit of
 // work is a block. GPUs keep the element-wise path, where adjacent lanes read adjacent bytes.
 // VEC4 (f32/f16/bf16, when a row is a whole number of 16-byte units): W is read as
-// vec4<u32> (4 f32 or 8 f16/bf16; vec4<f16> with COMPUTE_F16) and x as vec4<f32>.
+// vec4<u32> (4 f32 or 8 f16/bf16; mat2x4<f16> with COMPUTE_F16) and x as vec4<f32>.
 // Row layout (REDUCE_*): ROWS_PER_WG rows per workgroup, THREADS_PER_ROW = WG_SIZE /
 // ROWS_PER_WG invocations sharing each row (a power of two).
 //   REDUCE_SERIAL     one invocation per row (CPU adapters; THREADS_PER_ROW = 1)
@@ -52,7 +52,8 @@ struct Params {
 @group(0) @binding(0) var<uniform> p: Params;
 #ifdef VEC4
 #ifdef COMPUTE_F16
-@group(0) @binding(1) var<storage, read> w: array<vec4<f16>>;
+// Eight f16 (16 bytes) per element: the two columns of a mat2x4<f16>.
+@group(0) @binding(1) var<storage, read> w: array<mat2x4<f16>>;
 #else
 @group(0) @binding(1) var<storage, read> w: array<vec4<u32>>;
 #endif
@@ -89,11 +90,7 @@ fn unpack_f16_pair(word: u32) -> vec2<f32> {
 #ifdef W_F32
 const ELEMS_PER_UNIT: u32 = 4u;
 #else
-#ifdef COMPUTE_F16
-const ELEMS_PER_UNIT: u32 = 4u;
-#else
 const ELEMS_PER_UNIT: u32 = 8u;
-#endif
 #endif
 
 // Four bf16 (two words) as f32.
@@ -115,8 +112,9 @@ fn unit_dot(u: u32, xu: u32) -> f32 {
 #endif
 #ifdef W_F16
 #ifdef COMPUTE_F16
-    let prod = v * vec4<f16>(x[xu]);
-    return (f32(prod.x) + f32(prod.y)) + (f32(prod.z) + f32(prod.w));
+    let lo = vec4<f32>(v[0] * vec4<f16>(x[2u * xu]));
+    let hi = vec4<f32>(v[1] * vec4<f16>(x[2u * xu + 1u]));
+    return dot(lo, vec4<f32>(1.0)) + dot(hi, vec4<f32>(1.0));
 #else
     let lo = vec4<f32>(unpack_f16_pair(v.x), unpack_f16_pair(v.y));
     let hi = vec4<f32>(unpack_f16_pair(v.z), unpack_f16_pair(v.w));

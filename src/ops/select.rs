@@ -157,9 +157,10 @@ impl KernelKey {
 
     /// Elements per 16-byte unit of the VEC4 path.
     pub fn elements_per_vec4(&self) -> u32 {
-        match (self.dtype, self.compute) {
-            (StorageDType::F32, _) | (_, ComputeDType::F16) => 4,
-            _ => 8,
+        if self.dtype == StorageDType::F32 {
+            4
+        } else {
+            8
         }
     }
 
