@@ -243,10 +243,6 @@ impl StorageDType {
         (elements / u64::from(b.elements)).checked_mul(u64::from(b.bytes))
     }
 
-    pub fn is_block_quantized(self) -> bool {
-        self.block().elements > 1
-    }
-
     /// The dtype of a GGUF tensor type id (`ggml_type`), or `None` for ids that were removed
     /// (4, 5, 31-33, 36-38) or that this version does not know.
     pub fn from_ggml_type(id: u32) -> Option<Self> {

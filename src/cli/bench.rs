@@ -6,7 +6,7 @@ use super::format::table;
 use super::CliError;
 use crate::device::Gpu;
 use crate::dtype::StorageDType;
-use crate::ops::gemv::{check_shape, encode_gemv, reachable_variants, GemvError};
+use crate::ops::gemv::{check_shape, encode_gemv, kernel_for, reachable_variants, GemvError};
 use crate::ops::select::{select, Op};
 use crate::ops::stream_read;
 use crate::ops::timing::median_seconds;
@@ -105,16 +105,8 @@ fn bench_gemv(gpu: &Gpu, args: &Args, limit_gb_s: f64) -> Result<Vec<BenchRow>, 
     };
     let mut rows = Vec::new();
     for dtype in dtypes {
-        let selected = select(&gpu.caps, Op::Gemv, dtype, None);
-        let Some(selected_key) = selected.key().cloned() else {
-            return Err(CliError::BadInput(format!(
-                "no gemv kernel for {dtype} on this adapter: {}",
-                match selected {
-                    crate::ops::select::KernelPath::Unsupported { reason } => reason,
-                    _ => String::new(),
-                }
-            )));
-        };
+        let (selected_key, _) =
+            kernel_for(gpu, dtype).map_err(|e| CliError::BadInput(e.to_string()))?;
         let keys = if args.selected_only {
             vec![selected_key.clone()]
         } else {

@@ -277,13 +277,7 @@ impl Capabilities {
     /// Before the self-test has run: every optional primitive counts as unverified, so only
     /// the self-test itself may be dispatched.
     pub(crate) fn unverified(summary: AdapterSummary, disabled: Switches) -> Self {
-        let geometry = Geometry::for_adapter(&summary);
-        Self {
-            summary,
-            disabled,
-            selftest: SelfTestReport::default(),
-            geometry,
-        }
+        Self::new(summary, disabled, SelfTestReport::default())
     }
 
     pub fn new(summary: AdapterSummary, disabled: Switches, selftest: SelfTestReport) -> Self {
