@@ -5,7 +5,10 @@
 //   W_F16   two f16 per word, low half first (little-endian)
 //   W_BF16  two bf16 per word; WGSL has no bf16, so a bf16 is the high 16 bits of an f32
 // COMPUTE_F16 multiplies in f16 (`enable f16;`, needs shader-f16); otherwise f32.
-// Accumulation is always f32.
+// Sums are f32, or f16 with ACCUM_F16 (needs shader-f16): the third precision level, there to
+// be measured against f32 (tests/gemv.rs reports the difference).
+// Outputs go to y[row_offset + row] (a part of a row-split tensor starts at its own buffer's
+// byte 0), plus bias[row_offset + row] when has_bias is set.
 // ELEMENTWISE (quantized, fp8, nf4 and any dtype blocks.wgsl decodes): each weight is
 // decoded by `dequant(e)` from blocks.wgsl, one element at a time, in f32. Correct for every
 // block layout; the word-wise paths below are the fast ones for f32/f16/bf16.
@@ -31,6 +34,16 @@
 
 #ifdef COMPUTE_F16
 enable f16;
+#else
+#ifdef ACCUM_F16
+enable f16;
+#endif
+#endif
+
+#ifdef ACCUM_F16
+alias acc_t = f16;
+#else
+alias acc_t = f32;
 #endif
 
 #ifdef ELEMENTWISE
@@ -46,7 +59,11 @@ struct Params {
     rows: u32,
     cols: u32,
     groups_x: u32,
-    _pad: u32,
+    row_offset: u32,
+    has_bias: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -67,6 +84,17 @@ struct Params {
 @group(0) @binding(2) var<storage, read> x: array<f32>;
 #endif
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(4) var<storage, read> bias: array<f32>;
+
+// The finished sum of row `row` of this part, with its bias.
+fn output(row: u32, sum: acc_t) {
+    let at = p.row_offset + row;
+    var b = 0.0;
+    if (p.has_bias != 0u) {
+        b = bias[at];
+    }
+    y[at] = f32(sum) + b;
+}
 
 const THREADS_PER_ROW: u32 = WG_SIZE / ROWS_PER_WG;
 
@@ -162,18 +190,18 @@ fn row_words(row: u32) -> vec2<u32> {
 
 // This invocation's share of row `row`: units first, first + step, … (a unit is a 16-byte
 // vector with VEC4, a word of W otherwise, or one element with ELEMENTWISE).
-fn partial(row: u32, first: u32, step: u32) -> f32 {
+fn partial(row: u32, first: u32, step: u32) -> acc_t {
     let row_start = row * p.cols;
-    var acc = 0.0;
+    var acc = acc_t(0.0);
 #ifdef ELEMENTWISE
 #ifdef BLOCKWISE
     let blocks = p.cols / BLOCK_ELEMS;
     for (var b = first; b < blocks; b = b + step) {
-        acc = acc + block_dot(row * blocks + b, b * BLOCK_ELEMS);
+        acc = acc + acc_t(block_dot(row * blocks + b, b * BLOCK_ELEMS));
     }
 #else
     for (var k = first; k < p.cols; k = k + step) {
-        acc = acc + dequant(row_start + k) * x[k];
+        acc = acc + acc_t(dequant(row_start + k) * x[k]);
     }
 #endif
 #else
@@ -181,12 +209,12 @@ fn partial(row: u32, first: u32, step: u32) -> f32 {
     let units = p.cols / ELEMS_PER_UNIT;
     let base = row * units;
     for (var i = first; i < units; i = i + step) {
-        acc = acc + unit_dot(base + i, i);
+        acc = acc + acc_t(unit_dot(base + i, i));
     }
 #else
     let span = row_words(row);
     for (var wi = span.x + first; wi < span.y; wi = wi + step) {
-        acc = acc + word_dot(wi, row_start);
+        acc = acc + acc_t(word_dot(wi, row_start));
     }
 #endif
 #endif
@@ -200,19 +228,19 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     if (row >= p.rows) {
         return;
     }
-    y[row] = partial(row, 0u, 1u);
+    output(row, partial(row, 0u, 1u));
 }
 #endif
 
 #ifdef REDUCE_WORKGROUP
-var<workgroup> sums: array<f32, WG_SIZE>;
+var<workgroup> sums: array<acc_t, WG_SIZE>;
 
 @compute @workgroup_size(WG_SIZE)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let lane = lid % THREADS_PER_ROW;
     let row = (wg.y * p.groups_x + wg.x) * ROWS_PER_WG + lid / THREADS_PER_ROW;
     let valid = row < p.rows;
-    var acc = 0.0;
+    var acc = acc_t(0.0);
     if (valid) {
         acc = partial(row, lane, THREADS_PER_ROW);
     }
@@ -225,7 +253,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         workgroupBarrier();
     }
     if (valid && lane == 0u) {
-        y[row] = sums[lid];
+        output(row, sums[lid]);
     }
 }
 #endif
@@ -239,13 +267,13 @@ fn main(
 ) {
     let row = (wg.y * p.groups_x + wg.x) * ROWS_PER_WG + sg;
     let valid = row < p.rows;
-    var acc = 0.0;
+    var acc = acc_t(0.0);
     if (valid) {
         acc = partial(row, sg_lane, THREADS_PER_ROW);
     }
     let total = subgroupAdd(acc);
     if (valid && sg_lane == 0u) {
-        y[row] = total;
+        output(row, total);
     }
 }
 #endif

@@ -77,9 +77,14 @@ fn json_lists_lavapipe_and_gl_with_a_truthful_matrix_and_matches_the_schema() {
         .contains("lacks shader-f16"));
     assert_eq!(kernel(vk, "gemv", "bf16")["path"], "fallback");
     // Never claims a kernel that is not there.
+    let attention = kernel(vk, "attention", "f16");
+    assert_eq!(attention["path"], "unsupported");
+    assert_eq!(attention["reason"], "not implemented yet");
     let q4k = kernel(vk, "gemm", "q4_k");
-    assert_eq!(q4k["path"], "unsupported");
-    assert_eq!(q4k["reason"], "not implemented yet");
+    assert_eq!(q4k["path"], "native");
+    assert_eq!(q4k["kernel"], "gemm_q4_k_f32c_f32acc_serial_wg256_r64");
+    assert_eq!(kernel(vk, "gemm", "f16")["compute_dtype"], "f16");
+    assert_eq!(kernel(gl, "gemm", "f16")["path"], "fallback");
     let q4k = kernel(vk, "gemv", "q4_k");
     assert_eq!(q4k["kernel"], "gemv_q4_k_f32c_f32acc_serial_wg64_r64");
     assert!(vk["features"]

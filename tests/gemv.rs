@@ -6,10 +6,14 @@ mod common;
 
 use common::*;
 use std::collections::BTreeSet;
+use wgllm::device::tensor::{upload_tensor, PartLimits};
 use wgllm::device::{Gpu, Switches};
+use wgllm::dtype::AccumDType;
 use wgllm::dtype::StorageDType;
 use wgllm::ops::dequantize::{synthetic, DTYPES};
-use wgllm::ops::gemv::{encode_gemv, reachable_variants, reference, GemvParams};
+use wgllm::ops::gemv::{
+    encode_gemv, encode_gemv_tensor, reachable_variants, reference, GemvParams,
+};
 use wgllm::ops::select::{KernelKey, Reduction};
 use wgllm::ops::tolerance::{matmul_nmse, max_abs_error, nmse, MUL_MAT_NMSE};
 
@@ -44,12 +48,7 @@ fn check(gpu: &Gpu, key: &KernelKey, rows: u32, cols: u32, seed: u64) {
     let mut rng = Rng::new(seed);
     let w = synthetic(key.dtype, rows as usize * cols as usize, seed).unwrap();
     let x = rng.vec(cols as usize);
-    let params = GemvParams {
-        rows,
-        cols,
-        groups_x: 0,
-        _pad: 0,
-    };
+    let params = GemvParams::new(rows, cols);
     let want = reference(&params, key.dtype, &w, &x).unwrap();
 
     let wb = gpu.upload("w", &w).unwrap();
@@ -255,4 +254,166 @@ fn losing_the_device_is_an_error_not_a_panic() {
     let key = reachable_variants(&gpu.caps, StorageDType::F32).remove(0);
     let err = wgllm::ops::gemv::run_with(&gpu, &key, 4, 4, &[0u8; 64], &[0.0; 4]).unwrap_err();
     assert!(err.to_string().to_lowercase().contains("lost"), "{err}");
+}
+
+/// Uploads `w` as a row-split tensor under `limits` (any number of parts), runs GEMV with a
+/// bias over every part, and compares with the reference plus bias.
+fn check_split(
+    gpu: &Gpu,
+    key: &KernelKey,
+    (rows, cols): (u32, u32),
+    limits: PartLimits,
+    min_parts: usize,
+    seed: u64,
+) {
+    let mut rng = Rng::new(seed);
+    let w = synthetic(key.dtype, rows as usize * cols as usize, seed).unwrap();
+    let x = rng.vec(cols as usize);
+    let bias = rng.vec(rows as usize);
+    let mut want = reference(&GemvParams::new(rows, cols), key.dtype, &w, &x).unwrap();
+    for (y, b) in want.iter_mut().zip(&bias) {
+        *y = (f64::from(*y) + f64::from(*b)) as f32;
+    }
+    let mut seen = 0u64;
+    let t = upload_tensor(
+        gpu,
+        "w",
+        key.dtype,
+        (rows, cols),
+        &w,
+        limits,
+        &mut |done, total| {
+            assert!(done > seen && done <= total);
+            seen = done;
+        },
+    )
+    .unwrap();
+    assert_eq!(seen, w.len() as u64, "progress must reach the total");
+    assert!(
+        t.parts.len() >= min_parts,
+        "{} parts, wanted at least {min_parts}",
+        t.parts.len()
+    );
+    assert_eq!(t.bytes(), w.len() as u64);
+    let xb = gpu.upload("x", bytemuck::cast_slice(&x)).unwrap();
+    let bb = gpu.upload("bias", bytemuck::cast_slice(&bias)).unwrap();
+    let yb = guarded_output(gpu, rows as usize);
+    let mut enc = gpu.device.create_command_encoder(&Default::default());
+    encode_gemv_tensor(gpu, &mut enc, key, &t, [&xb, &yb], Some(&bb)).unwrap();
+    gpu.submit_and_wait("split gemv test", enc).unwrap();
+    let what = format!(
+        "{} on {} at {rows}x{cols} in {} parts",
+        key.name(),
+        label(gpu),
+        t.parts.len()
+    );
+    let got = read_guarded(gpu, &yb, rows as usize, &what);
+    let e = nmse(&got, &want).unwrap_or_else(|| panic!("{what}: NaN/Inf mismatch"));
+    let budget = matmul_nmse(key.compute).min(MUL_MAT_NMSE);
+    assert!(e <= budget, "{what}: NMSE {e:.3e} > {budget:.0e}");
+}
+
+#[test]
+fn row_split_tensors_with_bias_match_the_reference() {
+    for gpu in all_gpus(Switches::default()) {
+        for (dtype, rows, cols) in [
+            (StorageDType::F32, 37, 100),
+            // Rows of 6 bytes: parts start mid-word in the file and at byte 0 on the GPU.
+            (StorageDType::F16, 41, 3),
+            (StorageDType::Q8_0, 29, 64),
+            (StorageDType::Q4K, 23, 256),
+        ] {
+            let row_bytes = dtype.bytes_for(u64::from(cols)).unwrap();
+            // Room for about 4 rows per part: uneven parts, the last one short.
+            let limits = PartLimits {
+                max_bytes: row_bytes * 4 + 4,
+                max_elements: u64::from(u32::MAX),
+            };
+            for key in reachable_variants(&gpu.caps, dtype) {
+                check_split(
+                    &gpu,
+                    &key,
+                    (rows, cols),
+                    limits,
+                    (rows as usize).div_ceil(5),
+                    40 + rows as u64,
+                );
+            }
+        }
+    }
+}
+
+/// A tensor over the 128 MiB binding limit of the Mesa adapters (and sizes from a real model:
+/// 8320 x 4096 f32 is 130 MiB), split with the adapter's own limits.
+#[test]
+fn a_tensor_over_the_binding_limit_is_split_and_correct() {
+    for gpu in all_gpus(Switches::default()) {
+        let (rows, cols) = (8320u32, 4096u32);
+        let bytes = u64::from(rows) * u64::from(cols) * 4;
+        let limits = PartLimits::of(&gpu);
+        let parts = if bytes > limits.max_bytes { 2 } else { 1 };
+        let (key, _) = wgllm::ops::gemv::kernel_for(&gpu, StorageDType::F32).unwrap();
+        check_split(&gpu, &key, (rows, cols), limits, parts, 3);
+    }
+}
+
+/// f16 accumulation against f32 accumulation, same weights and kernel otherwise. The bound:
+/// each f16 addition rounds with relative error u = 2^-11; with K terms of random sign summed
+/// serially the error grows like u·√(K/2)·|sum| (NMSE ≈ u²·K/2; a tree or strided reduction
+/// does better). Asserted: NMSE ≤ u²·K (2x margin), and never better than f32's (the test
+/// would then not be measuring f16).
+#[test]
+fn f16_accumulation_error_is_reported_and_bounded() {
+    let u = 2f64.powi(-11);
+    let mut measured = 0;
+    for gpu in all_gpus(Switches::default()) {
+        if !gpu.caps.f16().usable() {
+            eprintln!("{}: no shader-f16, so no f16 accumulation", label(&gpu));
+            continue;
+        }
+        for dtype in [
+            StorageDType::F32,
+            StorageDType::F16,
+            StorageDType::Q8_0,
+            StorageDType::Q4K,
+        ] {
+            let (rows, cols) = (64u32, 4096u32);
+            let mut rng = Rng::new(11);
+            let w = synthetic(dtype, (rows * cols) as usize, 12).unwrap();
+            let x = rng.vec(cols as usize);
+            let want = reference(&GemvParams::new(rows, cols), dtype, &w, &x).unwrap();
+            for key in reachable_variants(&gpu.caps, dtype)
+                .into_iter()
+                .filter(|k| k.reduction != Reduction::Subgroup)
+            {
+                let acc16 = key.with_accum(AccumDType::F16);
+                let run = |k: &KernelKey| {
+                    wgllm::ops::gemv::run_with(&gpu, k, rows, cols, &w, &x).unwrap()
+                };
+                let e32 = nmse(&run(&key), &want).unwrap();
+                let e16 = nmse(&run(&acc16), &want).unwrap();
+                let bound = u * u * f64::from(cols);
+                eprintln!(
+                    "{} on {}: NMSE vs f64 with f32 sums {e32:.2e}, with f16 sums {e16:.2e} (bound {bound:.2e})",
+                    acc16.name(),
+                    label(&gpu)
+                );
+                assert!(
+                    e16 <= bound,
+                    "{}: f16 accumulation NMSE {e16:.2e} > {bound:.2e}",
+                    acc16.name()
+                );
+                assert!(
+                    e16 > e32,
+                    "{}: f16 sums no worse than f32 ({e16:.2e} vs {e32:.2e})?",
+                    acc16.name()
+                );
+                measured += 1;
+            }
+        }
+    }
+    assert!(
+        measured > 0,
+        "f16 accumulation ran on no adapter (lavapipe has shader-f16)"
+    );
 }

@@ -9,7 +9,7 @@ use wgllm::ops::shader::{Shader, ShaderVariant};
 fn needs(v: &ShaderVariant) -> (bool, bool) {
     let has = |n: &str| v.defines.iter().any(|d| d.name == n);
     (
-        has("COMPUTE_F16") || has("SECTION_F16") || has("FMA_F16"),
+        has("COMPUTE_F16") || has("ACCUM_F16") || has("SECTION_F16") || has("FMA_F16"),
         has("REDUCE_SUBGROUP") || has("SECTION_SUBGROUP"),
     )
 }

@@ -203,17 +203,8 @@ impl Gpu {
     pub fn upload(&self, label: &str, bytes: &[u8]) -> Result<wgpu::Buffer, DeviceError> {
         let size = (bytes.len() as u64).div_ceil(4).max(1) * 4;
         let buffer = self.storage(label, size)?;
-        let aligned = bytes.len() / 4 * 4;
-        self.scoped(&format!("uploading {label}"), size, || {
-            if aligned > 0 {
-                self.queue.write_buffer(&buffer, 0, &bytes[..aligned]);
-            }
-            if aligned < bytes.len() {
-                let mut tail = [0u8; 4];
-                tail[..bytes.len() - aligned].copy_from_slice(&bytes[aligned..]);
-                self.queue.write_buffer(&buffer, aligned as u64, &tail);
-            }
-        })?;
+        let total = bytes.len() as u64;
+        super::tensor::write_chunked(self, label, &buffer, bytes, &mut |_, _| {}, (0, total))?;
         Ok(buffer)
     }
 
@@ -290,7 +281,14 @@ impl Gpu {
                     layout: None,
                     module: &module,
                     entry_point: Some("main"),
-                    compilation_options: Default::default(),
+                    // Every kernel writes the workgroup memory it reads (each invocation fills
+                    // its share before a barrier), so wgpu's zero-fill is pure cost, and on GL
+                    // it is a constructor with one literal per element: a 1024-element tile
+                    // took llvmpipe 15-40 s to compile, against 1 s without.
+                    compilation_options: wgpu::PipelineCompilationOptions {
+                        zero_initialize_workgroup_memory: false,
+                        ..Default::default()
+                    },
                     cache: None,
                 })
         })?;
@@ -364,6 +362,11 @@ impl Gpu {
         encoder: wgpu::CommandEncoder,
     ) -> Result<(), DeviceError> {
         let index = self.scoped(what, 0, || self.queue.submit([encoder.finish()]))?;
+        self.wait(what, Some(index))
+    }
+
+    /// Blocks until submission `index` is done (or [`WAIT_TIMEOUT`] passes).
+    pub fn wait_for(&self, what: &str, index: wgpu::SubmissionIndex) -> Result<(), DeviceError> {
         self.wait(what, Some(index))
     }
 

@@ -8,9 +8,11 @@ pub mod gpu;
 pub mod memory;
 pub mod selftest;
 pub mod switches;
+pub mod tensor;
 
 pub use adapter::AdapterList;
 pub use capabilities::{AdapterSummary, Availability, Capabilities};
 pub use error::DeviceError;
 pub use gpu::Gpu;
 pub use switches::Switches;
+pub use tensor::{GpuTensor, PartLimits};

@@ -4,7 +4,7 @@
 //! reference below takes the same [`GemvParams`] and dequantizes the same bytes in f64.
 
 use crate::device::selftest::Primitive;
-use crate::device::{Capabilities, DeviceError, Gpu};
+use crate::device::{Capabilities, DeviceError, Gpu, GpuTensor};
 use crate::dtype::ComputeDType;
 use crate::dtype::StorageDType;
 use crate::ops::select::{select, KernelKey, KernelPath, Op, Reduction};
@@ -18,10 +18,28 @@ pub struct GemvParams {
     pub cols: u32,
     /// Workgroups per row of the dispatch grid (the grid is 2D past 65,535 groups).
     pub groups_x: u32,
-    pub _pad: u32,
+    /// Where this part's rows land in y (and in the bias).
+    pub row_offset: u32,
+    /// 1 when the bias binding holds a bias to add.
+    pub has_bias: u32,
+    pub _pad: [u32; 3],
 }
 
-const _: () = assert!(std::mem::size_of::<GemvParams>() == 16);
+const _: () = assert!(std::mem::size_of::<GemvParams>() == 32);
+
+impl GemvParams {
+    /// The parameters of a whole (unsplit) `rows` × `cols` matrix without bias.
+    pub fn new(rows: u32, cols: u32) -> Self {
+        Self {
+            rows,
+            cols,
+            groups_x: 0,
+            row_offset: 0,
+            has_bias: 0,
+            _pad: [0; 3],
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum GemvError {
@@ -55,26 +73,14 @@ pub fn encode(dtype: StorageDType, values: &[f32]) -> Option<Vec<u8>> {
 }
 
 /// CPU reference: dequantize (the f64 reference of `ops::dequantize`), multiply and sum in
-/// f64, round once to f32. `None` for a dtype without a dequantizer.
+/// f64, add the bias, round once to f32. `None` for a dtype without a dequantizer.
 pub fn reference(
     params: &GemvParams,
     dtype: StorageDType,
     w: &[u8],
     x: &[f32],
 ) -> Option<Vec<f32>> {
-    let (rows, cols) = (params.rows as usize, params.cols as usize);
-    let weights = crate::ops::dequantize::reference(dtype, w)?;
-    Some(
-        (0..rows)
-            .map(|r| {
-                weights[r * cols..(r + 1) * cols]
-                    .iter()
-                    .zip(x)
-                    .map(|(w, x)| f64::from(*w) * f64::from(*x))
-                    .sum::<f64>() as f32
-            })
-            .collect(),
-    )
+    crate::ops::gemm::reference(dtype, (params.rows, params.cols), w, x, None)
 }
 
 /// Workgroup grid for `rows` rows: ([x, y, 1], groups_x), split into 2D past the per-dimension
@@ -120,6 +126,42 @@ pub fn encode_gemv(
     (rows, cols): (u32, u32),
     [w, x, y]: [&wgpu::Buffer; 3],
 ) -> Result<(), DeviceError> {
+    encode_part(gpu, encoder, key, (rows, cols), 0, [w, x, y], None)
+}
+
+/// Records y = W·x (+ bias) for every part of a row-split tensor: one dispatch per part, each
+/// writing its rows of `y`.
+pub fn encode_gemv_tensor(
+    gpu: &Gpu,
+    encoder: &mut wgpu::CommandEncoder,
+    key: &KernelKey,
+    w: &GpuTensor,
+    [x, y]: [&wgpu::Buffer; 2],
+    bias: Option<&wgpu::Buffer>,
+) -> Result<(), DeviceError> {
+    for part in &w.parts {
+        encode_part(
+            gpu,
+            encoder,
+            key,
+            (part.rows, w.cols),
+            part.first_row,
+            [&part.buffer, x, y],
+            bias,
+        )?;
+    }
+    Ok(())
+}
+
+fn encode_part(
+    gpu: &Gpu,
+    encoder: &mut wgpu::CommandEncoder,
+    key: &KernelKey,
+    (rows, cols): (u32, u32),
+    row_offset: u32,
+    [w, x, y]: [&wgpu::Buffer; 3],
+    bias: Option<&wgpu::Buffer>,
+) -> Result<(), DeviceError> {
     let key = &key.for_cols(cols);
     let pipeline = gpu.pipeline(&key.variant())?;
     let (groups, groups_x) = grid(
@@ -128,13 +170,15 @@ pub fn encode_gemv(
         gpu.caps.summary.limits.max_compute_workgroups_per_dimension,
     );
     let params = GemvParams {
-        rows,
-        cols,
         groups_x,
-        _pad: 0,
+        row_offset,
+        has_bias: u32::from(bias.is_some()),
+        ..GemvParams::new(rows, cols)
     };
     let uniform = gpu.uniform("gemv params", &params)?;
-    gpu.encode_dispatch(encoder, &pipeline, &[&uniform, w, x, y], groups)
+    // Without a bias, x fills the binding (read-only like a bias; never read: has_bias is 0).
+    let bias = bias.unwrap_or(x);
+    gpu.encode_dispatch(encoder, &pipeline, &[&uniform, w, x, y, bias], groups)
 }
 
 /// The kernel path `select` picks for GEMV over `dtype` here, or why there is none.
@@ -222,12 +266,7 @@ mod tests {
     #[test]
     fn reference_matches_hand_computation() {
         let w = encode(StorageDType::Bf16, &[1.0, 2.0, 3.0, -1.0, 0.5, 0.25]).unwrap();
-        let p = GemvParams {
-            rows: 2,
-            cols: 3,
-            groups_x: 1,
-            _pad: 0,
-        };
+        let p = GemvParams::new(2, 3);
         assert_eq!(
             reference(&p, StorageDType::Bf16, &w, &[1.0, 1.0, 2.0]),
             Some(vec![9.0, 0.0])

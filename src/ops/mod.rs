@@ -3,6 +3,7 @@
 
 pub mod dequantize;
 pub mod fma_peak;
+pub mod gemm;
 pub mod gemv;
 pub mod select;
 pub mod shader;
@@ -12,7 +13,7 @@ pub mod tolerance;
 
 use crate::device::capabilities::GemvShape;
 use crate::device::selftest::{Section, Workaround};
-use crate::dtype::{ComputeDType, StorageDType};
+use crate::dtype::{AccumDType, ComputeDType, StorageDType};
 use select::{KernelKey, Reduction};
 use shader::ShaderVariant;
 
@@ -45,9 +46,36 @@ pub fn all_variants() -> Vec<ShaderVariant> {
             }
         }
     }
+    // f16 accumulation (serial and workgroup reductions; f16 subgroup arithmetic is not
+    // something every subgroup-capable adapter has).
+    for &dtype in &dequantize::DTYPES {
+        let compute = if dtype == StorageDType::F16 {
+            ComputeDType::F16
+        } else {
+            ComputeDType::F32
+        };
+        for (reduction, workgroup_size, rows_per_workgroup) in
+            [(Reduction::Serial, 64, 64), (Reduction::Workgroup, 256, 4)]
+        {
+            let shape = GemvShape {
+                workgroup_size,
+                rows_per_workgroup,
+            };
+            for vec4 in [false, true]
+                .into_iter()
+                .filter(|v| KernelKey::plain(dtype) || !v)
+            {
+                let key = KernelKey::gemv(dtype, compute, reduction, shape, vec4, vec![]);
+                v.push(key.with_accum(AccumDType::F16).variant());
+            }
+        }
+    }
     for dtype in dequantize::DTYPES {
         for workarounds in [vec![], vec![Workaround::F16UnpackHiViaShift]] {
             v.extend(dequantize::variant(dtype, &workarounds));
+        }
+        for (compute, accum) in gemm::PRECISIONS {
+            v.push(gemm::variant(&gemm::key(dtype, compute, accum)));
         }
     }
     v.push(stream_read::variant(stream_read::Layout::Strided));

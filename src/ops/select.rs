@@ -128,6 +128,15 @@ impl KernelKey {
         }
     }
 
+    /// This key with sums kept in `accum` (f16 needs shader-f16; with f16 the subgroup
+    /// reduction is not offered, since f16 subgroup arithmetic is an extension of its own).
+    pub fn with_accum(&self, accum: AccumDType) -> Self {
+        Self {
+            accum,
+            ..self.clone()
+        }
+    }
+
     /// Whether the dtype has the word-wise (and VEC4) paths: f32, f16, bf16.
     pub fn plain(dtype: StorageDType) -> bool {
         matches!(
@@ -176,12 +185,12 @@ impl KernelKey {
 
     /// The shader file and defines of this variant.
     pub fn variant(&self) -> ShaderVariant {
+        if self.op == Op::Gemm {
+            return crate::ops::gemm::variant(self);
+        }
+        // Attention has no kernel yet; `select` never returns a key for it.
+        let shader = Shader::Gemv;
         let mut defines = Vec::new();
-        let shader = match self.op {
-            Op::Gemv => Shader::Gemv,
-            // Only GEMV kernels exist so far; `select` never returns keys for the others.
-            Op::Gemm | Op::Attention => Shader::Gemv,
-        };
         if let Some(d) = crate::ops::dequantize::dtype_define(self.dtype) {
             defines.push(d);
         }
@@ -196,6 +205,9 @@ impl KernelKey {
         }
         if self.compute == ComputeDType::F16 {
             defines.push(Define::flag("COMPUTE_F16"));
+        }
+        if self.accum == AccumDType::F16 {
+            defines.push(Define::flag("ACCUM_F16"));
         }
         defines.push(Define::flag(match self.reduction {
             Reduction::Serial => "REDUCE_SERIAL",
@@ -293,9 +305,7 @@ pub fn select(caps: &Capabilities, op: Op, dtype: StorageDType, kv: Option<KvDTy
     }
     match op {
         Op::Gemv => select_gemv(caps, dtype),
-        Op::Gemm => KernelPath::Unsupported {
-            reason: NOT_IMPLEMENTED.into(),
-        },
+        Op::Gemm => select_gemm(caps, dtype),
         Op::Attention => {
             let _ = kv;
             KernelPath::Unsupported {
@@ -406,6 +416,54 @@ fn select_gemv(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
         }
         _ => KernelPath::Unsupported {
             reason: NOT_IMPLEMENTED.into(),
+        },
+    }
+}
+
+/// GEMM: one tiled kernel for every dtype; what varies is whether the tiles and products are
+/// f16 (native, for f16 weights where shader-f16 is usable) or f32.
+fn select_gemm(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
+    use crate::ops::gemm;
+    if crate::ops::dequantize::dtype_define(dtype).is_none() {
+        return KernelPath::Unsupported {
+            reason: NOT_IMPLEMENTED.into(),
+        };
+    }
+    let tiles = format!(
+        "64x64 output tiles, K in steps of {}, weights decoded once per tile into workgroup memory",
+        gemm::TILE_K
+    );
+    let f32_key = gemm::key(dtype, ComputeDType::F32, AccumDType::F32);
+    match dtype {
+        StorageDType::F16 => {
+            let f16 = caps.f16();
+            if f16.usable() {
+                KernelPath::Native {
+                    key: gemm::key(dtype, ComputeDType::F16, AccumDType::F32),
+                    feature: "shader-f16".into(),
+                    detail: format!("f16 tiles multiplied in f16, summed in f32; {tiles}"),
+                }
+            } else {
+                KernelPath::Fallback {
+                    key: f32_key,
+                    reason: format!(
+                        "f16 unpacked with unpack2x16float into f32 tiles ({}); multiplied and summed in f32; {tiles}",
+                        f16.why_not("shader-f16")
+                    ),
+                }
+            }
+        }
+        StorageDType::Bf16 | StorageDType::F8E4m3 | StorageDType::F8E5m2 => KernelPath::Fallback {
+            key: f32_key,
+            reason: format!(
+                "WGSL has no {}: decoded from its bits into f32 tiles; multiplied and summed in f32; {tiles}",
+                if dtype == StorageDType::Bf16 { "bf16" } else { "fp8" }
+            ),
+        },
+        _ => KernelPath::Native {
+            key: f32_key,
+            feature: "f32 arithmetic".into(),
+            detail: format!("{dtype} decoded into f32 tiles, multiplied and summed in f32; {tiles}"),
         },
     }
 }

@@ -22,16 +22,18 @@ pub enum Shader {
     Blocks,
     Dequantize,
     Gemv,
+    Gemm,
     StreamRead,
     FmaPeak,
 }
 
 impl Shader {
-    pub const ALL: [Shader; 6] = [
+    pub const ALL: [Shader; 7] = [
         Self::SelfTest,
         Self::Blocks,
         Self::Dequantize,
         Self::Gemv,
+        Self::Gemm,
         Self::StreamRead,
         Self::FmaPeak,
     ];
@@ -52,6 +54,7 @@ impl Shader {
             Self::Blocks => "blocks.wgsl",
             Self::Dequantize => "dequantize.wgsl",
             Self::Gemv => "gemv.wgsl",
+            Self::Gemm => "gemm.wgsl",
             Self::StreamRead => "stream_read.wgsl",
             Self::FmaPeak => "fma_peak.wgsl",
         }
@@ -63,6 +66,7 @@ impl Shader {
             Self::Blocks => include_str!("../../shaders/blocks.wgsl"),
             Self::Dequantize => include_str!("../../shaders/dequantize.wgsl"),
             Self::Gemv => include_str!("../../shaders/gemv.wgsl"),
+            Self::Gemm => include_str!("../../shaders/gemm.wgsl"),
             Self::StreamRead => include_str!("../../shaders/stream_read.wgsl"),
             Self::FmaPeak => include_str!("../../shaders/fma_peak.wgsl"),
         }

@@ -1,0 +1,177 @@
+//! GEMM (`shaders/gemm.wgsl`): Y = X·Wᵀ (+ bias) for n ≥ 2 activation rows — the prefill path.
+//!
+//! Y is `n` rows of `rows` outputs (row-major, like the activations a layer hands to the next);
+//! W stays in its storage dtype and is decoded into workgroup memory one 64 × 16 tile at a
+//! time, so each decoded weight serves 64 activation rows. The CPU reference takes the same
+//! bytes and computes in f64.
+
+use crate::device::{DeviceError, Gpu, GpuTensor};
+use crate::dtype::{AccumDType, ComputeDType, StorageDType};
+use crate::ops::select::{KernelKey, Op, Reduction};
+use crate::ops::shader::{Define, Shader, ShaderVariant};
+
+/// Output rows (of W) and activation rows per workgroup; K per step (mirrors gemm.wgsl).
+pub const TILE: u32 = 64;
+pub const TILE_K: u32 = 16;
+const WORKGROUP: u32 = 256;
+
+/// The kernel's uniform block (mirrors `struct Params` in gemm.wgsl).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct GemmParams {
+    pub rows: u32,
+    pub cols: u32,
+    pub n: u32,
+    pub row_offset: u32,
+    pub out_stride: u32,
+    pub has_bias: u32,
+    pub _pad: [u32; 2],
+}
+
+const _: () = assert!(std::mem::size_of::<GemmParams>() == 32);
+
+/// Every (compute, accumulation) pair the GEMM kernel compiles to.
+pub const PRECISIONS: [(ComputeDType, AccumDType); 3] = [
+    (ComputeDType::F32, AccumDType::F32),
+    (ComputeDType::F16, AccumDType::F32),
+    (ComputeDType::F16, AccumDType::F16),
+];
+
+/// A GEMM kernel key: the tile is fixed, so only dtype, compute and accumulation vary.
+pub fn key(dtype: StorageDType, compute: ComputeDType, accum: AccumDType) -> KernelKey {
+    KernelKey {
+        op: Op::Gemm,
+        dtype,
+        compute,
+        accum,
+        reduction: Reduction::Serial,
+        int_dot: false,
+        workgroup_size: WORKGROUP,
+        rows_per_workgroup: TILE,
+        vec4: false,
+        workarounds: Vec::new(),
+    }
+}
+
+/// The shader variant of a GEMM key.
+pub fn variant(key: &KernelKey) -> ShaderVariant {
+    let mut defines = Vec::new();
+    defines.extend(crate::ops::dequantize::dtype_define(key.dtype));
+    if key.compute == ComputeDType::F16 {
+        defines.push(Define::flag("COMPUTE_F16"));
+    }
+    if key.accum == AccumDType::F16 {
+        defines.push(Define::flag("ACCUM_F16"));
+    }
+    defines.extend(key.workarounds.iter().map(|w| w.define()));
+    ShaderVariant {
+        shader: Shader::Gemm,
+        defines,
+        name: key.name(),
+    }
+}
+
+/// CPU reference: Y[i, r] = Σ_k W[r, k]·X[i, k] (+ bias[r]) in f64 over the f64 dequantization,
+/// rounded once to f32; `x` holds n rows of `cols`. `None` for a dtype without a dequantizer.
+pub fn reference(
+    dtype: StorageDType,
+    (rows, cols): (u32, u32),
+    w: &[u8],
+    x: &[f32],
+    bias: Option<&[f32]>,
+) -> Option<Vec<f32>> {
+    let (rows, cols) = (rows as usize, cols as usize);
+    let weights = crate::ops::dequantize::reference(dtype, w)?;
+    let n = x.len().checked_div(cols).unwrap_or(0);
+    let mut y = Vec::with_capacity(n * rows);
+    for xi in x.chunks_exact(cols.max(1)).take(n) {
+        for r in 0..rows {
+            let dot: f64 = weights[r * cols..(r + 1) * cols]
+                .iter()
+                .zip(xi)
+                .map(|(w, x)| f64::from(*w) * f64::from(*x))
+                .sum();
+            let b = bias.map_or(0.0, |b| f64::from(b[r]));
+            y.push((dot + b) as f32);
+        }
+    }
+    Some(y)
+}
+
+/// Records Y = X·Wᵀ (+ bias) for every part of `w`: `x` holds `n` rows of `w.cols` f32, `y`
+/// receives `n` rows of `w.rows` f32, `bias` (if any) `w.rows` f32.
+pub fn encode_gemm(
+    gpu: &Gpu,
+    encoder: &mut wgpu::CommandEncoder,
+    key: &KernelKey,
+    w: &GpuTensor,
+    n: u32,
+    [x, y]: [&wgpu::Buffer; 2],
+    bias: Option<&wgpu::Buffer>,
+) -> Result<(), DeviceError> {
+    if u64::from(n) * u64::from(w.cols) > u64::from(u32::MAX)
+        || u64::from(n) * u64::from(w.rows) > u64::from(u32::MAX)
+    {
+        return Err(DeviceError::Limit {
+            what: format!(
+                "gemm over '{}' with {n} activation rows (u32 indices)",
+                w.name
+            ),
+            needed: u64::from(n) * u64::from(w.cols.max(w.rows)),
+            limit: u64::from(u32::MAX),
+        });
+    }
+    let pipeline = gpu.pipeline(&variant(key))?;
+    for part in &w.parts {
+        let params = GemmParams {
+            rows: part.rows,
+            cols: w.cols,
+            n,
+            row_offset: part.first_row,
+            out_stride: w.rows,
+            has_bias: u32::from(bias.is_some()),
+            _pad: [0; 2],
+        };
+        let uniform = gpu.uniform("gemm params", &params)?;
+        // Without a bias, x fills the read-only binding; has_bias = 0 means it is never read.
+        let b = bias.unwrap_or(x);
+        let groups = [part.rows.div_ceil(TILE).max(1), n.div_ceil(TILE).max(1), 1];
+        gpu.encode_dispatch(
+            encoder,
+            &pipeline,
+            &[&uniform, &part.buffer, x, y, b],
+            groups,
+        )?;
+    }
+    Ok(())
+}
+
+/// Floating-point operations of one GEMM: a multiply and an add per weight per activation row.
+pub fn flops(rows: u32, cols: u32, n: u32) -> u64 {
+    2 * u64::from(rows) * u64::from(cols) * u64::from(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reference_by_hand_with_bias() {
+        // W = [[1, 2], [3, 4], [5, 6]], X = [[1, 0], [0, 1]], bias = [10, 20, 30].
+        let w = crate::ops::gemv::encode(StorageDType::F32, &[1., 2., 3., 4., 5., 6.]).unwrap();
+        let y = reference(
+            StorageDType::F32,
+            (3, 2),
+            &w,
+            &[1., 0., 0., 1.],
+            Some(&[10., 20., 30.]),
+        )
+        .unwrap();
+        assert_eq!(y, vec![11., 23., 35., 12., 24., 36.]);
+    }
+
+    #[test]
+    fn flops_count_multiply_and_add() {
+        assert_eq!(flops(4096, 4096, 512), 2 * 4096 * 4096 * 512);
+    }
+}

@@ -1,0 +1,189 @@
+//! GEMM kernels against the f64 CPU reference, on every adapter: every dtype, every precision
+//! the adapter can run (f32 tiles everywhere; f16 tiles and f16 sums where shader-f16 is
+//! usable), with and without bias, over shapes that stress the tile edges, and over row-split
+//! tensors. NMSE within the compute dtype's budget (and llama.cpp's 5e-4 gate), sentinels
+//! intact, every output written; every precision must run on at least one adapter.
+
+mod common;
+
+use common::*;
+use std::collections::BTreeSet;
+use wgllm::device::tensor::{upload_tensor, PartLimits};
+use wgllm::device::{Gpu, Switches};
+use wgllm::dtype::{AccumDType, ComputeDType, StorageDType};
+use wgllm::ops::dequantize::{synthetic, DTYPES};
+use wgllm::ops::gemm::{encode_gemm, key, reference, PRECISIONS};
+use wgllm::ops::select::{select, KernelKey, Op};
+use wgllm::ops::tolerance::{matmul_nmse, max_abs_error, nmse, MUL_MAT_NMSE};
+
+/// (rows of W, cols = K, n activation rows). K in blocks of the dtype; for plain floats K
+/// below, at and past the 16-wide K step and not a multiple of it; rows and n below, at and
+/// past the 64-wide tile, odd; n = 1..9.
+fn shapes(dtype: StorageDType) -> Vec<(u32, u32, u32)> {
+    let b = dtype.block().elements;
+    let mut v: Vec<(u32, u32, u32)> = (1..=9).map(|n| (7, 2 * b, n)).collect();
+    v.extend([(1, b, 2), (65, b, 3), (129, 3 * b, 65), (64, 8 * b, 64)]);
+    if b == 1 {
+        v.extend([(33, 1, 2), (17, 15, 5), (70, 1757, 9), (3, 17, 130)]);
+    }
+    v
+}
+
+/// Whether f16 sums can hold this dtype's products: fp8 e5m2 spans f16's whole range (up to
+/// 57,344), so a few of its products overflow an f16 sum to Inf; the NaN/Inf parity check
+/// rightly flags that, and f16 accumulation is not a precision to use with it.
+fn f16_sums_hold(dtype: StorageDType) -> bool {
+    dtype != StorageDType::F8E5m2
+}
+
+/// The precisions this adapter can run, as GEMM keys for `dtype`.
+fn keys(gpu: &Gpu, dtype: StorageDType) -> Vec<KernelKey> {
+    PRECISIONS
+        .into_iter()
+        .filter(|(c, a)| {
+            (*c == ComputeDType::F32 && *a == AccumDType::F32) || gpu.caps.f16().usable()
+        })
+        .filter(|(_, a)| *a == AccumDType::F32 || f16_sums_hold(dtype))
+        .map(|(c, a)| key(dtype, c, a))
+        .collect()
+}
+
+/// The budget a precision must meet: the compute dtype's, except that f16 sums get llama.cpp's
+/// mul_mat gate itself (a short sum that cancels can lose several f16 ulps relative to its
+/// small result; tests/gemv.rs bounds f16 sums over K = 4096 more tightly).
+fn budget(key: &KernelKey) -> f64 {
+    if key.accum == AccumDType::F16 {
+        MUL_MAT_NMSE
+    } else {
+        matmul_nmse(key.compute).min(MUL_MAT_NMSE)
+    }
+}
+
+fn check(
+    gpu: &Gpu,
+    key: &KernelKey,
+    (rows, cols, n): (u32, u32, u32),
+    limits: Option<PartLimits>,
+    seed: u64,
+) {
+    let mut rng = Rng::new(seed);
+    let w = synthetic(key.dtype, rows as usize * cols as usize, seed).unwrap();
+    let x = rng.vec((n * cols) as usize);
+    let bias = seed.is_multiple_of(2).then(|| rng.vec(rows as usize));
+    let want = reference(key.dtype, (rows, cols), &w, &x, bias.as_deref()).unwrap();
+
+    let limits = limits.unwrap_or_else(|| PartLimits::of(gpu));
+    let t = upload_tensor(
+        gpu,
+        "w",
+        key.dtype,
+        (rows, cols),
+        &w,
+        limits,
+        &mut |_, _| {},
+    )
+    .unwrap();
+    let xb = gpu.upload("x", bytemuck::cast_slice(&x)).unwrap();
+    let bb = bias
+        .as_ref()
+        .map(|b| gpu.upload("bias", bytemuck::cast_slice(b)).unwrap());
+    let outputs = (n * rows) as usize;
+    let yb = guarded_output(gpu, outputs);
+    let mut enc = gpu.device.create_command_encoder(&Default::default());
+    encode_gemm(gpu, &mut enc, key, &t, n, [&xb, &yb], bb.as_ref()).unwrap();
+    gpu.submit_and_wait("gemm test", enc).unwrap();
+    let what = format!(
+        "{} on {} at {rows}x{cols}, n={n}, {} part(s){}",
+        key.name(),
+        label(gpu),
+        t.parts.len(),
+        if bias.is_some() { ", bias" } else { "" }
+    );
+    let got = read_guarded(gpu, &yb, outputs, &what);
+    let e = nmse(&got, &want).unwrap_or_else(|| panic!("{what}: NaN/Inf mismatch"));
+    let budget = budget(key);
+    let (i, max) = max_abs_error(&got, &want);
+    assert!(
+        e <= budget,
+        "{what}: NMSE {e:.3e} > {budget:.0e}; max |err| {max} at {i} (got {}, want {})",
+        got[i],
+        want[i]
+    );
+}
+
+#[test]
+fn every_dtype_and_precision_matches_the_reference_on_every_adapter() {
+    let mut ran = BTreeSet::new();
+    for gpu in all_gpus(Switches::default()) {
+        for dtype in DTYPES {
+            for key in keys(&gpu, dtype) {
+                let t = std::time::Instant::now();
+                for (i, shape) in shapes(dtype).into_iter().enumerate() {
+                    check(&gpu, &key, shape, None, 200 + i as u64);
+                }
+                eprintln!(
+                    "{} on {}: {:.2} s",
+                    key.name(),
+                    label(&gpu),
+                    t.elapsed().as_secs_f64()
+                );
+                ran.insert(key.name());
+            }
+        }
+    }
+    let expected: BTreeSet<String> = DTYPES
+        .iter()
+        .flat_map(|&d| {
+            PRECISIONS
+                .into_iter()
+                .filter(move |(_, a)| *a == AccumDType::F32 || f16_sums_hold(d))
+                .map(move |(c, a)| key(d, c, a).name())
+        })
+        .collect();
+    let missing: Vec<_> = expected.difference(&ran).collect();
+    assert!(
+        missing.is_empty(),
+        "gemm variants that ran on no adapter: {missing:?}"
+    );
+}
+
+#[test]
+fn the_selected_kernel_runs_over_row_split_tensors() {
+    for gpu in all_gpus(Switches::default()) {
+        for (dtype, rows, cols) in [
+            (StorageDType::F32, 150, 40),
+            (StorageDType::F16, 131, 5),
+            (StorageDType::Q4_0, 70, 64),
+            (StorageDType::Q6K, 67, 256),
+        ] {
+            let path = select(&gpu.caps, Op::Gemm, dtype, None);
+            let key = path
+                .key()
+                .unwrap_or_else(|| panic!("{}: {path:?}", label(&gpu)));
+            let row_bytes = dtype.bytes_for(u64::from(cols)).unwrap();
+            // About 20 rows per part: parts end inside a 64-row tile.
+            let limits = PartLimits {
+                max_bytes: row_bytes * 20 + 4,
+                max_elements: u64::from(u32::MAX),
+            };
+            check(&gpu, key, (rows, cols, 5), Some(limits), 8);
+            check(&gpu, key, (rows, cols, 70), Some(limits), 9);
+        }
+    }
+}
+
+#[test]
+fn f16_gemm_is_native_on_vulkan_and_fallback_on_gl() {
+    for gpu in all_gpus(Switches::default()) {
+        let path = select(&gpu.caps, Op::Gemm, StorageDType::F16, None);
+        match gpu.caps.summary.backend {
+            "vulkan" => assert_eq!(path.kind(), "native", "{}: {path:?}", label(&gpu)),
+            "gl" => assert_eq!(path.kind(), "fallback", "{}: {path:?}", label(&gpu)),
+            _ => {}
+        }
+        // Every weight dtype has a GEMM path.
+        for d in DTYPES {
+            assert!(select(&gpu.caps, Op::Gemm, d, None).key().is_some(), "{d}");
+        }
+    }
+}
