@@ -10,9 +10,9 @@ use common::*;
 use std::collections::BTreeSet;
 use wgllm::device::tensor::{upload_tensor, PartLimits};
 use wgllm::device::{Gpu, Switches};
-use wgllm::dtype::{AccumDType, ComputeDType, StorageDType};
+use wgllm::dtype::{AccumDType, StorageDType};
 use wgllm::ops::dequantize::{synthetic, DTYPES};
-use wgllm::ops::gemm::{encode_gemm, key, reference, PRECISIONS};
+use wgllm::ops::gemm::{encode_gemm, key, reachable_variants, reference, LAYOUTS, PRECISIONS};
 use wgllm::ops::select::{select, KernelKey, Op};
 use wgllm::ops::tolerance::{matmul_nmse, max_abs_error, nmse, MUL_MAT_NMSE};
 
@@ -38,13 +38,9 @@ fn f16_sums_hold(dtype: StorageDType) -> bool {
 
 /// The precisions this adapter can run, as GEMM keys for `dtype`.
 fn keys(gpu: &Gpu, dtype: StorageDType) -> Vec<KernelKey> {
-    PRECISIONS
+    reachable_variants(&gpu.caps, dtype)
         .into_iter()
-        .filter(|(c, a)| {
-            (*c == ComputeDType::F32 && *a == AccumDType::F32) || gpu.caps.f16().usable()
-        })
-        .filter(|(_, a)| *a == AccumDType::F32 || f16_sums_hold(dtype))
-        .map(|(c, a)| key(dtype, c, a))
+        .filter(|k| k.accum == AccumDType::F32 || f16_sums_hold(dtype))
         .collect()
 }
 
@@ -137,7 +133,7 @@ fn every_dtype_and_precision_matches_the_reference_on_every_adapter() {
             PRECISIONS
                 .into_iter()
                 .filter(move |(_, a)| *a == AccumDType::F32 || f16_sums_hold(d))
-                .map(move |(c, a)| key(d, c, a).name())
+                .flat_map(move |(c, a)| LAYOUTS.map(|l| key(d, c, a, l).name()))
         })
         .collect();
     let missing: Vec<_> = expected.difference(&ran).collect();

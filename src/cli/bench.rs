@@ -4,12 +4,13 @@
 
 use super::format::table;
 use super::CliError;
-use crate::device::Gpu;
-use crate::dtype::StorageDType;
-use crate::ops::gemv::{check_shape, encode_gemv, kernel_for, reachable_variants, GemvError};
-use crate::ops::select::{select, Op};
-use crate::ops::stream_read;
+use crate::device::tensor::{upload_tensor, PartLimits};
+use crate::device::{Gpu, GpuTensor};
+use crate::dtype::{ComputeDType, StorageDType};
+use crate::ops::fma_peak::{self, FmaResult};
+use crate::ops::select::{select, KernelPath, Op};
 use crate::ops::timing::median_seconds;
+use crate::ops::{gemm, gemv, stream_read};
 use serde::Serialize;
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,17 +20,27 @@ pub enum BenchOp {
 }
 
 #[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:
+  wgllm bench                                   GEMV, every dtype and variant, 4096x4096 and 14336x4096
+  wgllm bench --dtype f16,q4_k --selected-only  only what `capabilities` says runs
+  wgllm bench --op gemm --dtype f16 --n 512     prefill: 512 activation rows
+  WGLLM_DISABLE=f16 wgllm bench --dtype f16     the fallback on hardware that has the fast path")]
 pub struct Args {
-    /// The op to measure.
+    /// The op to measure: gemv (decode, ratio to the streaming-read limit) or gemm (prefill,
+    /// ratio to the FMA peak of the compute dtype).
     #[arg(long, value_enum, default_value = "gemv")]
     pub op: BenchOp,
     /// Storage dtypes to measure (comma-separated). Default: every dtype with a kernel here.
     #[arg(long, value_delimiter = ',')]
     pub dtype: Vec<StorageDType>,
-    /// Shapes as ROWSxCOLS (comma-separated). Default: 4096x4096 and 14336x4096 (Llama-3-8B's
-    /// attention and MLP projections).
-    #[arg(long, value_delimiter = ',', default_value = "4096x4096,14336x4096")]
+    /// Weight shapes as ROWSxCOLS (comma-separated). Default: 4096x4096 and 14336x4096
+    /// (Llama-3-8B's attention and MLP projections) for gemv, 4096x4096 for gemm. Tensors
+    /// over the binding limit are split by rows, as a model load would.
+    #[arg(long, value_delimiter = ',')]
     pub shape: Vec<Shape>,
+    /// Activation rows (tokens) for gemm.
+    #[arg(long, default_value_t = 512)]
+    pub n: u32,
     /// Measure only the variant `select` picks, not every reachable one.
     #[arg(long)]
     pub selected_only: bool,
@@ -70,19 +81,24 @@ pub struct BenchRow {
     pub op: &'static str,
     pub dtype: StorageDType,
     pub kernel: String,
-    /// native / fallback, as `select` would call this variant's path.
+    /// Whether this is the variant `select` picks (what `capabilities` reports).
     pub selected: bool,
     pub rows: u32,
     pub cols: u32,
+    /// Activation rows: 1 for gemv.
+    pub n: u32,
+    /// Row-range parts the weights were split into (1 unless over the binding limit).
+    pub parts: usize,
     pub seconds: f64,
     /// Weight bytes read ÷ time (GEMV is memory-bound: this is its figure of merit).
     pub weight_gb_per_s: f64,
     pub gflop_per_s: f64,
-    /// weight_gb_per_s ÷ the streaming-read limit measured in this run.
-    pub ratio_to_stream_read: f64,
-    /// Why the shape was not run, when it was not.
+    /// gemv: weight_gb_per_s ÷ the streaming-read limit measured in this run.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub skipped: Option<String>,
+    pub ratio_to_stream_read: Option<f64>,
+    /// gemm: gflop_per_s ÷ the FMA peak of the kernel's compute dtype measured in this run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ratio_to_fma_peak: Option<f64>,
 }
 
 #[derive(Serialize)]
@@ -90,86 +106,126 @@ pub struct BenchReport {
     pub adapter: String,
     pub backend: &'static str,
     pub disabled: Vec<&'static str>,
-    pub stream_read: stream_read::StreamReadResult,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream_read: Option<stream_read::StreamReadResult>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fma_peak: Vec<FmaResult>,
     pub rows: Vec<BenchRow>,
 }
 
-fn bench_gemv(gpu: &Gpu, args: &Args, limit_gb_s: f64) -> Result<Vec<BenchRow>, CliError> {
-    let dtypes: Vec<StorageDType> = if args.dtype.is_empty() {
-        StorageDType::WEIGHT_DTYPES
+/// The dtypes to measure: those asked for, or every weight dtype `select` has a kernel for.
+fn dtypes(gpu: &Gpu, args: &Args, op: Op) -> Result<Vec<StorageDType>, CliError> {
+    if args.dtype.is_empty() {
+        return Ok(StorageDType::WEIGHT_DTYPES
             .into_iter()
-            .filter(|d| select(&gpu.caps, Op::Gemv, *d, None).key().is_some())
-            .collect()
+            .filter(|d| select(&gpu.caps, op, *d, None).key().is_some())
+            .collect());
+    }
+    for d in &args.dtype {
+        if let KernelPath::Unsupported { reason } = select(&gpu.caps, op, *d, None) {
+            return Err(CliError::BadInput(format!(
+                "{op} over {d} does not run on {}: {reason}",
+                gpu.caps.summary.name
+            )));
+        }
+    }
+    Ok(args.dtype.clone())
+}
+
+/// Synthetic weights of a shape, uploaded (split by rows where needed), and the selected
+/// and reachable kernels for them.
+fn weights(gpu: &Gpu, dtype: StorageDType, shape: Shape) -> Result<GpuTensor, CliError> {
+    // Real-looking data (random values, finite scales): zeros or NaNs can run at other speeds.
+    let n = shape.rows as usize * shape.cols as usize;
+    let bytes = crate::ops::dequantize::synthetic(dtype, n, 7)
+        .ok_or_else(|| CliError::BadInput(format!("{dtype}: {n} elements are not whole blocks")))?;
+    Ok(upload_tensor(
+        gpu,
+        &format!("bench {dtype} {}x{}", shape.rows, shape.cols),
+        dtype,
+        (shape.rows, shape.cols),
+        &bytes,
+        PartLimits::of(gpu),
+        &mut |_, _| {},
+    )?)
+}
+
+/// Activations: `n` rows of `cols` small values.
+fn activations(gpu: &Gpu, n: u32, cols: u32) -> Result<wgpu::Buffer, CliError> {
+    let x: Vec<f32> = (0..u64::from(n) * u64::from(cols))
+        .map(|i| ((i % 7) as f32 - 3.0) * 0.25)
+        .collect();
+    Ok(gpu.upload("bench x", bytemuck::cast_slice(&x))?)
+}
+
+fn bench_op(gpu: &Gpu, args: &Args, op: Op, limits: &Limits) -> Result<Vec<BenchRow>, CliError> {
+    let n = if op == Op::Gemv { 1 } else { args.n.max(1) };
+    let default_shapes: &[Shape] = if op == Op::Gemv {
+        &[
+            Shape {
+                rows: 4096,
+                cols: 4096,
+            },
+            Shape {
+                rows: 14336,
+                cols: 4096,
+            },
+        ]
     } else {
-        args.dtype.clone()
+        &[Shape {
+            rows: 4096,
+            cols: 4096,
+        }]
+    };
+    let shapes = if args.shape.is_empty() {
+        default_shapes
+    } else {
+        &args.shape[..]
     };
     let mut rows = Vec::new();
-    for dtype in dtypes {
-        let (selected_key, _) =
-            kernel_for(gpu, dtype).map_err(|e| CliError::BadInput(e.to_string()))?;
-        let keys = if args.selected_only {
-            vec![selected_key.clone()]
-        } else {
-            reachable_variants(&gpu.caps, dtype)
+    for dtype in dtypes(gpu, args, op)? {
+        let selected = select(&gpu.caps, op, dtype, None).key().cloned();
+        let keys = match (args.selected_only, op) {
+            (true, _) => selected.iter().cloned().collect(),
+            (false, Op::Gemv) => gemv::reachable_variants(&gpu.caps, dtype),
+            (false, _) => gemm::reachable_variants(&gpu.caps, dtype),
         };
-        for shape in &args.shape {
-            let skip = |why: String, kernel: String| BenchRow {
-                op: "gemv",
-                dtype,
-                kernel,
-                selected: false,
-                rows: shape.rows,
-                cols: shape.cols,
-                seconds: f64::NAN,
-                weight_gb_per_s: f64::NAN,
-                gflop_per_s: f64::NAN,
-                ratio_to_stream_read: f64::NAN,
-                skipped: Some(why),
-            };
-            let bytes = match check_shape(gpu, dtype, shape.rows, shape.cols) {
-                Ok(b) => b,
-                Err(GemvError::Device(e)) => return Err(e.into()),
-                Err(e) => {
-                    rows.push(skip(e.to_string(), "-".into()));
-                    continue;
-                }
-            };
+        for &shape in shapes {
             eprintln!(
-                "gemv {dtype} {}x{}: {} variants…",
+                "{op} {dtype} {}x{} (n = {n}): {} variants…",
                 shape.rows,
                 shape.cols,
                 keys.len()
             );
-            // Real-looking data (random values, finite scales): zeros or NaNs can run at other
-            // speeds.
-            let n = shape.rows as usize * shape.cols as usize;
-            let w_bytes = crate::ops::dequantize::synthetic(dtype, n, 7).ok_or_else(|| {
-                CliError::BadInput(format!("cannot make synthetic {dtype} weights"))
-            })?;
-            let w = gpu.upload("bench weights", &w_bytes)?;
-            drop(w_bytes);
-            let x: Vec<f32> = (0..shape.cols)
-                .map(|i| ((i % 7) as f32 - 3.0) * 0.25)
-                .collect();
-            let xb = gpu.upload("bench x", bytemuck::cast_slice(&x))?;
-            let yb = gpu.storage("bench y", u64::from(shape.rows) * 4)?;
+            let w = weights(gpu, dtype, shape)?;
+            let x = activations(gpu, n, shape.cols)?;
+            let y = gpu.storage("bench y", u64::from(shape.rows) * u64::from(n) * 4)?;
             for key in &keys {
-                let seconds = median_seconds(gpu, "the gemv benchmark", 5, |enc| {
-                    encode_gemv(gpu, enc, key, (shape.rows, shape.cols), [&w, &xb, &yb])
-                })?;
-                let gbs = bytes as f64 / seconds / 1e9;
+                let seconds =
+                    median_seconds(gpu, &format!("the {op} benchmark"), 5, |enc| match op {
+                        Op::Gemv => gemv::encode_gemv_tensor(gpu, enc, key, &w, [&x, &y], None),
+                        _ => gemm::encode_gemm(gpu, enc, key, &w, n, [&x, &y], None),
+                    })?;
+                let gbs = w.bytes() as f64 / seconds / 1e9;
+                let gflops = gemm::flops(shape.rows, shape.cols, n) as f64 / seconds / 1e9;
                 rows.push(BenchRow {
-                    op: "gemv",
+                    op: op.name(),
                     dtype,
                     kernel: key.name(),
-                    selected: *key == selected_key,
+                    selected: Some(key) == selected.as_ref(),
                     rows: shape.rows,
                     cols: shape.cols,
+                    n,
+                    parts: w.parts.len(),
                     seconds,
                     weight_gb_per_s: gbs,
-                    gflop_per_s: 2.0 * n as f64 / seconds / 1e9,
-                    ratio_to_stream_read: gbs / limit_gb_s,
-                    skipped: None,
+                    gflop_per_s: gflops,
+                    ratio_to_stream_read: limits.stream_read.as_ref().map(|l| gbs / l.gb_per_s),
+                    ratio_to_fma_peak: limits
+                        .fma
+                        .iter()
+                        .find(|f| f.dtype == key.compute)
+                        .map(|f| gflops / f.gflop_per_s),
                 });
             }
         }
@@ -177,25 +233,51 @@ fn bench_gemv(gpu: &Gpu, args: &Args, limit_gb_s: f64) -> Result<Vec<BenchRow>, 
     Ok(rows)
 }
 
-/// Measures the streaming-read limit, then every requested kernel, on one opened adapter.
-/// `benches/gemv.rs` calls this too, for every adapter.
+/// The limits measured in this run.
+struct Limits {
+    stream_read: Option<stream_read::StreamReadResult>,
+    fma: Vec<FmaResult>,
+}
+
+/// Measures the limit (streaming read for gemv, FMA peak per compute dtype for gemm), then
+/// every requested kernel, on one opened adapter. `benches/gemv.rs` calls this too, for every
+/// adapter.
 pub fn measure(gpu: &Gpu, args: &Args) -> Result<BenchReport, CliError> {
-    if args.op == BenchOp::Gemm {
-        return Err(CliError::BadInput(
-            "gemm: not implemented yet (no GEMM kernel exists; see `wgllm capabilities`)".into(),
-        ));
-    }
-    eprintln!(
-        "measuring the streaming-read limit on {}…",
-        gpu.caps.summary.name
-    );
-    let limit = stream_read::measure_limit(gpu)?;
-    let rows = bench_gemv(gpu, args, limit.gb_per_s)?;
+    let name = &gpu.caps.summary.name;
+    let (op, limits) = match args.op {
+        BenchOp::Gemv => {
+            eprintln!("measuring the streaming-read limit on {name}…");
+            let l = stream_read::measure_limit(gpu)?;
+            (
+                Op::Gemv,
+                Limits {
+                    stream_read: Some(l),
+                    fma: Vec::new(),
+                },
+            )
+        }
+        BenchOp::Gemm => {
+            eprintln!("measuring the FMA peak on {name}…");
+            let mut fma = vec![fma_peak::measure(gpu, ComputeDType::F32)?];
+            if gpu.caps.f16().usable() {
+                fma.push(fma_peak::measure(gpu, ComputeDType::F16)?);
+            }
+            (
+                Op::Gemm,
+                Limits {
+                    stream_read: None,
+                    fma,
+                },
+            )
+        }
+    };
+    let rows = bench_op(gpu, args, op, &limits)?;
     Ok(BenchReport {
-        adapter: gpu.caps.summary.name.clone(),
+        adapter: name.clone(),
         backend: gpu.caps.summary.backend,
         disabled: gpu.caps.disabled.names(),
-        stream_read: limit,
+        stream_read: limits.stream_read,
+        fma_peak: limits.fma,
         rows,
     })
 }
@@ -208,45 +290,46 @@ pub fn run(selector: Option<&str>, args: &Args) -> Result<(), CliError> {
 
 /// The human table.
 pub fn render(r: &BenchReport) -> String {
-    let mut out = format!(
-        "{} ({}): streaming-read limit {:.1} GB/s ({:?}, {} invocations){}\n",
-        r.adapter,
-        r.backend,
-        r.stream_read.gb_per_s,
-        r.stream_read.layout,
-        r.stream_read.invocations,
-        if r.disabled.is_empty() {
-            String::new()
-        } else {
-            format!("; WGLLM_DISABLE={}", r.disabled.join(","))
-        }
-    );
+    let mut limits = Vec::new();
+    if let Some(l) = &r.stream_read {
+        limits.push(format!(
+            "streaming-read limit {:.1} GB/s ({:?}, {} invocations)",
+            l.gb_per_s, l.layout, l.invocations
+        ));
+    }
+    for f in &r.fma_peak {
+        limits.push(format!("{} FMA peak {:.1} GFLOP/s", f.dtype, f.gflop_per_s));
+    }
+    if !r.disabled.is_empty() {
+        limits.push(format!("WGLLM_DISABLE={}", r.disabled.join(",")));
+    }
+    let mut out = format!("{} ({}): {}\n", r.adapter, r.backend, limits.join("; "));
     let rows: Vec<Vec<String>> = r
         .rows
         .iter()
-        .map(|b| match &b.skipped {
-            Some(why) => vec![
+        .map(|b| {
+            let ratio = b.ratio_to_stream_read.or(b.ratio_to_fma_peak);
+            vec![
                 b.op.into(),
                 b.dtype.to_string(),
-                format!("{}x{}", b.rows, b.cols),
-                "-".into(),
-                format!("skipped: {why}"),
-                String::new(),
-                String::new(),
-                String::new(),
-            ],
-            None => vec![
-                b.op.into(),
-                b.dtype.to_string(),
-                format!("{}x{}", b.rows, b.cols),
+                if b.n > 1 {
+                    format!("{}x{} n={}", b.rows, b.cols, b.n)
+                } else {
+                    format!("{}x{}", b.rows, b.cols)
+                },
                 format!("{}{}", b.kernel, if b.selected { " *" } else { "" }),
                 format!("{:.1} µs", b.seconds * 1e6),
                 format!("{:.1} GB/s", b.weight_gb_per_s),
                 format!("{:.1} GFLOP/s", b.gflop_per_s),
-                format!("{:.0}%", b.ratio_to_stream_read * 100.0),
-            ],
+                ratio.map_or("-".into(), |r| format!("{:.0}%", r * 100.0)),
+            ]
         })
         .collect();
+    let limit = if r.fma_peak.is_empty() {
+        "of read limit"
+    } else {
+        "of FMA peak"
+    };
     out.push_str(&table(
         &[
             "op",
@@ -256,9 +339,14 @@ pub fn render(r: &BenchReport) -> String {
             "time",
             "weights read",
             "compute",
-            "of limit",
+            limit,
         ],
         &rows,
     ));
+    if r.rows.iter().any(|b| b.parts > 1) {
+        out.push_str(
+            "(weights over the binding limit were split by rows, as a model load splits them)\n",
+        );
+    }
     out
 }

@@ -5,7 +5,7 @@
 //! time, so each decoded weight serves 64 activation rows. The CPU reference takes the same
 //! bytes and computes in f64.
 
-use crate::device::{DeviceError, Gpu, GpuTensor};
+use crate::device::{Capabilities, DeviceError, Gpu, GpuTensor};
 use crate::dtype::{AccumDType, ComputeDType, StorageDType};
 use crate::ops::select::{KernelKey, Op, Reduction};
 use crate::ops::shader::{Define, Shader, ShaderVariant};
@@ -13,7 +13,18 @@ use crate::ops::shader::{Define, Shader, ShaderVariant};
 /// Output rows (of W) and activation rows per workgroup; K per step (mirrors gemm.wgsl).
 pub const TILE: u32 = 64;
 pub const TILE_K: u32 = 16;
-const WORKGROUP: u32 = 256;
+/// Weight rows (64 invocations × 4) and activation rows per workgroup of the row layout.
+pub const ROWS_LAYOUT_ROWS: u32 = 256;
+pub const ROWS_LAYOUT_N: u32 = 8;
+
+/// How a GEMM kernel lays out its work (the `reduction` field of its key).
+///
+/// * `Reduction::Workgroup` — tiled: 256 invocations share a 64 × 64 output tile through
+///   workgroup memory (GPUs).
+/// * `Reduction::Serial` — rows: one invocation per row of W, 8 activation rows per
+///   workgroup, no workgroup memory or barriers (CPU adapters, where a barrier is a switch
+///   between SIMD batches).
+pub const LAYOUTS: [Reduction; 2] = [Reduction::Workgroup, Reduction::Serial];
 
 /// The kernel's uniform block (mirrors `struct Params` in gemm.wgsl).
 #[repr(C)]
@@ -37,19 +48,47 @@ pub const PRECISIONS: [(ComputeDType, AccumDType); 3] = [
     (ComputeDType::F16, AccumDType::F16),
 ];
 
-/// A GEMM kernel key: the tile is fixed, so only dtype, compute and accumulation vary.
-pub fn key(dtype: StorageDType, compute: ComputeDType, accum: AccumDType) -> KernelKey {
+/// A GEMM kernel key: dtype, compute and accumulation dtypes, and the layout (one of
+/// [`LAYOUTS`]).
+pub fn key(
+    dtype: StorageDType,
+    compute: ComputeDType,
+    accum: AccumDType,
+    layout: Reduction,
+) -> KernelKey {
     KernelKey {
         op: Op::Gemm,
         dtype,
         compute,
         accum,
-        reduction: Reduction::Serial,
+        reduction: layout,
         int_dot: false,
-        workgroup_size: WORKGROUP,
+        workgroup_size: if layout == Reduction::Serial { 64 } else { 256 },
         rows_per_workgroup: TILE,
         vec4: false,
         workarounds: Vec::new(),
+    }
+}
+
+/// Every GEMM precision this adapter can run for `dtype`: f32 tiles and sums everywhere; f16
+/// tiles (with f32 or f16 sums) where shader-f16 is usable.
+pub fn reachable_variants(caps: &Capabilities, dtype: StorageDType) -> Vec<KernelKey> {
+    if crate::ops::dequantize::dtype_define(dtype).is_none() {
+        return Vec::new();
+    }
+    PRECISIONS
+        .into_iter()
+        .filter(|(c, _)| *c == ComputeDType::F32 || caps.f16().usable())
+        .flat_map(|(c, a)| LAYOUTS.map(|l| key(dtype, c, a, l)))
+        .collect()
+}
+
+/// The key that runs for rows of `cols` elements: the row layout loads activations as vec4
+/// when rows are whole vec4s (every block-quantized dtype; most plain shapes).
+pub fn for_cols(key: &KernelKey, cols: u32) -> KernelKey {
+    KernelKey {
+        vec4: key.reduction == Reduction::Serial && cols.is_multiple_of(4),
+        ..key.clone()
     }
 }
 
@@ -62,6 +101,12 @@ pub fn variant(key: &KernelKey) -> ShaderVariant {
     }
     if key.accum == AccumDType::F16 {
         defines.push(Define::flag("ACCUM_F16"));
+    }
+    if key.reduction == Reduction::Serial {
+        defines.push(Define::flag("LAYOUT_ROWS"));
+    }
+    if key.vec4 {
+        defines.push(Define::flag("X_VEC4"));
     }
     defines.extend(key.workarounds.iter().map(|w| w.define()));
     ShaderVariant {
@@ -121,6 +166,7 @@ pub fn encode_gemm(
             limit: u64::from(u32::MAX),
         });
     }
+    let key = &for_cols(key, w.cols);
     let pipeline = gpu.pipeline(&variant(key))?;
     for part in &w.parts {
         let params = GemmParams {
@@ -135,7 +181,16 @@ pub fn encode_gemm(
         let uniform = gpu.uniform("gemm params", &params)?;
         // Without a bias, x fills the read-only binding; has_bias = 0 means it is never read.
         let b = bias.unwrap_or(x);
-        let groups = [part.rows.div_ceil(TILE).max(1), n.div_ceil(TILE).max(1), 1];
+        let (rows_per_group, n_per_group) = if key.reduction == Reduction::Serial {
+            (ROWS_LAYOUT_ROWS, ROWS_LAYOUT_N)
+        } else {
+            (TILE, TILE)
+        };
+        let groups = [
+            part.rows.div_ceil(rows_per_group).max(1),
+            n.div_ceil(n_per_group).max(1),
+            1,
+        ];
         gpu.encode_dispatch(
             encoder,
             &pipeline,

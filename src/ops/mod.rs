@@ -75,7 +75,12 @@ pub fn all_variants() -> Vec<ShaderVariant> {
             v.extend(dequantize::variant(dtype, &workarounds));
         }
         for (compute, accum) in gemm::PRECISIONS {
-            v.push(gemm::variant(&gemm::key(dtype, compute, accum)));
+            for layout in gemm::LAYOUTS {
+                let key = gemm::key(dtype, compute, accum, layout);
+                for cols in [4, 1] {
+                    v.push(gemm::variant(&gemm::for_cols(&key, cols)));
+                }
+            }
         }
     }
     v.push(stream_read::variant(stream_read::Layout::Strided));

@@ -429,17 +429,29 @@ fn select_gemm(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
             reason: NOT_IMPLEMENTED.into(),
         };
     }
-    let tiles = format!(
-        "64x64 output tiles, K in steps of {}, weights decoded once per tile into workgroup memory",
-        gemm::TILE_K
-    );
-    let f32_key = gemm::key(dtype, ComputeDType::F32, AccumDType::F32);
+    let (layout, tiles) = match caps.geometry.gemv_layout {
+        RowLayout::ThreadPerRow => (
+            Reduction::Serial,
+            format!(
+                "one invocation per weight row, {} activation rows per workgroup, no barriers",
+                gemm::ROWS_LAYOUT_N
+            ),
+        ),
+        RowLayout::WorkgroupPerRow => (
+            Reduction::Workgroup,
+            format!(
+                "64x64 output tiles, K in steps of {}, weights decoded once per tile into workgroup memory",
+                gemm::TILE_K
+            ),
+        ),
+    };
+    let f32_key = gemm::key(dtype, ComputeDType::F32, AccumDType::F32, layout);
     match dtype {
         StorageDType::F16 => {
             let f16 = caps.f16();
             if f16.usable() {
                 KernelPath::Native {
-                    key: gemm::key(dtype, ComputeDType::F16, AccumDType::F32),
+                    key: gemm::key(dtype, ComputeDType::F16, AccumDType::F32, layout),
                     feature: "shader-f16".into(),
                     detail: format!("f16 tiles multiplied in f16, summed in f32; {tiles}"),
                 }
