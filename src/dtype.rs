@@ -8,13 +8,13 @@
 //! They are never folded into one enum: a q4_k weight multiplied in f16 and summed in f32
 //! is three facts, and the CLI prints all three.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
 /// How a weight is stored. Block layouts follow ggml's `ggml-common.h` for the GGUF types
 /// (so files are used as stored), bitsandbytes for nf4, and the OCP FP8 spec for f8.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StorageDType {
     F64,

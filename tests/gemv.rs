@@ -123,19 +123,51 @@ fn every_variant_matches_the_reference_on_every_adapter() {
     );
 }
 
+/// f16 runs natively exactly where shader-f16 is usable and the autotune measured it faster
+/// than unpacking into f32; otherwise the fallback runs and says why.
 #[test]
-fn f16_gemv_is_native_on_vulkan_and_fallback_on_gl() {
+fn f16_gemv_is_native_only_where_it_measured_faster() {
+    use wgllm::ops::select::{select, Op};
     for gpu in all_gpus(Switches::default()) {
-        let path = wgllm::ops::select::select(
-            &gpu.caps,
-            wgllm::ops::select::Op::Gemv,
-            StorageDType::F16,
-            None,
-        );
-        match gpu.caps.summary.backend {
-            "vulkan" => assert_eq!(path.kind(), "native", "{}: {path:?}", label(&gpu)),
-            "gl" => assert_eq!(path.kind(), "fallback", "{}: {path:?}", label(&gpu)),
-            _ => {}
+        let path = select(&gpu.caps, Op::Gemv, StorageDType::F16, None);
+        let race = gpu.caps.tuning.as_ref().and_then(|t| t.f16_gemv.clone());
+        match (gpu.caps.f16().usable(), &race) {
+            (true, Some(r)) if r.native_wins() => assert_eq!(path.kind(), "native", "{path:?}"),
+            (true, Some(_)) => {
+                assert_eq!(path.kind(), "fallback", "{path:?}");
+                assert!(format!("{path:?}").contains("measured slower"));
+            }
+            (true, None) => panic!("{}: f16 usable but not raced", label(&gpu)),
+            (false, _) => assert_eq!(path.kind(), "fallback", "{}: {path:?}", label(&gpu)),
+        }
+        if gpu.caps.summary.backend == "vulkan" {
+            assert!(
+                race.is_some(),
+                "lavapipe has shader-f16: the race must have run"
+            );
+        }
+        // Both outcomes of the race, injected: the choice follows the measurement.
+        if let Some(mut t) = gpu.caps.tuning.clone().filter(|_| gpu.caps.f16().usable()) {
+            for native_faster in [true, false] {
+                let r = t.f16_gemv.as_mut().unwrap();
+                (r.native.rate, r.fallback.rate) = if native_faster {
+                    (2.0, 1.0)
+                } else {
+                    (1.0, 2.0)
+                };
+                let caps = gpu.caps.clone().with_tuning(t.clone());
+                let path = select(&caps, Op::Gemv, StorageDType::F16, None);
+                let want = if native_faster { "native" } else { "fallback" };
+                assert_eq!(path.kind(), want, "{path:?}");
+                assert_eq!(
+                    path.key().unwrap().compute,
+                    if native_faster {
+                        wgllm::dtype::ComputeDType::F16
+                    } else {
+                        wgllm::dtype::ComputeDType::F32
+                    }
+                );
+            }
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use super::format::{bytes, table};
 use super::CliError;
-use crate::device::capabilities::{AdapterSummary, CoopMatrixConfig, Geometry, LlmLimits};
+use crate::device::capabilities::{AdapterSummary, CoopMatrixConfig, Geometry, LlmLimits, Tuning};
 use crate::device::memory::DeviceMemory;
 use crate::device::selftest::{CheckResult, Workaround};
 use crate::device::{AdapterList, Capabilities, DeviceError, Gpu, Switches};
@@ -62,6 +62,9 @@ pub struct AdapterReport {
     pub selftest: Option<SelfTestJson>,
     pub driver_workarounds: Option<Vec<WorkaroundJson>>,
     pub geometry: Option<Geometry>,
+    /// The autotune's measurements behind `geometry` and the native-or-fallback choices;
+    /// `null` when not probed or with `WGLLM_TUNE=off`.
+    pub tuning: Option<Tuning>,
     /// The kernel-path matrix; `null` when the adapter was not probed.
     pub kernels: Option<Vec<KernelEntry>>,
     pub measurements: Option<Measurements>,
@@ -109,6 +112,7 @@ fn summary_only(s: &AdapterSummary) -> AdapterReport {
         selftest: None,
         driver_workarounds: None,
         geometry: None,
+        tuning: None,
         kernels: None,
         measurements: None,
     }
@@ -134,6 +138,7 @@ fn with_caps(mut r: AdapterReport, caps: &Capabilities) -> AdapterReport {
             .collect(),
     );
     r.geometry = Some(caps.geometry.clone());
+    r.tuning = caps.tuning.clone();
     r.kernels = Some(matrix(caps));
     r
 }
@@ -384,6 +389,66 @@ fn render_details(a: &AdapterReport, out: &mut String) {
             g.gemv_subgroup.map_or("n/a (subgroup size not fixed)".to_string(), |s| format!("{} rows/wg", s.rows_per_workgroup)),
             g.source
         ));
+    }
+    if let Some(t) = &a.tuning {
+        let rate = |m: &Option<crate::device::capabilities::Timed>| {
+            m.as_ref()
+                .map_or("-".to_string(), |m| format!("{:.2}", m.rate))
+        };
+        let mut rows: Vec<Vec<String>> = t
+            .gemv
+            .iter()
+            .map(|r| {
+                vec![
+                    format!("gemv {}", r.dtype),
+                    format!("{:.2}", r.serial.rate),
+                    format!("{:.2}", r.workgroup.rate),
+                    rate(&r.subgroup),
+                    a.geometry
+                        .as_ref()
+                        .and_then(|g| g.gemv_tuned.iter().find(|c| c.dtype == r.dtype))
+                        .map_or("-", |c| c.reduction.name())
+                        .to_string(),
+                ]
+            })
+            .collect();
+        if let Some(g) = &t.gemm {
+            rows.push(vec![
+                "gemm f32 (GFLOP/s)".into(),
+                format!("{:.2}", g.serial.rate),
+                format!("{:.2}", g.workgroup.rate),
+                "-".into(),
+                if a.geometry.as_ref().map(|g| g.gemm_layout)
+                    == Some(crate::ops::select::Reduction::Serial)
+                {
+                    "rows"
+                } else {
+                    "tiles"
+                }
+                .into(),
+            ]);
+        }
+        out.push_str(&format!(
+            "\n  Autotune{} (GEMV: weight GB/s at 1024x1024; gemm: serial = rows layout, workgroup = tiles;\n  another layout replaces the device-type default only when {:.0}% faster)\n",
+            if t.cached { ", cached" } else { "" },
+            (crate::device::capabilities::MIN_LAYOUT_GAIN - 1.0) * 100.0
+        ));
+        out.push_str(&table(
+            &["kernel", "serial", "workgroup", "subgroup", "chosen"],
+            &rows,
+        ));
+        for race in [&t.f16_gemv, &t.f16_gemm].into_iter().flatten() {
+            out.push_str(&format!(
+                "  Native vs fallback, measured{}: {} -> {}\n",
+                if t.cached { " (cached)" } else { "" },
+                race.describe(),
+                if race.native_wins() {
+                    "native"
+                } else {
+                    "fallback (native is slower here)"
+                }
+            ));
+        }
     }
     if let Some(t) = &a.selftest {
         out.push_str(&format!(

@@ -10,7 +10,8 @@ use super::adapter::{backend_name, device_type_name};
 use super::memory::{self, DeviceMemory};
 use super::selftest::{Primitive, SelfTestReport};
 use super::switches::Switches;
-use serde::Serialize;
+use crate::dtype::StorageDType;
+use serde::{Deserialize, Serialize};
 
 /// The limits that matter for LLM work.
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -192,8 +193,30 @@ impl Availability {
     }
 }
 
+/// How partial sums of one row are combined.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reduction {
+    /// One invocation owns the row: no cross-invocation reduction.
+    Serial,
+    /// Tree reduction through workgroup memory and barriers.
+    Workgroup,
+    /// `subgroupAdd`, then across subgroups through workgroup memory.
+    Subgroup,
+}
+
+impl Reduction {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Serial => "serial",
+            Self::Workgroup => "workgroup",
+            Self::Subgroup => "subgroup",
+        }
+    }
+}
+
 /// How a reduction over one row is laid out on this adapter.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RowLayout {
     /// One invocation walks a whole row. CPU adapters (lavapipe, WARP) run invocations as
@@ -222,7 +245,19 @@ pub struct Geometry {
     /// One subgroup per row: only where the subgroup size is fixed (min = max), so that a
     /// row's invocations are exactly one subgroup.
     pub gemv_subgroup: Option<GemvShape>,
-    pub source: &'static str,
+    /// The GEMV row layout per weight dtype, where the autotune measured one (otherwise
+    /// `gemv_layout` decides).
+    pub gemv_tuned: Vec<TunedLayout>,
+    /// GEMM: one invocation per weight row (`serial`, CPU adapters) or 64x64 workgroup tiles.
+    pub gemm_layout: Reduction,
+    pub source: String,
+}
+
+/// The GEMV reduction the autotune picked for one dtype.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq)]
+pub struct TunedLayout {
+    pub dtype: StorageDType,
+    pub reduction: Reduction,
 }
 
 impl Geometry {
@@ -237,7 +272,7 @@ impl Geometry {
                     rows_per_workgroup: wg / lo,
                 },
             );
-        let (gemv_layout, source) = if s.is_cpu() {
+        let (gemv_layout, source): (_, &str) = if s.is_cpu() {
             (
                 RowLayout::ThreadPerRow,
                 "heuristic: CPU adapter, one invocation per row",
@@ -259,9 +294,167 @@ impl Geometry {
                 rows_per_workgroup: (wg / 64).max(1),
             },
             gemv_subgroup,
-            source,
+            gemv_tuned: Vec::new(),
+            gemm_layout: if s.is_cpu() {
+                Reduction::Serial
+            } else {
+                Reduction::Workgroup
+            },
+            source: source.to_string(),
         }
     }
+
+    /// The GEMV reduction for `dtype`: the measured one, else the device-type heuristic
+    /// (subgroups only where `subgroups_usable`).
+    pub fn gemv_reduction(&self, dtype: StorageDType, subgroups_usable: bool) -> Reduction {
+        let tuned = self.gemv_tuned.iter().find(|t| t.dtype == dtype);
+        match (tuned, self.gemv_layout) {
+            (Some(t), _) if t.reduction != Reduction::Subgroup || subgroups_usable => t.reduction,
+            (_, RowLayout::ThreadPerRow) => Reduction::Serial,
+            _ if subgroups_usable && self.gemv_subgroup.is_some() => Reduction::Subgroup,
+            _ => Reduction::Workgroup,
+        }
+    }
+
+    /// The shape of a reduction's workgroups.
+    pub fn gemv_shape(&self, reduction: Reduction) -> GemvShape {
+        match (reduction, self.gemv_subgroup) {
+            (Reduction::Serial, _) => self.gemv_serial,
+            (Reduction::Subgroup, Some(s)) => s,
+            _ => self.gemv_workgroup,
+        }
+    }
+
+    /// The geometry the tuning run measured fastest.
+    pub fn tuned(mut self, t: &Tuning) -> Self {
+        // The heuristic's choice is the default each measurement must beat.
+        let default = self.gemv_reduction(StorageDType::F32, self.gemv_subgroup.is_some());
+        self.gemv_tuned = t
+            .gemv
+            .iter()
+            .map(|r| TunedLayout {
+                dtype: r.dtype,
+                reduction: r.fastest_over(
+                    if r.subgroup.is_none() && default == Reduction::Subgroup {
+                        Reduction::Workgroup
+                    } else {
+                        default
+                    },
+                ),
+            })
+            .collect();
+        let f32_choice = self
+            .gemv_tuned
+            .iter()
+            .find(|r| r.dtype == StorageDType::F32);
+        if let Some(f32_choice) = f32_choice {
+            self.gemv_layout = if f32_choice.reduction == Reduction::Serial {
+                RowLayout::ThreadPerRow
+            } else {
+                RowLayout::WorkgroupPerRow
+            };
+        }
+        if let Some(g) = &t.gemm {
+            self.gemm_layout = g.fastest_over(self.gemm_layout);
+        }
+        self.source = format!(
+            "measured{}: the fastest of each dtype's GEMV layouts and of the GEMM layouts",
+            if t.cached { " (cached)" } else { "" }
+        );
+        self
+    }
+}
+
+/// One kernel timed by the tuning run: `rate` is GB/s of weights for GEMV, GFLOP/s for GEMM.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Timed {
+    pub kernel: String,
+    pub rate: f64,
+}
+
+/// A native path raced against its fallback on the same work.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Race {
+    /// The work, e.g. "f16 gemv 1024x1024".
+    pub work: String,
+    /// "GB/s" or "GFLOP/s".
+    pub unit: String,
+    pub native: Timed,
+    pub fallback: Timed,
+}
+
+impl Race {
+    /// A native path is preferred only when it measured faster than its fallback.
+    pub fn native_wins(&self) -> bool {
+        self.native.rate > self.fallback.rate
+    }
+
+    /// "f16 gemv 1024x1024: native 0.9 GB/s, fallback 1.8 GB/s".
+    pub fn describe(&self) -> String {
+        format!(
+            "{}: native {:.1} {u}, fallback {:.1} {u}",
+            self.work,
+            self.native.rate,
+            self.fallback.rate,
+            u = self.unit
+        )
+    }
+}
+
+/// The layouts of one kernel, timed on the same work.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LayoutRace {
+    pub dtype: StorageDType,
+    pub serial: Timed,
+    pub workgroup: Timed,
+    pub subgroup: Option<Timed>,
+}
+
+/// How much faster another layout must measure to replace the device-type default: closer
+/// results are noise (a loaded 2-core machine varies by 5-10% between runs), and flipping on
+/// noise would make kernel choices differ from run to run.
+pub const MIN_LAYOUT_GAIN: f64 = 1.10;
+
+impl LayoutRace {
+    fn rate(&self, r: Reduction) -> f64 {
+        match r {
+            Reduction::Serial => self.serial.rate,
+            Reduction::Workgroup => self.workgroup.rate,
+            Reduction::Subgroup => self.subgroup.as_ref().map_or(0.0, |m| m.rate),
+        }
+    }
+
+    /// The measured-fastest layout, keeping `default` unless another is at least
+    /// [`MIN_LAYOUT_GAIN`] times faster.
+    pub fn fastest_over(&self, default: Reduction) -> Reduction {
+        let best = [Reduction::Serial, Reduction::Workgroup, Reduction::Subgroup]
+            .into_iter()
+            .fold(
+                default,
+                |b, r| if self.rate(r) > self.rate(b) { r } else { b },
+            );
+        if self.rate(best) >= self.rate(default) * MIN_LAYOUT_GAIN {
+            best
+        } else {
+            default
+        }
+    }
+}
+
+/// What the short per-adapter autotune measured (`ops::tune`), cached per adapter, driver and
+/// kernel source: the GEMV row layouts per dtype, the GEMM layouts, and every native path
+/// against its fallback.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Tuning {
+    /// GEMV weight GB/s per layout, per dtype.
+    pub gemv: Vec<LayoutRace>,
+    /// GEMM GFLOP/s (f32): `serial` is the row layout, `workgroup` the tiled one.
+    pub gemm: Option<LayoutRace>,
+    /// f16 weights: f16 compute (shader-f16) against unpacking into f32.
+    pub f16_gemv: Option<Race>,
+    pub f16_gemm: Option<Race>,
+    #[serde(default)]
+    pub cached: bool,
 }
 
 /// The full capability model of an opened adapter.
@@ -271,6 +464,8 @@ pub struct Capabilities {
     pub disabled: Switches,
     pub selftest: SelfTestReport,
     pub geometry: Geometry,
+    /// The autotune's measurements (None before it ran, or with `WGLLM_TUNE=off`).
+    pub tuning: Option<Tuning>,
 }
 
 impl Capabilities {
@@ -287,6 +482,17 @@ impl Capabilities {
             disabled,
             selftest,
             geometry,
+            tuning: None,
+        }
+    }
+
+    /// These capabilities with the autotune's measurements applied to the geometry and to
+    /// the native-or-fallback choices of `select`.
+    pub fn with_tuning(self, tuning: Tuning) -> Self {
+        Self {
+            geometry: self.geometry.tuned(&tuning),
+            tuning: Some(tuning),
+            ..self
         }
     }
 

@@ -133,6 +133,10 @@ impl Gpu {
         };
         let report = selftest::run_or_load(&gpu)?;
         gpu.caps = Capabilities::new(gpu.caps.summary.clone(), switches, report);
+        if !crate::ops::tune::disabled() {
+            let tuning = crate::ops::tune::run_or_load(&gpu)?;
+            gpu.caps = gpu.caps.clone().with_tuning(tuning);
+        }
         Ok(gpu)
     }
 

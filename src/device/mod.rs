@@ -2,6 +2,7 @@
 //! with every wgpu error captured, and the driver self-test.
 
 pub mod adapter;
+pub mod cache;
 pub mod capabilities;
 pub mod error;
 pub mod gpu;

@@ -3,11 +3,11 @@
 //! and shader source. A failing primitive is routed around (a workaround variant) or demotes
 //! the paths that need it, and `capabilities` lists both under "driver workarounds".
 
+use super::cache::{cached, fnv1a};
 use super::error::DeviceError;
 use super::gpu::Gpu;
 use crate::ops::shader::{Define, Shader, ShaderVariant};
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
 
 /// A primitive the kernels rely on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -387,24 +387,6 @@ pub fn run(gpu: &Gpu) -> Result<SelfTestReport, DeviceError> {
 
 /// FNV-1a, 64-bit: a stable hash for cache file names (std's hasher may change between
 /// Rust releases).
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
-/// Where per-adapter caches live: `$WGLLM_CACHE_DIR`, else `$XDG_CACHE_HOME/wgllm`, else
-/// `~/.cache/wgllm`.
-pub fn cache_dir() -> Option<PathBuf> {
-    if let Some(d) = std::env::var_os("WGLLM_CACHE_DIR") {
-        return Some(PathBuf::from(d));
-    }
-    if let Some(d) = std::env::var_os("XDG_CACHE_HOME") {
-        return Some(PathBuf::from(d).join("wgllm"));
-    }
-    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache").join("wgllm"))
-}
-
 /// The cache key: adapter identity, driver version, enabled features, wgllm version and the
 /// self-test shader itself (so editing a check invalidates old answers).
 fn cache_key(gpu: &Gpu) -> String {
@@ -421,12 +403,6 @@ fn cache_key(gpu: &Gpu) -> String {
         env!("CARGO_PKG_VERSION"),
         fnv1a(Shader::SelfTest.source().as_bytes())
     )
-}
-
-#[derive(Serialize, Deserialize)]
-struct CacheFile {
-    key: String,
-    report: SelfTestReport,
 }
 
 /// Marks the primitives named in `WGLLM_SELFTEST_FAIL` (comma-separated snake_case names,
@@ -464,37 +440,9 @@ pub fn run_or_load(gpu: &Gpu) -> Result<SelfTestReport, DeviceError> {
 }
 
 fn load_or_run(gpu: &Gpu) -> Result<SelfTestReport, DeviceError> {
-    let key = cache_key(gpu);
-    let path = cache_dir().map(|d| d.join(format!("selftest-{:016x}.json", fnv1a(key.as_bytes()))));
     let fresh = std::env::var("WGLLM_SELFTEST").is_ok_and(|v| v == "fresh");
-    if let (Some(path), false) = (&path, fresh) {
-        if let Ok(text) = std::fs::read_to_string(path) {
-            match serde_json::from_str::<CacheFile>(&text) {
-                Ok(c) if c.key == key => {
-                    let mut report = c.report;
-                    report.cached = true;
-                    return Ok(report);
-                }
-                _ => log::debug!("ignoring stale self-test cache {}", path.display()),
-            }
-        }
-    }
-    let report = run(gpu)?;
-    if let Some(path) = path {
-        let file = CacheFile {
-            key,
-            report: report.clone(),
-        };
-        let written = path
-            .parent()
-            .map_or(Ok(()), std::fs::create_dir_all)
-            .and_then(|_| {
-                std::fs::write(&path, serde_json::to_vec_pretty(&file).unwrap_or_default())
-            });
-        if let Err(e) = written {
-            log::debug!("could not cache the self-test at {}: {e}", path.display());
-        }
-    }
+    let (mut report, cached) = cached("selftest", &cache_key(gpu), fresh, || run(gpu))?;
+    report.cached = cached;
     Ok(report)
 }
 

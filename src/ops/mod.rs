@@ -10,6 +10,7 @@ pub mod shader;
 pub mod stream_read;
 pub mod timing;
 pub mod tolerance;
+pub mod tune;
 
 use crate::device::capabilities::GemvShape;
 use crate::device::selftest::{Section, Workaround};

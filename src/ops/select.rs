@@ -2,7 +2,7 @@
 //! adapter. `capabilities` prints its answers for every (op, dtype); every dispatch calls it
 //! too. There is no second table.
 
-use crate::device::capabilities::{Capabilities, GemvShape, RowLayout};
+use crate::device::capabilities::{Capabilities, GemvShape};
 use crate::device::selftest::{Primitive, Workaround};
 use crate::dtype::{AccumDType, ComputeDType, KvDType, StorageDType};
 use crate::ops::shader::{Define, Shader, ShaderVariant};
@@ -37,27 +37,7 @@ impl fmt::Display for Op {
     }
 }
 
-/// How partial sums of one row are combined.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Reduction {
-    /// One invocation owns the row: no cross-invocation reduction.
-    Serial,
-    /// Tree reduction through workgroup memory and barriers.
-    Workgroup,
-    /// `subgroupAdd`, then across subgroups through workgroup memory.
-    Subgroup,
-}
-
-impl Reduction {
-    fn name(self) -> &'static str {
-        match self {
-            Self::Serial => "serial",
-            Self::Workgroup => "workgroup",
-            Self::Subgroup => "subgroup",
-        }
-    }
-}
+pub use crate::device::capabilities::Reduction;
 
 /// One kernel variant, named completely: from it come the pipeline-cache key, the WGSL
 /// defines, the readable name and the dispatch geometry.
@@ -271,22 +251,18 @@ impl KernelPath {
 
 pub const NOT_IMPLEMENTED: &str = "not implemented yet";
 
-/// How rows are reduced on this adapter, its shape, and what that uses.
+/// How rows of `dtype` are reduced on this adapter, its shape, and what that uses.
 fn reduction(
     caps: &Capabilities,
-) -> (
-    Reduction,
-    crate::device::capabilities::GemvShape,
-    Option<&'static str>,
-) {
+    dtype: StorageDType,
+) -> (Reduction, GemvShape, Option<&'static str>) {
     let g = &caps.geometry;
-    match (g.gemv_layout, g.gemv_subgroup) {
-        (RowLayout::ThreadPerRow, _) => (Reduction::Serial, g.gemv_serial, None),
-        (RowLayout::WorkgroupPerRow, Some(shape)) if caps.subgroups().usable() => {
-            (Reduction::Subgroup, shape, Some("subgroups"))
-        }
-        (RowLayout::WorkgroupPerRow, _) => (Reduction::Workgroup, g.gemv_workgroup, None),
-    }
+    let r = g.gemv_reduction(dtype, caps.subgroups().usable());
+    (
+        r,
+        g.gemv_shape(r),
+        (r == Reduction::Subgroup).then_some("subgroups"),
+    )
 }
 
 /// Decides the kernel path for `op` over weights (or, for attention, a KV cache) of `dtype`.
@@ -316,7 +292,7 @@ pub fn select(caps: &Capabilities, op: Op, dtype: StorageDType, kv: Option<KvDTy
 }
 
 fn select_gemv(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
-    let (reduction, shape, reduction_feature) = reduction(caps);
+    let (reduction, shape, reduction_feature) = reduction(caps, dtype);
     let workarounds = caps.selftest.workarounds();
     let key = |compute| {
         KernelKey::gemv(
@@ -345,7 +321,17 @@ fn select_gemv(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
         },
         StorageDType::F16 => {
             let f16 = caps.f16();
-            if f16.usable() {
+            let race = caps.tuning.as_ref().and_then(|t| t.f16_gemv.as_ref());
+            if let (true, Some(race)) = (f16.usable(), race.filter(|r| !r.native_wins())) {
+                KernelPath::Fallback {
+                    key: key(ComputeDType::F32),
+                    reason: format!(
+                        "shader-f16 is usable, but f16 compute measured slower here ({}): f16 unpacked with \
+                         unpack2x16float into f32; multiplied and summed in f32",
+                        race.describe()
+                    ),
+                }
+            } else if f16.usable() {
                 KernelPath::Native {
                     key: key(ComputeDType::F16),
                     feature: join("shader-f16"),
@@ -429,27 +415,33 @@ fn select_gemm(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
             reason: NOT_IMPLEMENTED.into(),
         };
     }
-    let (layout, tiles) = match caps.geometry.gemv_layout {
-        RowLayout::ThreadPerRow => (
-            Reduction::Serial,
-            format!(
-                "one invocation per weight row, {} activation rows per workgroup, no barriers",
-                gemm::ROWS_LAYOUT_N
-            ),
-        ),
-        RowLayout::WorkgroupPerRow => (
-            Reduction::Workgroup,
-            format!(
-                "64x64 output tiles, K in steps of {}, weights decoded once per tile into workgroup memory",
-                gemm::TILE_K
-            ),
-        ),
+    let layout = caps.geometry.gemm_layout;
+    let tiles = if layout == Reduction::Serial {
+        format!(
+            "one invocation per 4 weight rows, {} activation rows per workgroup, no barriers",
+            gemm::ROWS_LAYOUT_N
+        )
+    } else {
+        format!(
+            "64x64 output tiles, K in steps of {}, weights decoded once per tile into workgroup memory",
+            gemm::TILE_K
+        )
     };
     let f32_key = gemm::key(dtype, ComputeDType::F32, AccumDType::F32, layout);
     match dtype {
         StorageDType::F16 => {
             let f16 = caps.f16();
-            if f16.usable() {
+            let race = caps.tuning.as_ref().and_then(|t| t.f16_gemm.as_ref());
+            if let (true, Some(race)) = (f16.usable(), race.filter(|r| !r.native_wins())) {
+                KernelPath::Fallback {
+                    key: f32_key,
+                    reason: format!(
+                        "shader-f16 is usable, but f16 tiles measured slower here ({}): f16 unpacked into f32 \
+                         tiles; multiplied and summed in f32; {tiles}",
+                        race.describe()
+                    ),
+                }
+            } else if f16.usable() {
                 KernelPath::Native {
                     key: gemm::key(dtype, ComputeDType::F16, AccumDType::F32, layout),
                     feature: "shader-f16".into(),

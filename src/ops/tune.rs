@@ -1,0 +1,218 @@
+//! The per-adapter autotune: a second of measurements, once per adapter + driver + kernel
+//! source (then cached), that replaces the device-type guesses where they matter:
+//!
+//! * the GEMV row layout (one invocation per row, a workgroup per row reduced in workgroup
+//!   memory, or a subgroup per row) — measured on lavapipe the first is 4x faster, on GPUs the
+//!   others are;
+//! * every native path against its fallback on the same work — f16 compute against unpacking
+//!   f16 into f32, for GEMV and GEMM. `select` prefers a native path only where it measured
+//!   faster (on lavapipe, f16 arithmetic is emulated and runs at half the speed of f32).
+//!
+//! `WGLLM_TUNE=off` keeps the heuristics (no measurement); `WGLLM_TUNE=fresh` re-measures.
+
+use crate::device::cache::{cached, fnv1a};
+use crate::device::capabilities::{LayoutRace, Race, Timed, Tuning};
+use crate::device::selftest::Primitive;
+use crate::device::tensor::{upload_tensor, PartLimits};
+use crate::device::{DeviceError, Gpu, GpuTensor};
+use crate::dtype::{AccumDType, ComputeDType, StorageDType};
+use crate::ops::select::{KernelKey, Reduction};
+use crate::ops::shader::Shader;
+use crate::ops::timing::median_seconds;
+use crate::ops::{dequantize, gemm, gemv};
+
+/// GEMV shape of the race: large enough to leave the caches on a CPU, small enough that the
+/// whole tune takes about a second on lavapipe.
+const GEMV_SHAPE: (u32, u32) = (1024, 1024);
+/// GEMM shape (rows, cols, activation rows).
+const GEMM_SHAPE: (u32, u32, u32) = (256, 256, 64);
+const RUNS: usize = 3;
+
+/// Whether `WGLLM_TUNE` asks for no tuning.
+pub fn disabled() -> bool {
+    std::env::var("WGLLM_TUNE").is_ok_and(|v| v == "off")
+}
+
+/// The cached tuning of this adapter, or a fresh measurement (then cached).
+pub fn run_or_load(gpu: &Gpu) -> Result<Tuning, DeviceError> {
+    let s = &gpu.caps.summary;
+    let sources: String = [Shader::Gemv, Shader::Gemm, Shader::Blocks]
+        .iter()
+        .map(|sh| sh.source())
+        .collect();
+    let key = format!(
+        "{}|{}|{:#x}|{:#x}|{}|{}|{:?}|{}|{:?}|{:016x}",
+        s.name,
+        s.backend,
+        s.vendor_id,
+        s.device_id,
+        s.driver,
+        s.driver_info,
+        gpu.device.features(),
+        env!("CARGO_PKG_VERSION"),
+        gpu.caps.selftest.workarounds(),
+        fnv1a(sources.as_bytes())
+    );
+    let fresh = std::env::var("WGLLM_TUNE").is_ok_and(|v| v == "fresh");
+    let (mut tuning, was_cached) = cached("tuning", &key, fresh, || measure(gpu))?;
+    tuning.cached = was_cached;
+    Ok(tuning)
+}
+
+fn upload(
+    gpu: &Gpu,
+    dtype: StorageDType,
+    (rows, cols): (u32, u32),
+) -> Result<GpuTensor, DeviceError> {
+    let bytes = dequantize::synthetic(dtype, rows as usize * cols as usize, 5).unwrap_or_default();
+    upload_tensor(
+        gpu,
+        "tuning weights",
+        dtype,
+        (rows, cols),
+        &bytes,
+        PartLimits::of(gpu),
+        &mut |_, _| {},
+    )
+}
+
+/// Weight GB/s of a GEMV kernel over `w`.
+fn gemv_rate(gpu: &Gpu, key: &KernelKey, w: &GpuTensor) -> Result<Timed, DeviceError> {
+    let x = gpu.storage("tuning x", u64::from(w.cols) * 4)?;
+    let y = gpu.storage("tuning y", u64::from(w.rows) * 4)?;
+    let seconds = median_seconds(gpu, "tuning gemv", RUNS, |enc| {
+        gemv::encode_gemv_tensor(gpu, enc, key, w, [&x, &y], None)
+    })?;
+    Ok(Timed {
+        kernel: key.for_cols(w.cols).name(),
+        rate: w.bytes() as f64 / seconds / 1e9,
+    })
+}
+
+/// GFLOP/s of a GEMM kernel over `w` with `n` activation rows.
+fn gemm_rate(gpu: &Gpu, key: &KernelKey, w: &GpuTensor, n: u32) -> Result<Timed, DeviceError> {
+    let x = gpu.storage("tuning x", u64::from(w.cols) * u64::from(n) * 4)?;
+    let y = gpu.storage("tuning y", u64::from(w.rows) * u64::from(n) * 4)?;
+    let seconds = median_seconds(gpu, "tuning gemm", RUNS, |enc| {
+        gemm::encode_gemm(gpu, enc, key, w, n, [&x, &y], None)
+    })?;
+    Ok(Timed {
+        kernel: gemm::for_cols(key, w.cols).name(),
+        rate: gemm::flops(w.rows, w.cols, n) as f64 / seconds / 1e9,
+    })
+}
+
+/// Times every GEMV row layout this adapter can run on `dtype` weights.
+fn race_gemv_layouts(gpu: &Gpu, dtype: StorageDType) -> Result<LayoutRace, DeviceError> {
+    let caps = &gpu.caps;
+    let g = &caps.geometry;
+    let w = upload(gpu, dtype, GEMV_SHAPE)?;
+    let compute = if dtype == StorageDType::F16 && caps.f16().usable() {
+        ComputeDType::F16
+    } else {
+        ComputeDType::F32
+    };
+    let key = |r: Reduction| {
+        KernelKey::gemv(
+            dtype,
+            compute,
+            r,
+            g.gemv_shape(r),
+            KernelKey::plain(dtype),
+            caps.selftest.workarounds(),
+        )
+    };
+    Ok(LayoutRace {
+        dtype,
+        serial: gemv_rate(gpu, &key(Reduction::Serial), &w)?,
+        workgroup: gemv_rate(gpu, &key(Reduction::Workgroup), &w)?,
+        subgroup: match (caps.subgroups().usable(), g.gemv_subgroup) {
+            (true, Some(_)) => Some(gemv_rate(gpu, &key(Reduction::Subgroup), &w)?),
+            _ => None,
+        },
+    })
+}
+
+/// Runs the measurements: every weight dtype's GEMV layouts, the GEMM layouts, and each
+/// native path against its fallback (a few seconds on lavapipe, well under one on a GPU).
+pub fn measure(gpu: &Gpu) -> Result<Tuning, DeviceError> {
+    let caps = &gpu.caps;
+    let mut gemv = Vec::new();
+    for dtype in dequantize::DTYPES {
+        if crate::ops::select::select(caps, crate::ops::select::Op::Gemv, dtype, None)
+            .key()
+            .is_some()
+        {
+            log::debug!("tuning gemv layouts for {dtype}");
+            gemv.push(race_gemv_layouts(gpu, dtype)?);
+        }
+    }
+    let (rows, cols, n) = GEMM_SHAPE;
+    let gemm_key = |dtype, compute, layout| gemm::key(dtype, compute, AccumDType::F32, layout);
+    let w32 = upload(gpu, StorageDType::F32, (rows, cols))?;
+    let gemm = LayoutRace {
+        dtype: StorageDType::F32,
+        serial: gemm_rate(
+            gpu,
+            &gemm_key(StorageDType::F32, ComputeDType::F32, Reduction::Serial),
+            &w32,
+            n,
+        )?,
+        workgroup: gemm_rate(
+            gpu,
+            &gemm_key(StorageDType::F32, ComputeDType::F32, Reduction::Workgroup),
+            &w32,
+            n,
+        )?,
+        subgroup: None,
+    };
+    let mut tuning = Tuning {
+        gemv,
+        gemm: Some(gemm),
+        f16_gemv: None,
+        f16_gemm: None,
+        cached: false,
+    };
+    // The races run in the layouts just measured fastest.
+    let geometry = caps.geometry.clone().tuned(&tuning);
+    let fallback_runs = caps.selftest.passed(Primitive::Unpack2x16FloatHi);
+    if caps.f16().usable() && fallback_runs {
+        let w16 = upload(gpu, StorageDType::F16, GEMV_SHAPE)?;
+        let r = geometry.gemv_reduction(StorageDType::F16, caps.subgroups().usable());
+        let key = |compute| {
+            KernelKey::gemv(
+                StorageDType::F16,
+                compute,
+                r,
+                geometry.gemv_shape(r),
+                true,
+                caps.selftest.workarounds(),
+            )
+        };
+        tuning.f16_gemv = Some(Race {
+            work: format!("f16 gemv {}x{}", GEMV_SHAPE.0, GEMV_SHAPE.1),
+            unit: "GB/s".into(),
+            native: gemv_rate(gpu, &key(ComputeDType::F16), &w16)?,
+            fallback: gemv_rate(gpu, &key(ComputeDType::F32), &w16)?,
+        });
+        let w = upload(gpu, StorageDType::F16, (rows, cols))?;
+        let layout = geometry.gemm_layout;
+        tuning.f16_gemm = Some(Race {
+            work: format!("f16 gemm {rows}x{cols}, n={n}"),
+            unit: "GFLOP/s".into(),
+            native: gemm_rate(
+                gpu,
+                &gemm_key(StorageDType::F16, ComputeDType::F16, layout),
+                &w,
+                n,
+            )?,
+            fallback: gemm_rate(
+                gpu,
+                &gemm_key(StorageDType::F16, ComputeDType::F32, layout),
+                &w,
+                n,
+            )?,
+        });
+    }
+    Ok(tuning)
+}
