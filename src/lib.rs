@@ -10,6 +10,7 @@ pub mod cli;
 pub mod device;
 pub mod dtype;
 pub mod formats;
+pub mod model;
 pub mod ops;
 pub mod plan;
 pub mod verdict;

@@ -525,3 +525,79 @@ fn dump_writes_little_endian_f32_equal_on_gpu_and_cpu() {
         stderr(&out)
     );
 }
+
+#[test]
+fn bench_model_times_a_pass_over_every_matrix_of_the_file() {
+    for (model, op) in [("tiny-llama", "gemv"), ("tiny-llama.gguf", "gemm")] {
+        let path = fixture(model);
+        let report = json(
+            &[
+                "--adapter",
+                "vulkan",
+                "bench",
+                "--model",
+                &path,
+                "--op",
+                op,
+                "--n",
+                "4",
+                "--json",
+            ],
+            &[],
+        );
+        let m = &report["model"];
+        // The same matrices `inspect` lists: every 2-D tensor of a dtype with a kernel.
+        let inspected = json(&["inspect", &path, "--tensors", "--json"], &[]);
+        let matrices: Vec<&Value> = inspected["tensors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["shape"].as_array().unwrap().len() == 2)
+            .collect();
+        assert!(!matrices.is_empty());
+        let bytes: u64 = matrices.iter().map(|t| t["bytes"].as_u64().unwrap()).sum();
+        assert_eq!(
+            m["matrices"].as_u64().unwrap() as usize,
+            matrices.len(),
+            "{m}"
+        );
+        assert_eq!(m["weight_bytes"].as_u64().unwrap(), bytes, "{m}");
+        let by_dtype: u64 = m["by_dtype"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["bytes"].as_u64().unwrap())
+            .sum();
+        assert_eq!(by_dtype, bytes);
+        assert_eq!(m["op"], op);
+        assert_eq!(m["n"], if op == "gemv" { 1 } else { 4 });
+        let seconds = m["seconds"].as_f64().unwrap();
+        assert!(seconds > 0.0);
+        let bound = m["tokens_per_s_bound"].as_f64().unwrap();
+        assert!(
+            (bound * seconds - m["n"].as_f64().unwrap()).abs() < 1e-6,
+            "{m}"
+        );
+        let ratio = if op == "gemv" {
+            &m["ratio_to_stream_read"]
+        } else {
+            &m["ratio_to_fma_peak"]
+        };
+        assert!(ratio.as_f64().unwrap() > 0.0, "{m}");
+    }
+}
+
+#[test]
+fn bench_model_too_big_for_the_device_is_a_clear_device_error() {
+    // lavapipe reports 2 GiB of device-local memory; this sparse file holds 3 GiB of f16.
+    let path = sparse_safetensors("toobig", 49_152, 32_768);
+    let out = wgllm(&["--adapter", "vulkan", "bench", "--model", &path], &[]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("the weights need 3221225472 bytes (3.00 GiB)"),
+        "{err}"
+    );
+    assert!(err.contains("wgllm plan"), "{err}");
+    assert!(!err.contains("panicked"));
+}

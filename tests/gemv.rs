@@ -449,3 +449,50 @@ fn f16_accumulation_error_is_reported_and_bounded() {
         "f16 accumulation ran on no adapter (lavapipe has shader-f16)"
     );
 }
+
+/// Weights uploaded from the mapped files (safetensors offsets need not be word-aligned; GGUF
+/// mixes dtypes): every matrix's GEMV with the selected kernel equals the reference computed
+/// from the file's own bytes, on every adapter.
+#[test]
+fn weights_loaded_from_model_files_give_reference_results() {
+    use wgllm::formats::TensorStore;
+    use wgllm::model::weights;
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/fixtures/");
+    for gpu in all_gpus(Switches::default()) {
+        for model in ["tiny-llama", "tiny-llama.gguf", "tiny-llama-sharded"] {
+            let store = TensorStore::open(std::path::Path::new(&format!("{dir}{model}"))).unwrap();
+            let mut last = (0, 0);
+            let loaded = weights::upload(&gpu, &store, weights::is_kernel_matrix, &mut |d, t| {
+                last = (d, t)
+            })
+            .unwrap();
+            assert_eq!(last.0, last.1, "progress ends at the total");
+            assert_eq!(loaded.bytes, last.1);
+            assert!(!loaded.matrices.is_empty());
+            for m in &loaded.matrices {
+                let (key, _) = wgllm::ops::gemv::kernel_for(&gpu, m.dtype).unwrap();
+                let info = store.tensor(&m.name).unwrap();
+                let x = Rng::new(3).vec(m.cols as usize);
+                let want = reference(
+                    &GemvParams::new(m.rows, m.cols),
+                    m.dtype,
+                    store.data(info).unwrap(),
+                    &x,
+                )
+                .unwrap();
+                let xb = gpu.upload("x", bytemuck::cast_slice(&x)).unwrap();
+                let yb = guarded_output(&gpu, m.rows as usize);
+                let mut enc = gpu.device.create_command_encoder(&Default::default());
+                encode_gemv_tensor(&gpu, &mut enc, &key, m, [&xb, &yb], None).unwrap();
+                gpu.submit_and_wait("model gemv", enc).unwrap();
+                let what = format!("{model} {} on {}", m.name, label(&gpu));
+                let got = read_guarded(&gpu, &yb, m.rows as usize, &what);
+                let e = nmse(&got, &want).unwrap();
+                assert!(
+                    e <= matmul_nmse(key.compute).min(MUL_MAT_NMSE),
+                    "{what}: NMSE {e:.2e}"
+                );
+            }
+        }
+    }
+}

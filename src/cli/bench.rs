@@ -3,10 +3,13 @@
 //! ratio, so the numbers hold on a noisy machine.
 
 use super::format::table;
+use super::progress::ByteProgress;
 use super::CliError;
 use crate::device::tensor::{upload_tensor, PartLimits};
 use crate::device::{Gpu, GpuTensor};
 use crate::dtype::{ComputeDType, StorageDType};
+use crate::formats::TensorStore;
+use crate::model::weights;
 use crate::ops::fma_peak::{self, FmaResult};
 use crate::ops::select::{select, KernelPath, Op};
 use crate::ops::timing::median_seconds;
@@ -20,11 +23,6 @@ pub enum BenchOp {
 }
 
 #[derive(clap::Args, Debug)]
-#[command(after_help = "Examples:
-  wgllm bench                                   GEMV, every dtype and variant, 4096x4096 and 14336x4096
-  wgllm bench --dtype f16,q4_k --selected-only  only what `capabilities` says runs
-  wgllm bench --op gemm --dtype f16 --n 512     prefill: 512 activation rows
-  WGLLM_DISABLE=f16 wgllm bench --dtype f16     the fallback on hardware that has the fast path")]
 pub struct Args {
     /// The op to measure: gemv (decode, ratio to the streaming-read limit) or gemm (prefill,
     /// ratio to the FMA peak of the compute dtype).
@@ -41,6 +39,13 @@ pub struct Args {
     /// Activation rows (tokens) for gemm.
     #[arg(long, default_value_t = 512)]
     pub n: u32,
+    /// Measure a model instead of synthetic shapes: upload its matrices from the file (with a
+    /// progress bar), then time one pass over all of them — one GEMV each, as one decoded
+    /// token reads every weight once (or one GEMM each with `--op gemm`, a prefill chunk of
+    /// `--n` tokens). Reports the pass time, weight GB/s against the streaming-read limit, and
+    /// the tokens/s bound the weight reads alone imply.
+    #[arg(long, value_name = "PATH")]
+    pub model: Option<std::path::PathBuf>,
     /// Measure only the variant `select` picks, not every reachable one.
     #[arg(long)]
     pub selected_only: bool,
@@ -101,6 +106,44 @@ pub struct BenchRow {
     pub ratio_to_fma_peak: Option<f64>,
 }
 
+/// One dtype's share of a model pass.
+#[derive(Serialize)]
+pub struct ModelDtype {
+    pub dtype: StorageDType,
+    pub matrices: usize,
+    pub bytes: u64,
+    pub kernel: String,
+    /// native / fallback, as `capabilities` reports it.
+    pub path: &'static str,
+}
+
+/// A pass over every matrix of a model file.
+#[derive(Serialize)]
+pub struct ModelBench {
+    pub path: String,
+    pub op: &'static str,
+    /// Activation rows per matrix: 1 for a decode pass, `--n` for a prefill chunk.
+    pub n: u32,
+    pub matrices: usize,
+    pub weight_bytes: u64,
+    /// Matrices split across bindings (over the binding limit).
+    pub split_matrices: usize,
+    pub upload_seconds: f64,
+    pub seconds: f64,
+    pub weight_gb_per_s: f64,
+    pub gflop_per_s: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ratio_to_stream_read: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ratio_to_fma_peak: Option<f64>,
+    /// Upper bound on tokens/s from the matmuls' weight reads alone: n / pass time (attention,
+    /// norms and sampling come on top).
+    pub tokens_per_s_bound: f64,
+    pub by_dtype: Vec<ModelDtype>,
+    /// Tensors left out, with why (no matmul kernel for their dtype, not 2-D).
+    pub not_measured: Vec<String>,
+}
+
 #[derive(Serialize)]
 pub struct BenchReport {
     pub adapter: String,
@@ -111,6 +154,8 @@ pub struct BenchReport {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub fma_peak: Vec<FmaResult>,
     pub rows: Vec<BenchRow>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<ModelBench>,
 }
 
 /// The dtypes to measure: those asked for, or every weight dtype `select` has a kernel for.
@@ -233,6 +278,130 @@ fn bench_op(gpu: &Gpu, args: &Args, op: Op, limits: &Limits) -> Result<Vec<Bench
     Ok(rows)
 }
 
+/// Uploads every matrix of the model at `path` that has a kernel, then times one pass over all
+/// of them with the kernels `select` picks.
+fn bench_model(
+    gpu: &Gpu,
+    path: &std::path::Path,
+    op: Op,
+    n: u32,
+    limits: &Limits,
+) -> Result<ModelBench, CliError> {
+    let n = if op == Op::Gemv { 1 } else { n.max(1) };
+    let store = TensorStore::open(path)?;
+    let mut not_measured = Vec::new();
+    let mut keys = std::collections::BTreeMap::new();
+    for t in &store.tensors {
+        if !weights::is_kernel_matrix(t) {
+            if t.is_matrix() {
+                not_measured.push(format!("{} ({}: no matmul kernel)", t.name, t.dtype));
+            }
+            continue;
+        }
+        if let std::collections::btree_map::Entry::Vacant(e) = keys.entry(t.dtype) {
+            match select(&gpu.caps, op, t.dtype, None) {
+                KernelPath::Unsupported { reason } => {
+                    not_measured.push(format!("{} ({op} over {}: {reason})", t.name, t.dtype))
+                }
+                path => {
+                    e.insert(path);
+                }
+            }
+        }
+    }
+    let mut bar = ByteProgress::new("uploading weights");
+    let start = std::time::Instant::now();
+    let loaded = weights::upload(
+        gpu,
+        &store,
+        |t| weights::is_kernel_matrix(t) && keys.contains_key(&t.dtype),
+        &mut |done, total| bar.update(done, total),
+    )
+    .map_err(|e| match e {
+        weights::LoadError::Format(f) => CliError::Format(f),
+        weights::LoadError::Device(d) => CliError::Device(d),
+        other => CliError::DoesNotFit(other.to_string()),
+    })?;
+    bar.finish();
+    let upload_seconds = start.elapsed().as_secs_f64();
+    if loaded.matrices.is_empty() {
+        return Err(CliError::BadInput(format!(
+            "{}: no matrix with a {op} kernel on this adapter{}",
+            path.display(),
+            if not_measured.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", not_measured.join("; "))
+            }
+        )));
+    }
+    let max_cols = loaded.matrices.iter().map(|m| m.cols).max().unwrap_or(1);
+    let max_rows = loaded.matrices.iter().map(|m| m.rows).max().unwrap_or(1);
+    let x = activations(gpu, n, max_cols)?;
+    let y = gpu.storage("bench y", u64::from(max_rows) * u64::from(n) * 4)?;
+    eprintln!(
+        "timing a {op} pass over {} matrices…",
+        loaded.matrices.len()
+    );
+    let seconds = median_seconds(gpu, &format!("the model {op} pass"), 3, |enc| {
+        for m in &loaded.matrices {
+            let key = keys[&m.dtype]
+                .key()
+                .expect("only dtypes with a kernel were loaded");
+            match op {
+                Op::Gemv => gemv::encode_gemv_tensor(gpu, enc, key, m, [&x, &y], None)?,
+                _ => gemm::encode_gemm(gpu, enc, key, m, n, [&x, &y], None)?,
+            }
+        }
+        Ok(())
+    })?;
+    let flops: u64 = loaded
+        .matrices
+        .iter()
+        .map(|m| gemm::flops(m.rows, m.cols, n))
+        .sum();
+    let gbs = loaded.bytes as f64 / seconds / 1e9;
+    let gflops = flops as f64 / seconds / 1e9;
+    let by_dtype = keys
+        .iter()
+        .map(|(dtype, path)| {
+            let of: Vec<&GpuTensor> = loaded
+                .matrices
+                .iter()
+                .filter(|m| m.dtype == *dtype)
+                .collect();
+            ModelDtype {
+                dtype: *dtype,
+                matrices: of.len(),
+                bytes: of.iter().map(|m| m.bytes()).sum(),
+                kernel: path.key().map(|k| k.name()).unwrap_or_default(),
+                path: path.kind(),
+            }
+        })
+        .collect();
+    Ok(ModelBench {
+        path: path.display().to_string(),
+        op: op.name(),
+        n,
+        matrices: loaded.matrices.len(),
+        weight_bytes: loaded.bytes,
+        split_matrices: loaded.matrices.iter().filter(|m| m.parts.len() > 1).count(),
+        upload_seconds,
+        seconds,
+        weight_gb_per_s: gbs,
+        gflop_per_s: gflops,
+        ratio_to_stream_read: limits.stream_read.as_ref().map(|l| gbs / l.gb_per_s),
+        ratio_to_fma_peak: limits
+            .fma
+            .iter()
+            .find(|f| f.dtype == ComputeDType::F32)
+            .map(|f| gflops / f.gflop_per_s),
+        tokens_per_s_bound: f64::from(n) / seconds,
+        by_dtype,
+        not_measured,
+    })
+}
+
 /// The limits measured in this run.
 struct Limits {
     stream_read: Option<stream_read::StreamReadResult>,
@@ -271,7 +440,13 @@ pub fn measure(gpu: &Gpu, args: &Args) -> Result<BenchReport, CliError> {
             )
         }
     };
-    let rows = bench_op(gpu, args, op, &limits)?;
+    let (rows, model) = match &args.model {
+        Some(path) => (
+            Vec::new(),
+            Some(bench_model(gpu, path, op, args.n, &limits)?),
+        ),
+        None => (bench_op(gpu, args, op, &limits)?, None),
+    };
     Ok(BenchReport {
         adapter: name.clone(),
         backend: gpu.caps.summary.backend,
@@ -279,6 +454,7 @@ pub fn measure(gpu: &Gpu, args: &Args) -> Result<BenchReport, CliError> {
         stream_read: limits.stream_read,
         fma_peak: limits.fma,
         rows,
+        model,
     })
 }
 
@@ -325,28 +501,80 @@ pub fn render(r: &BenchReport) -> String {
             ]
         })
         .collect();
-    let limit = if r.fma_peak.is_empty() {
-        "of read limit"
-    } else {
-        "of FMA peak"
-    };
-    out.push_str(&table(
-        &[
-            "op",
-            "dtype",
-            "shape",
-            "kernel (* = selected)",
-            "time",
-            "weights read",
-            "compute",
-            limit,
-        ],
-        &rows,
-    ));
+    if !r.rows.is_empty() {
+        let limit = if r.fma_peak.is_empty() {
+            "of read limit"
+        } else {
+            "of FMA peak"
+        };
+        out.push_str(&table(
+            &[
+                "op",
+                "dtype",
+                "shape",
+                "kernel (* = selected)",
+                "time",
+                "weights read",
+                "compute",
+                limit,
+            ],
+            &rows,
+        ));
+    }
+    if let Some(m) = &r.model {
+        out.push_str(&render_model(m));
+    }
     if r.rows.iter().any(|b| b.parts > 1) {
         out.push_str(
             "(weights over the binding limit were split by rows, as a model load splits them)\n",
         );
+    }
+    out
+}
+
+fn render_model(m: &ModelBench) -> String {
+    let ratio = m
+        .ratio_to_stream_read
+        .map(|r| format!("{:.0}% of the streaming-read limit", r * 100.0))
+        .or(m
+            .ratio_to_fma_peak
+            .map(|r| format!("{:.0}% of the f32 FMA peak", r * 100.0)))
+        .unwrap_or_default();
+    let mut out = format!(
+        "{}: {} matrices, {} of weights ({} split across bindings), uploaded in {:.1} s\n\
+         one {} pass (n = {}): {:.2} ms, {:.1} GB/s of weights, {:.1} GFLOP/s — {ratio}\n\
+         => at most {:.1} tokens/s {} from the matmuls alone (attention, norms and sampling come on top)\n",
+        m.path,
+        m.matrices,
+        super::format::bytes(m.weight_bytes),
+        m.split_matrices,
+        m.upload_seconds,
+        m.op,
+        m.n,
+        m.seconds * 1e3,
+        m.weight_gb_per_s,
+        m.gflop_per_s,
+        m.tokens_per_s_bound,
+        if m.op == "gemv" { "decoded" } else { "prefilled" }
+    );
+    let rows: Vec<Vec<String>> = m
+        .by_dtype
+        .iter()
+        .map(|d| {
+            vec![
+                d.dtype.to_string(),
+                d.matrices.to_string(),
+                super::format::bytes(d.bytes),
+                format!("{} ({})", d.kernel, d.path),
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        &["dtype", "matrices", "bytes", "kernel (path)"],
+        &rows,
+    ));
+    for n in &m.not_measured {
+        out.push_str(&format!("  not measured: {n}\n"));
     }
     out
 }

@@ -8,6 +8,7 @@ pub mod dump;
 pub mod format;
 pub mod inspect;
 pub mod plan;
+pub mod progress;
 
 use crate::device::switches::UnknownSwitch;
 use crate::device::DeviceError;
@@ -92,10 +93,13 @@ wgllm plan model.gguf --sweep --plot memory.svg\n  wgllm plan model.gguf --batch
     )]
     Plan(plan::Args),
 
-    /// Measure kernel throughput on the selected adapter, next to the streaming-read limit
-    /// measured in the same run (GEMV weight GB/s ÷ streaming-read GB/s).
+    /// Measure kernel throughput on the selected adapter, next to a limit measured in the same
+    /// run: GEMV weight GB/s ÷ streaming-read GB/s, GEMM GFLOP/s ÷ FMA peak. With --model, one
+    /// pass over a model's real weights and the tokens/s it bounds.
     #[command(
         after_help = "Examples:\n  wgllm bench\n  wgllm bench --dtype f16 --shape 4096x4096 --selected-only\n  \
+wgllm bench --op gemm --dtype f16,q4_k --n 512     prefill: 512 activation rows\n  \
+wgllm bench --model ./Llama-3.2-1B                 a decode pass over the real weights\n  \
 WGLLM_DISABLE=f16 wgllm bench --dtype f16     the f32 fallback, on hardware that has f16\n  \
 wgllm bench --json"
     )]
@@ -113,6 +117,9 @@ pub enum CliError {
     Format(#[from] crate::formats::FormatError),
     #[error("{0}")]
     BadInput(String),
+    /// The model does not fit the device.
+    #[error("{0}")]
+    DoesNotFit(String),
 }
 
 impl CliError {
@@ -122,7 +129,7 @@ impl CliError {
             | Self::Switch(_)
             | Self::Format(_)
             | Self::BadInput(_) => exit::BAD_INPUT,
-            Self::Device(_) => exit::DEVICE,
+            Self::Device(_) | Self::DoesNotFit(_) => exit::DEVICE,
         }
     }
 }
