@@ -143,13 +143,6 @@ fn dequant(e: u32) -> f32 {
 #endif
 }
 
-#ifdef BLOCKWISE
-// Whole-block dot products for GEMV: each invocation decodes a block once (scales read once,
-// quants four at a time from u32 words) instead of element by element. `x_at(k)` is element
-// k of the activation row, provided by the including shader. Sums are formed as
-// d · Σ(q·x) (and − dmin·m · Σx for k-quants): a different rounding order from the
-// element-wise path, well inside the f32 matmul budget.
-
 // Four bytes starting at byte b (any alignment), as one little-endian word.
 fn word_at(b: u32) -> u32 {
     let i = b >> 2u;
@@ -159,6 +152,13 @@ fn word_at(b: u32) -> u32 {
     }
     return (w[i] >> s) | (w[i + 1u] << (32u - s));
 }
+
+#ifdef BLOCKWISE
+// Whole-block dot products for GEMV: each invocation decodes a block once (scales read once,
+// quants four at a time from u32 words) instead of element by element. `x_at(k)` is element
+// k of the activation row, provided by the including shader. Sums are formed as
+// d · Σ(q·x) (and − dmin·m · Σx for k-quants): a different rounding order from the
+// element-wise path, well inside the f32 matmul budget.
 
 #ifdef W_Q8_0
 const BLOCK_ELEMS: u32 = 32u;

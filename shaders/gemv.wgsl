@@ -49,9 +49,47 @@ alias acc_t = f32;
 #ifdef ELEMENTWISE
 #include "blocks.wgsl"
 
+#ifndef INT_DOT
 // Element k of the activation row (blocks.wgsl's whole-block dot products read x this way).
 fn x_at(k: u32) -> f32 {
     return x[k];
+}
+#endif
+#endif
+
+#ifdef INT_DOT
+// INT_DOT (q8_0, q4_0): x arrives quantized by quantize_q8.wgsl — int8 values packed four to
+// a word (binding 2) and per 32-element block (scale, sum of values) (binding 5) — and each
+// weight block meets its activation block in packed int8 dot products: 8 dot4I8Packed per
+// block instead of 32 decodes and multiply-adds. The block sum is exact in i32; one f32
+// product per block applies both scales.
+@group(0) @binding(5) var<storage, read> xs: array<vec2<f32>>;
+
+const BLOCK_ELEMS: u32 = 32u;
+
+// Weight block `blk` (of the whole tensor) against activation block `xb`.
+fn int_dot_block(blk: u32, xb: u32) -> f32 {
+#ifdef W_Q8_0
+    let base = blk * 34u;
+    var s = 0;
+    for (var j = 0u; j < 8u; j = j + 1u) {
+        s = s + dot4I8Packed(word_at(base + 2u + 4u * j), x[xb * 8u + j]);
+    }
+    return f16_at(base) * xs[xb].x * f32(s);
+#endif
+#ifdef W_Q4_0
+    // Quants are 0..15 with an offset of 8: Σ (q - 8)·x = Σ q·x - 8·Σ x. Low nibbles are
+    // elements 0..15, high nibbles 16..31.
+    let base = blk * 18u;
+    var s = 0;
+    for (var j = 0u; j < 4u; j = j + 1u) {
+        let q = word_at(base + 2u + 4u * j);
+        s = s + dot4I8Packed(q & 0x0f0f0f0fu, x[xb * 8u + j]);
+        s = s + dot4I8Packed((q >> 4u) & 0x0f0f0f0fu, x[xb * 8u + 4u + j]);
+    }
+    let sx = xs[xb];
+    return f16_at(base) * sx.x * (f32(s) - 8.0 * sx.y);
+#endif
 }
 #endif
 
@@ -81,7 +119,11 @@ struct Params {
 #else
 @group(0) @binding(1) var<storage, read> w: array<u32>;
 #endif
+#ifdef INT_DOT
+@group(0) @binding(2) var<storage, read> x: array<u32>;
+#else
 @group(0) @binding(2) var<storage, read> x: array<f32>;
+#endif
 #endif
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
@@ -193,6 +235,12 @@ fn row_words(row: u32) -> vec2<u32> {
 fn partial(row: u32, first: u32, step: u32) -> acc_t {
     let row_start = row * p.cols;
     var acc = acc_t(0.0);
+#ifdef INT_DOT
+    let blocks = p.cols / BLOCK_ELEMS;
+    for (var b = first; b < blocks; b = b + step) {
+        acc = acc + acc_t(int_dot_block(row * blocks + b, b));
+    }
+#else
 #ifdef ELEMENTWISE
 #ifdef BLOCKWISE
     let blocks = p.cols / BLOCK_ELEMS;
@@ -216,6 +264,7 @@ fn partial(row: u32, first: u32, step: u32) -> acc_t {
     for (var wi = span.x + first; wi < span.y; wi = wi + step) {
         acc = acc + acc_t(word_dot(wi, row_start));
     }
+#endif
 #endif
 #endif
     return acc;

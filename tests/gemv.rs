@@ -44,13 +44,54 @@ fn shapes(dtype: StorageDType) -> Vec<(u32, u32)> {
     }
 }
 
+/// Asserts `got` against the f64 reference (plus `bias`): within the compute dtype's budget,
+/// or, for int-dot kernels (activations quantized to 8 bits), within f32 rounding of the
+/// reference that quantizes x the same way and within llama.cpp's mul_mat gate of the exact one.
+fn expect_close(
+    what: &str,
+    key: &KernelKey,
+    got: &[f32],
+    (w, x): (&[u8], &[f32]),
+    rows: u32,
+    bias: Option<&[f32]>,
+) {
+    let cols = x.len() as u32;
+    let params = GemvParams::new(rows, cols);
+    let add_bias = |mut v: Vec<f32>| {
+        if let Some(b) = bias {
+            for (y, b) in v.iter_mut().zip(b) {
+                *y = (f64::from(*y) + f64::from(*b)) as f32;
+            }
+        }
+        v
+    };
+    let exact = add_bias(reference(&params, key.dtype, w, x).unwrap());
+    let mut checks = vec![("exact", exact, matmul_nmse(key.compute).min(MUL_MAT_NMSE))];
+    if key.int_dot {
+        checks[0].2 = MUL_MAT_NMSE;
+        let q = add_bias(wgllm::ops::gemv::reference_int_dot(&params, key.dtype, w, x).unwrap());
+        checks.push((
+            "quantized-x",
+            q,
+            matmul_nmse(wgllm::dtype::ComputeDType::F32),
+        ));
+    }
+    for (name, want, budget) in checks {
+        let e = nmse(got, &want).unwrap_or_else(|| panic!("{what}: NaN/Inf mismatch"));
+        let (i, max) = max_abs_error(got, &want);
+        assert!(
+            e <= budget,
+            "{what}: NMSE {e:.3e} > {budget:.0e} against the {name} reference; max |err| {max} at row {i} (got {}, want {})",
+            got[i],
+            want[i]
+        );
+    }
+}
+
 fn check(gpu: &Gpu, key: &KernelKey, rows: u32, cols: u32, seed: u64) {
     let mut rng = Rng::new(seed);
     let w = synthetic(key.dtype, rows as usize * cols as usize, seed).unwrap();
     let x = rng.vec(cols as usize);
-    let params = GemvParams::new(rows, cols);
-    let want = reference(&params, key.dtype, &w, &x).unwrap();
-
     let wb = gpu.upload("w", &w).unwrap();
     let xb = gpu.upload("x", bytemuck::cast_slice(&x)).unwrap();
     let yb = guarded_output(gpu, rows as usize);
@@ -59,16 +100,7 @@ fn check(gpu: &Gpu, key: &KernelKey, rows: u32, cols: u32, seed: u64) {
     gpu.submit_and_wait("gemv test", enc).unwrap();
     let what = format!("{} on {} at {rows}x{cols}", key.name(), label(gpu));
     let got = read_guarded(gpu, &yb, rows as usize, &what);
-
-    let e = nmse(&got, &want).unwrap_or_else(|| panic!("{what}: NaN/Inf mismatch"));
-    let budget = matmul_nmse(key.compute).min(MUL_MAT_NMSE);
-    let (i, max) = max_abs_error(&got, &want);
-    assert!(
-        e <= budget,
-        "{what}: NMSE {e:.3e} > {budget:.0e}; max |err| {max} at row {i} (got {}, want {})",
-        got[i],
-        want[i]
-    );
+    expect_close(&what, key, &got, (&w, &x), rows, None);
 }
 
 #[test]
@@ -87,11 +119,12 @@ fn every_variant_matches_the_reference_on_every_adapter() {
                     check(&gpu, &key, rows, cols, 1000 + n as u64);
                     let effective = key.for_cols(cols);
                     ran.insert(format!(
-                        "{}_{}_{:?}{}",
+                        "{}_{}_{:?}{}{}",
                         key.dtype,
                         key.compute,
                         key.reduction,
-                        if effective.vec4 { "_v4" } else { "" }
+                        if effective.vec4 { "_v4" } else { "" },
+                        if key.int_dot { "_dot4" } else { "" }
                     ));
                 }
                 // Past 65,535 workgroups for one invocation per row too (4.2 M rows: plain
@@ -113,6 +146,9 @@ fn every_variant_matches_the_reference_on_every_adapter() {
             expected.insert(format!("{d}_{c}_{r}"));
             if plain {
                 expected.insert(format!("{d}_{c}_{r}_v4"));
+            }
+            if ["q8_0", "q4_0"].contains(&d.as_str()) {
+                expected.insert(format!("{d}_{c}_{r}_dot4"));
             }
         }
     }
@@ -302,10 +338,6 @@ fn check_split(
     let w = synthetic(key.dtype, rows as usize * cols as usize, seed).unwrap();
     let x = rng.vec(cols as usize);
     let bias = rng.vec(rows as usize);
-    let mut want = reference(&GemvParams::new(rows, cols), key.dtype, &w, &x).unwrap();
-    for (y, b) in want.iter_mut().zip(&bias) {
-        *y = (f64::from(*y) + f64::from(*b)) as f32;
-    }
     let mut seen = 0u64;
     let t = upload_tensor(
         gpu,
@@ -340,9 +372,7 @@ fn check_split(
         t.parts.len()
     );
     let got = read_guarded(gpu, &yb, rows as usize, &what);
-    let e = nmse(&got, &want).unwrap_or_else(|| panic!("{what}: NaN/Inf mismatch"));
-    let budget = matmul_nmse(key.compute).min(MUL_MAT_NMSE);
-    assert!(e <= budget, "{what}: NMSE {e:.3e} > {budget:.0e}");
+    expect_close(&what, key, &got, (&w, &x), rows, Some(&bias));
 }
 
 #[test]
@@ -416,7 +446,8 @@ fn f16_accumulation_error_is_reported_and_bounded() {
             let want = reference(&GemvParams::new(rows, cols), dtype, &w, &x).unwrap();
             for key in reachable_variants(&gpu.caps, dtype)
                 .into_iter()
-                .filter(|k| k.reduction != Reduction::Subgroup)
+                // Int-dot keys are left out: quantizing x to 8 bits dominates their error.
+                .filter(|k| k.reduction != Reduction::Subgroup && !k.int_dot)
             {
                 let acc16 = key.with_accum(AccumDType::F16);
                 let run = |k: &KernelKey| {
@@ -473,13 +504,6 @@ fn weights_loaded_from_model_files_give_reference_results() {
                 let (key, _) = wgllm::ops::gemv::kernel_for(&gpu, m.dtype).unwrap();
                 let info = store.tensor(&m.name).unwrap();
                 let x = Rng::new(3).vec(m.cols as usize);
-                let want = reference(
-                    &GemvParams::new(m.rows, m.cols),
-                    m.dtype,
-                    store.data(info).unwrap(),
-                    &x,
-                )
-                .unwrap();
                 let xb = gpu.upload("x", bytemuck::cast_slice(&x)).unwrap();
                 let yb = guarded_output(&gpu, m.rows as usize);
                 let mut enc = gpu.device.create_command_encoder(&Default::default());
@@ -487,11 +511,60 @@ fn weights_loaded_from_model_files_give_reference_results() {
                 gpu.submit_and_wait("model gemv", enc).unwrap();
                 let what = format!("{model} {} on {}", m.name, label(&gpu));
                 let got = read_guarded(&gpu, &yb, m.rows as usize, &what);
-                let e = nmse(&got, &want).unwrap();
-                assert!(
-                    e <= matmul_nmse(key.compute).min(MUL_MAT_NMSE),
-                    "{what}: NMSE {e:.2e}"
+                let w = store.data(info).unwrap();
+                expect_close(&what, &key, &got, (w, &x), m.rows, None);
+            }
+        }
+    }
+}
+
+/// q8_0 and q4_0 run on packed int8 dot products exactly where the autotune measured that
+/// faster than decoding into f32 (or, unmeasured, where the hardware accelerates it); injected
+/// races flip the choice both ways.
+#[test]
+fn int_dot_is_chosen_by_measurement() {
+    use wgllm::ops::select::{select, Op};
+    for gpu in all_gpus(Switches::default()) {
+        if !gpu.caps.dot4().usable() {
+            continue;
+        }
+        let Some(tuning) = gpu.caps.tuning.clone() else {
+            continue;
+        };
+        for dtype in [StorageDType::Q8_0, StorageDType::Q4_0] {
+            let race = tuning
+                .int_dot_race(dtype)
+                .expect("int-dot raced where dot4 is usable");
+            let path = select(&gpu.caps, Op::Gemv, dtype, None);
+            assert_eq!(
+                path.key().unwrap().int_dot,
+                race.native_wins(),
+                "{}: {path:?} vs {race:?}",
+                label(&gpu)
+            );
+            for dot_faster in [true, false] {
+                let mut t = tuning.clone();
+                for r in t.gemv.iter_mut().filter(|r| r.dtype == dtype) {
+                    let rate = if r.int_dot == dot_faster { 9.0 } else { 1.0 };
+                    r.serial.rate = rate;
+                    r.workgroup.rate = rate / 2.0;
+                    if let Some(s) = r.subgroup.as_mut() {
+                        s.rate = rate / 3.0;
+                    }
+                }
+                let caps = gpu.caps.clone().with_tuning(t);
+                let path = select(&caps, Op::Gemv, dtype, None);
+                let key = path.key().unwrap();
+                assert_eq!(key.int_dot, dot_faster, "{path:?}");
+                assert_eq!(
+                    key.reduction,
+                    Reduction::Serial,
+                    "the measured-fastest layout"
                 );
+                assert_eq!(path.kind(), "native");
+                if !dot_faster {
+                    assert!(format!("{path:?}").contains("measured slower"), "{path:?}");
+                }
             }
         }
     }

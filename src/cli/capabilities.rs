@@ -400,13 +400,17 @@ fn render_details(a: &AdapterReport, out: &mut String) {
             .iter()
             .map(|r| {
                 vec![
-                    format!("gemv {}", r.dtype),
+                    format!("gemv {}{}", r.dtype, if r.int_dot { " dot4" } else { "" }),
                     format!("{:.2}", r.serial.rate),
                     format!("{:.2}", r.workgroup.rate),
                     rate(&r.subgroup),
                     a.geometry
                         .as_ref()
-                        .and_then(|g| g.gemv_tuned.iter().find(|c| c.dtype == r.dtype))
+                        .and_then(|g| {
+                            g.gemv_tuned
+                                .iter()
+                                .find(|c| c.dtype == r.dtype && c.int_dot == r.int_dot)
+                        })
                         .map_or("-", |c| c.reduction.name())
                         .to_string(),
                 ]
@@ -437,7 +441,12 @@ fn render_details(a: &AdapterReport, out: &mut String) {
             &["kernel", "serial", "workgroup", "subgroup", "chosen"],
             &rows,
         ));
-        for race in [&t.f16_gemv, &t.f16_gemm].into_iter().flatten() {
+        let int_dot = [StorageDType::Q8_0, StorageDType::Q4_0].map(|d| t.int_dot_race(d));
+        for race in [&t.f16_gemv, &t.f16_gemm]
+            .into_iter()
+            .flatten()
+            .chain(int_dot.iter().flatten())
+        {
             out.push_str(&format!(
                 "  Native vs fallback, measured{}: {} -> {}\n",
                 if t.cached { " (cached)" } else { "" },

@@ -257,6 +257,8 @@ pub struct Geometry {
 #[derive(Clone, Copy, Debug, Serialize, PartialEq)]
 pub struct TunedLayout {
     pub dtype: StorageDType,
+    /// The int-dot variant of the dtype's GEMV (q8_0, q4_0), measured separately.
+    pub int_dot: bool,
     pub reduction: Reduction,
 }
 
@@ -306,8 +308,16 @@ impl Geometry {
 
     /// The GEMV reduction for `dtype`: the measured one, else the device-type heuristic
     /// (subgroups only where `subgroups_usable`).
-    pub fn gemv_reduction(&self, dtype: StorageDType, subgroups_usable: bool) -> Reduction {
-        let tuned = self.gemv_tuned.iter().find(|t| t.dtype == dtype);
+    pub fn gemv_reduction(
+        &self,
+        dtype: StorageDType,
+        int_dot: bool,
+        subgroups_usable: bool,
+    ) -> Reduction {
+        let tuned = self
+            .gemv_tuned
+            .iter()
+            .find(|t| t.dtype == dtype && t.int_dot == int_dot);
         match (tuned, self.gemv_layout) {
             (Some(t), _) if t.reduction != Reduction::Subgroup || subgroups_usable => t.reduction,
             (_, RowLayout::ThreadPerRow) => Reduction::Serial,
@@ -328,12 +338,13 @@ impl Geometry {
     /// The geometry the tuning run measured fastest.
     pub fn tuned(mut self, t: &Tuning) -> Self {
         // The heuristic's choice is the default each measurement must beat.
-        let default = self.gemv_reduction(StorageDType::F32, self.gemv_subgroup.is_some());
+        let default = self.gemv_reduction(StorageDType::F32, false, self.gemv_subgroup.is_some());
         self.gemv_tuned = t
             .gemv
             .iter()
             .map(|r| TunedLayout {
                 dtype: r.dtype,
+                int_dot: r.int_dot,
                 reduction: r.fastest_over(
                     if r.subgroup.is_none() && default == Reduction::Subgroup {
                         Reduction::Workgroup
@@ -346,7 +357,7 @@ impl Geometry {
         let f32_choice = self
             .gemv_tuned
             .iter()
-            .find(|r| r.dtype == StorageDType::F32);
+            .find(|r| r.dtype == StorageDType::F32 && !r.int_dot);
         if let Some(f32_choice) = f32_choice {
             self.gemv_layout = if f32_choice.reduction == Reduction::Serial {
                 RowLayout::ThreadPerRow
@@ -405,6 +416,9 @@ impl Race {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LayoutRace {
     pub dtype: StorageDType,
+    /// The int-dot variant (q8_0, q4_0 against 8-bit activations).
+    #[serde(default)]
+    pub int_dot: bool,
     pub serial: Timed,
     pub workgroup: Timed,
     pub subgroup: Option<Timed>,
@@ -422,6 +436,24 @@ impl LayoutRace {
             Reduction::Workgroup => self.workgroup.rate,
             Reduction::Subgroup => self.subgroup.as_ref().map_or(0.0, |m| m.rate),
         }
+    }
+
+    /// The fastest layout's kernel and rate.
+    pub fn best(&self) -> Timed {
+        [
+            Some(&self.serial),
+            Some(&self.workgroup),
+            self.subgroup.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .fold(self.serial.clone(), |b, t| {
+            if t.rate > b.rate {
+                t.clone()
+            } else {
+                b
+            }
+        })
     }
 
     /// The measured-fastest layout, keeping `default` unless another is at least
@@ -455,6 +487,24 @@ pub struct Tuning {
     pub f16_gemm: Option<Race>,
     #[serde(default)]
     pub cached: bool,
+}
+
+impl Tuning {
+    /// The int-dot GEMV of `dtype` against its f32-decode GEMV, each in its fastest layout.
+    pub fn int_dot_race(&self, dtype: StorageDType) -> Option<Race> {
+        let find = |int_dot| {
+            self.gemv
+                .iter()
+                .find(|r| r.dtype == dtype && r.int_dot == int_dot)
+        };
+        let (dot, decode) = (find(true)?, find(false)?);
+        Some(Race {
+            work: format!("{dtype} gemv, fastest layout each"),
+            unit: "GB/s".into(),
+            native: dot.best(),
+            fallback: decode.best(),
+        })
+    }
 }
 
 /// The full capability model of an opened adapter.

@@ -83,6 +83,47 @@ pub fn reference(
     crate::ops::gemm::reference(dtype, (params.rows, params.cols), w, x, None)
 }
 
+/// CPU reference of the int-dot kernels: x quantized exactly as the GPU quantizes it, then per
+/// block d_w · d_x · Σ q_w·q_x (integer sums) in f64. Agrees with the kernel to f32 rounding;
+/// against [`reference`] it differs by the activation quantization (llama.cpp's q8_0 × q8_1
+/// trade: within the mul_mat gate, 5e-4).
+pub fn reference_int_dot(
+    params: &GemvParams,
+    dtype: StorageDType,
+    w: &[u8],
+    x: &[f32],
+) -> Option<Vec<f32>> {
+    let xq = crate::ops::quantize::reference(x);
+    // Quant i of a block as an integer.
+    type Unpack = fn(&[u8], usize) -> i32;
+    let (block_bytes, unpack): (usize, Unpack) = match dtype {
+        StorageDType::Q8_0 => (34, |b, i| i32::from(b[2 + i] as i8)),
+        StorageDType::Q4_0 => (18, |b, i| {
+            let byte = b[2 + i % 16];
+            i32::from(if i < 16 { byte & 0xf } else { byte >> 4 }) - 8
+        }),
+        _ => return None,
+    };
+    let blocks_per_row = params.cols as usize / 32;
+    Some(
+        w.chunks_exact(block_bytes)
+            .collect::<Vec<_>>()
+            .chunks(blocks_per_row)
+            .take(params.rows as usize)
+            .map(|row| {
+                row.iter()
+                    .zip(&xq)
+                    .map(|(b, xb)| {
+                        let s: i32 = (0..32).map(|i| unpack(b, i) * i32::from(xb.q[i])).sum();
+                        let d = half::f16::from_le_bytes([b[0], b[1]]).to_f64();
+                        d * f64::from(xb.d) * f64::from(s)
+                    })
+                    .sum::<f64>() as f32
+            })
+            .collect(),
+    )
+}
+
 /// Workgroup grid for `rows` rows: ([x, y, 1], groups_x), split into 2D past the per-dimension
 /// limit.
 pub fn grid(key: &KernelKey, rows: u32, max_per_dim: u32) -> ([u32; 3], u32) {
@@ -126,7 +167,20 @@ pub fn encode_gemv(
     (rows, cols): (u32, u32),
     [w, x, y]: [&wgpu::Buffer; 3],
 ) -> Result<(), DeviceError> {
-    encode_part(gpu, encoder, key, (rows, cols), 0, [w, x, y], None)
+    let quantized = if key.int_dot {
+        Some(crate::ops::quantize::encode(gpu, encoder, x, cols)?)
+    } else {
+        None
+    };
+    encode_part(
+        gpu,
+        encoder,
+        key,
+        (rows, cols, 0),
+        [w, x, y],
+        None,
+        quantized.as_ref(),
+    )
 }
 
 /// Records y = W·x (+ bias) for every part of a row-split tensor: one dispatch per part, each
@@ -139,15 +193,21 @@ pub fn encode_gemv_tensor(
     [x, y]: [&wgpu::Buffer; 2],
     bias: Option<&wgpu::Buffer>,
 ) -> Result<(), DeviceError> {
+    // The int-dot kernels read x quantized to 8 bits: one pass for all parts.
+    let quantized = if key.int_dot {
+        Some(crate::ops::quantize::encode(gpu, encoder, x, w.cols)?)
+    } else {
+        None
+    };
     for part in &w.parts {
         encode_part(
             gpu,
             encoder,
             key,
-            (part.rows, w.cols),
-            part.first_row,
+            (part.rows, w.cols, part.first_row),
             [&part.buffer, x, y],
             bias,
+            quantized.as_ref(),
         )?;
     }
     Ok(())
@@ -157,10 +217,10 @@ fn encode_part(
     gpu: &Gpu,
     encoder: &mut wgpu::CommandEncoder,
     key: &KernelKey,
-    (rows, cols): (u32, u32),
-    row_offset: u32,
+    (rows, cols, row_offset): (u32, u32, u32),
     [w, x, y]: [&wgpu::Buffer; 3],
     bias: Option<&wgpu::Buffer>,
+    quantized: Option<&crate::ops::quantize::QuantizedX>,
 ) -> Result<(), DeviceError> {
     let key = &key.for_cols(cols);
     let pipeline = gpu.pipeline(&key.variant())?;
@@ -178,7 +238,15 @@ fn encode_part(
     let uniform = gpu.uniform("gemv params", &params)?;
     // Without a bias, x fills the binding (read-only like a bias; never read: has_bias is 0).
     let bias = bias.unwrap_or(x);
-    gpu.encode_dispatch(encoder, &pipeline, &[&uniform, w, x, y, bias], groups)
+    match quantized {
+        Some(q) => gpu.encode_dispatch(
+            encoder,
+            &pipeline,
+            &[&uniform, w, &q.values, y, bias, &q.scales],
+            groups,
+        ),
+        None => gpu.encode_dispatch(encoder, &pipeline, &[&uniform, w, x, y, bias], groups),
+    }
 }
 
 /// The kernel path `select` picks for GEMV over `dtype` here, or why there is none.
@@ -220,18 +288,23 @@ pub fn reachable_variants(caps: &Capabilities, dtype: StorageDType) -> Vec<Kerne
         reductions.push((Reduction::Subgroup, shape));
     }
     let plain = KernelKey::plain(dtype);
+    let int_dot = KernelKey::has_int_dot(dtype) && caps.dot4().usable();
     let mut keys = Vec::new();
     for &compute in &computes {
         for &(reduction, shape) in &reductions {
             for vec4 in [true, false].into_iter().filter(|v| plain || !v) {
-                keys.push(KernelKey::gemv(
+                let key = KernelKey::gemv(
                     dtype,
                     compute,
                     reduction,
                     shape,
                     vec4,
                     caps.selftest.workarounds(),
-                ));
+                );
+                if int_dot {
+                    keys.push(key.with_int_dot());
+                }
+                keys.push(key);
             }
         }
     }

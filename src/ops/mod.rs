@@ -5,6 +5,7 @@ pub mod dequantize;
 pub mod fma_peak;
 pub mod gemm;
 pub mod gemv;
+pub mod quantize;
 pub mod select;
 pub mod shader;
 pub mod stream_read;
@@ -39,10 +40,11 @@ pub fn all_variants() -> Vec<ShaderVariant> {
                 .filter(|v| KernelKey::plain(dtype) || !v)
             {
                 for workarounds in [vec![], vec![Workaround::F16UnpackHiViaShift]] {
-                    v.push(
-                        KernelKey::gemv(dtype, compute, reduction, shape, vec4, workarounds)
-                            .variant(),
-                    );
+                    let key = KernelKey::gemv(dtype, compute, reduction, shape, vec4, workarounds);
+                    if KernelKey::has_int_dot(dtype) {
+                        v.push(key.with_int_dot().variant());
+                    }
+                    v.push(key.variant());
                 }
             }
         }
@@ -84,6 +86,7 @@ pub fn all_variants() -> Vec<ShaderVariant> {
             }
         }
     }
+    v.push(quantize::variant());
     v.push(stream_read::variant(stream_read::Layout::Strided));
     v.push(stream_read::variant(stream_read::Layout::Chunked));
     v.push(fma_peak::variant(ComputeDType::F32));

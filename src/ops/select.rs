@@ -142,6 +142,20 @@ impl KernelKey {
             self.dtype,
             StorageDType::Q8_0 | StorageDType::Q4_0 | StorageDType::Q4K
         ) && self.reduction == Reduction::Serial
+            && !self.int_dot
+    }
+
+    /// Dtypes with an int-dot GEMV (`dot4I8Packed` against activations quantized to 8 bits).
+    pub fn has_int_dot(dtype: StorageDType) -> bool {
+        matches!(dtype, StorageDType::Q8_0 | StorageDType::Q4_0)
+    }
+
+    /// This GEMV key on the int-dot path.
+    pub fn with_int_dot(&self) -> Self {
+        Self {
+            int_dot: true,
+            ..self.clone()
+        }
     }
 
     /// Elements per 16-byte unit of the VEC4 path.
@@ -179,6 +193,9 @@ impl KernelKey {
         }
         if self.blockwise() {
             defines.push(Define::flag("BLOCKWISE"));
+        }
+        if self.int_dot {
+            defines.push(Define::flag("INT_DOT"));
         }
         if self.vec4 {
             defines.push(Define::flag("VEC4"));
@@ -255,9 +272,10 @@ pub const NOT_IMPLEMENTED: &str = "not implemented yet";
 fn reduction(
     caps: &Capabilities,
     dtype: StorageDType,
+    int_dot: bool,
 ) -> (Reduction, GemvShape, Option<&'static str>) {
     let g = &caps.geometry;
-    let r = g.gemv_reduction(dtype, caps.subgroups().usable());
+    let r = g.gemv_reduction(dtype, int_dot, caps.subgroups().usable());
     (
         r,
         g.gemv_shape(r),
@@ -292,7 +310,10 @@ pub fn select(caps: &Capabilities, op: Op, dtype: StorageDType, kv: Option<KvDTy
 }
 
 fn select_gemv(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
-    let (reduction, shape, reduction_feature) = reduction(caps, dtype);
+    if let Some(path) = select_int_dot(caps, dtype) {
+        return path;
+    }
+    let (reduction, shape, reduction_feature) = reduction(caps, dtype, false);
     let workarounds = caps.selftest.workarounds();
     let key = |compute| {
         KernelKey::gemv(
@@ -372,22 +393,30 @@ fn select_gemv(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
         | StorageDType::Q5K
         | StorageDType::Q6K
         | StorageDType::Nf4 => {
-            let int_dot_family = matches!(
-                dtype,
-                StorageDType::Q8_0 | StorageDType::Q4_0 | StorageDType::Q4_1 | StorageDType::Q5_0 | StorageDType::Q5_1
-            );
             let accelerated = caps.dot4().usable() && caps.summary.features.int_dot_accelerated == Some(true);
             let decode = if key(ComputeDType::F32).blockwise() {
                 "decoded a whole block at a time (scales once per block, quants a word at a time)"
             } else {
                 "decoded one element at a time"
             };
-            if int_dot_family && accelerated {
+            let race = caps.tuning.as_ref().and_then(|t| t.int_dot_race(dtype));
+            if let (true, Some(race)) = (KernelKey::has_int_dot(dtype) && caps.dot4().usable(), race) {
+                // Only reached when the int-dot kernel measured slower.
+                KernelPath::Native {
+                    key: key(ComputeDType::F32),
+                    feature: join("f32 arithmetic"),
+                    detail: format!(
+                        "{dtype} blocks {decode} into f32 registers, multiplied and summed in f32; {reduce_note} \
+                         (the dot4I8Packed kernel measured slower here: {})",
+                        race.describe()
+                    ),
+                }
+            } else if matches!(dtype, StorageDType::Q4_1 | StorageDType::Q5_0 | StorageDType::Q5_1) && accelerated {
                 KernelPath::Fallback {
                     key: key(ComputeDType::F32),
                     reason: format!(
-                        "packed int8 dot products are accelerated here, but the int-dot {dtype} kernel is not \
-                         implemented yet: {dtype} blocks {decode} into f32; {reduce_note}"
+                        "packed int8 dot products are accelerated here, but only q8_0 and q4_0 have an int-dot \
+                         kernel yet: {dtype} blocks {decode} into f32; {reduce_note}"
                     ),
                 }
             } else {
@@ -404,6 +433,49 @@ fn select_gemv(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
             reason: NOT_IMPLEMENTED.into(),
         },
     }
+}
+
+/// The int-dot GEMV of q8_0 / q4_0 where it is the one to run: dot4I8Packed usable, and either
+/// measured faster than the f32 decode (autotune) or, without measurements, accelerated in
+/// hardware. `None` where the f32-decode kernel should run instead.
+fn select_int_dot(caps: &Capabilities, dtype: StorageDType) -> Option<KernelPath> {
+    if !KernelKey::has_int_dot(dtype) || !caps.dot4().usable() {
+        return None;
+    }
+    let accelerated = caps.summary.features.int_dot_accelerated == Some(true);
+    let race = caps.tuning.as_ref().and_then(|t| t.int_dot_race(dtype));
+    let evidence = match &race {
+        Some(r) if r.native_wins() => format!("measured faster than f32 decode: {}", r.describe()),
+        Some(_) => return None,
+        None if accelerated => "integerDotProduct4x8BitPackedSignedAccelerated".to_string(),
+        None => return None,
+    };
+    let (reduction, shape, reduction_feature) = reduction(caps, dtype, true);
+    let key = KernelKey::gemv(
+        dtype,
+        ComputeDType::F32,
+        reduction,
+        shape,
+        false,
+        caps.selftest.workarounds(),
+    )
+    .with_int_dot();
+    let hw = if accelerated {
+        "accelerated in hardware"
+    } else {
+        "emulated by the driver"
+    };
+    Some(KernelPath::Native {
+        key,
+        feature: match reduction_feature {
+            Some(r) => format!("dot4I8Packed ({hw}), {r}"),
+            None => format!("dot4I8Packed ({hw})"),
+        },
+        detail: format!(
+            "activations quantized to int8 per 32-element block; {dtype} blocks multiplied in packed int8 \
+             dot products, block sums exact in i32, scaled and summed in f32 ({evidence})"
+        ),
+    })
 }
 
 /// GEMM: one tiled kernel for every dtype; what varies is whether the tiles and products are

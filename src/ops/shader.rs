@@ -23,17 +23,19 @@ pub enum Shader {
     Dequantize,
     Gemv,
     Gemm,
+    QuantizeQ8,
     StreamRead,
     FmaPeak,
 }
 
 impl Shader {
-    pub const ALL: [Shader; 7] = [
+    pub const ALL: [Shader; 8] = [
         Self::SelfTest,
         Self::Blocks,
         Self::Dequantize,
         Self::Gemv,
         Self::Gemm,
+        Self::QuantizeQ8,
         Self::StreamRead,
         Self::FmaPeak,
     ];
@@ -55,6 +57,7 @@ impl Shader {
             Self::Dequantize => "dequantize.wgsl",
             Self::Gemv => "gemv.wgsl",
             Self::Gemm => "gemm.wgsl",
+            Self::QuantizeQ8 => "quantize_q8.wgsl",
             Self::StreamRead => "stream_read.wgsl",
             Self::FmaPeak => "fma_peak.wgsl",
         }
@@ -67,6 +70,7 @@ impl Shader {
             Self::Dequantize => include_str!("../../shaders/dequantize.wgsl"),
             Self::Gemv => include_str!("../../shaders/gemv.wgsl"),
             Self::Gemm => include_str!("../../shaders/gemm.wgsl"),
+            Self::QuantizeQ8 => include_str!("../../shaders/quantize_q8.wgsl"),
             Self::StreamRead => include_str!("../../shaders/stream_read.wgsl"),
             Self::FmaPeak => include_str!("../../shaders/fma_peak.wgsl"),
         }

@@ -36,10 +36,17 @@ pub fn disabled() -> bool {
 /// The cached tuning of this adapter, or a fresh measurement (then cached).
 pub fn run_or_load(gpu: &Gpu) -> Result<Tuning, DeviceError> {
     let s = &gpu.caps.summary;
-    let sources: String = [Shader::Gemv, Shader::Gemm, Shader::Blocks]
-        .iter()
-        .map(|sh| sh.source())
-        .collect();
+    // The kernels measured and this file (what is measured, and how) fingerprint the result.
+    let mut sources: String = [
+        Shader::Gemv,
+        Shader::Gemm,
+        Shader::Blocks,
+        Shader::QuantizeQ8,
+    ]
+    .iter()
+    .map(|sh| sh.source())
+    .collect();
+    sources.push_str(include_str!("tune.rs"));
     let key = format!(
         "{}|{}|{:#x}|{:#x}|{}|{}|{:?}|{}|{:?}|{:016x}",
         s.name,
@@ -102,8 +109,13 @@ fn gemm_rate(gpu: &Gpu, key: &KernelKey, w: &GpuTensor, n: u32) -> Result<Timed,
     })
 }
 
-/// Times every GEMV row layout this adapter can run on `dtype` weights.
-fn race_gemv_layouts(gpu: &Gpu, dtype: StorageDType) -> Result<LayoutRace, DeviceError> {
+/// Times every GEMV row layout this adapter can run on `dtype` weights (the int-dot variant
+/// with `int_dot`).
+fn race_gemv_layouts(
+    gpu: &Gpu,
+    dtype: StorageDType,
+    int_dot: bool,
+) -> Result<LayoutRace, DeviceError> {
     let caps = &gpu.caps;
     let g = &caps.geometry;
     let w = upload(gpu, dtype, GEMV_SHAPE)?;
@@ -113,17 +125,23 @@ fn race_gemv_layouts(gpu: &Gpu, dtype: StorageDType) -> Result<LayoutRace, Devic
         ComputeDType::F32
     };
     let key = |r: Reduction| {
-        KernelKey::gemv(
+        let k = KernelKey::gemv(
             dtype,
             compute,
             r,
             g.gemv_shape(r),
             KernelKey::plain(dtype),
             caps.selftest.workarounds(),
-        )
+        );
+        if int_dot {
+            k.with_int_dot()
+        } else {
+            k
+        }
     };
     Ok(LayoutRace {
         dtype,
+        int_dot,
         serial: gemv_rate(gpu, &key(Reduction::Serial), &w)?,
         workgroup: gemv_rate(gpu, &key(Reduction::Workgroup), &w)?,
         subgroup: match (caps.subgroups().usable(), g.gemv_subgroup) {
@@ -144,7 +162,10 @@ pub fn measure(gpu: &Gpu) -> Result<Tuning, DeviceError> {
             .is_some()
         {
             log::debug!("tuning gemv layouts for {dtype}");
-            gemv.push(race_gemv_layouts(gpu, dtype)?);
+            gemv.push(race_gemv_layouts(gpu, dtype, false)?);
+            if KernelKey::has_int_dot(dtype) && caps.dot4().usable() {
+                gemv.push(race_gemv_layouts(gpu, dtype, true)?);
+            }
         }
     }
     let (rows, cols, n) = GEMM_SHAPE;
@@ -152,6 +173,7 @@ pub fn measure(gpu: &Gpu) -> Result<Tuning, DeviceError> {
     let w32 = upload(gpu, StorageDType::F32, (rows, cols))?;
     let gemm = LayoutRace {
         dtype: StorageDType::F32,
+        int_dot: false,
         serial: gemm_rate(
             gpu,
             &gemm_key(StorageDType::F32, ComputeDType::F32, Reduction::Serial),
@@ -178,7 +200,7 @@ pub fn measure(gpu: &Gpu) -> Result<Tuning, DeviceError> {
     let fallback_runs = caps.selftest.passed(Primitive::Unpack2x16FloatHi);
     if caps.f16().usable() && fallback_runs {
         let w16 = upload(gpu, StorageDType::F16, GEMV_SHAPE)?;
-        let r = geometry.gemv_reduction(StorageDType::F16, caps.subgroups().usable());
+        let r = geometry.gemv_reduction(StorageDType::F16, false, caps.subgroups().usable());
         let key = |compute| {
             KernelKey::gemv(
                 StorageDType::F16,
