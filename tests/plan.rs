@@ -2,6 +2,8 @@
 //! holds the config.json fields of Meta-Llama-3-8B, Llama-3.2-1B and Qwen2.5-7B), the answers
 //! against the plan itself, and bad input.
 
+mod common;
+
 use serde_json::Value;
 use std::process::{Command, Output};
 
@@ -298,4 +300,26 @@ fn bad_input_is_a_clear_error() {
     }
     // Neither a model nor --config: a usage error.
     assert_eq!(wgllm(&["plan"]).status.code(), Some(2));
+}
+
+/// The truth check, for the class that exists on the device today: `plan`'s weight bytes for a
+/// model equal the bytes the engine uploads for it (every tensor, on every adapter); the
+/// buffers holding them add only the 4-byte copy alignment. KV cache and activations are
+/// checked the same way once the forward pass allocates them.
+#[test]
+fn planned_weights_equal_what_the_engine_uploads() {
+    use wgllm::formats::TensorStore;
+    use wgllm::model::weights;
+    for model in ["tiny-llama", "tiny-llama-sharded", "tiny-llama.gguf"] {
+        let path = format!("{}/assets/fixtures/{model}", env!("CARGO_MANIFEST_DIR"));
+        let planned = json(&["plan", &path, "--json", "--device-memory", "1GiB"])["plan"]["weights"]["bytes"]
+            .as_u64()
+            .unwrap();
+        let store = TensorStore::open(std::path::Path::new(&path)).unwrap();
+        for gpu in common::all_gpus(wgllm::device::Switches::default()) {
+            let w = weights::upload(&gpu, &store, |_| true, &mut |_, _| {}).unwrap();
+            assert_eq!(w.bytes, planned, "{model} on {}", common::label(&gpu));
+            assert!(w.allocated_bytes >= w.bytes && w.allocated_bytes - w.bytes <= 3 * w.buffers as u64);
+        }
+    }
 }

@@ -50,6 +50,11 @@ pub struct Weights {
     pub others: Vec<RawTensor>,
     /// Bytes of weight data on the device (what `plan` calls the weights class).
     pub bytes: u64,
+    /// Bytes of the buffers holding them: `bytes` plus padding of each buffer to whole
+    /// 4-byte words (wgpu's copy alignment), at most 3 bytes per buffer.
+    pub allocated_bytes: u64,
+    /// Buffers allocated (a split matrix has one per part).
+    pub buffers: usize,
 }
 
 /// Whether `t` is a matrix the GEMV/GEMM kernels take: 2-D, of a dtype they decode.
@@ -94,6 +99,8 @@ pub fn upload(
         matrices: Vec::new(),
         others: Vec::new(),
         bytes: 0,
+        allocated_bytes: 0,
+        buffers: 0,
     };
     for t in chosen {
         let data = store.data(t)?;
@@ -120,11 +127,15 @@ pub fn upload(
                 &mut report,
             )?;
             weights.bytes += g.bytes();
+            weights.allocated_bytes += g.parts.iter().map(|p| p.buffer.size()).sum::<u64>();
+            weights.buffers += g.parts.len();
             weights.matrices.push(g);
         } else {
             let buffer = gpu.upload(&format!("tensor '{}'", t.name), data)?;
             report(t.bytes, total);
             weights.bytes += t.bytes;
+            weights.allocated_bytes += buffer.size();
+            weights.buffers += 1;
             weights.others.push(RawTensor {
                 info: t.clone(),
                 buffer,
