@@ -192,6 +192,155 @@ fn block_dot(blk: u32, k0: u32) -> f32 {
 }
 #endif
 
+#ifdef W_Q4_1
+const BLOCK_ELEMS: u32 = 32u;
+// d·q + m per element: d·Σ(q·x) + m·Σx.
+fn block_dot(blk: u32, k0: u32) -> f32 {
+    let base = blk * 20u; // a multiple of 4: quants are word-aligned
+    var qx = 0.0;
+    var sx = 0.0;
+    for (var j = 0u; j < 4u; j = j + 1u) {
+        let q = w[(base + 4u + 4u * j) >> 2u];
+        for (var b = 0u; b < 4u; b = b + 1u) {
+            let byte = (q >> (8u * b)) & 0xffu;
+            let k = k0 + 4u * j + b;
+            let xl = x_at(k);
+            let xh = x_at(k + 16u);
+            qx = qx + f32(byte & 0xfu) * xl + f32(byte >> 4u) * xh;
+            sx = sx + xl + xh;
+        }
+    }
+    return f16_at(base) * qx + f16_at(base + 2u) * sx;
+}
+#endif
+
+#ifdef W_Q5_0
+const BLOCK_ELEMS: u32 = 32u;
+// Bit i of the 32-bit qh is the fifth bit of element i.
+fn block_dot(blk: u32, k0: u32) -> f32 {
+    let base = blk * 22u;
+    let qh = word_at(base + 2u);
+    var s = 0.0;
+    for (var j = 0u; j < 4u; j = j + 1u) {
+        let q = word_at(base + 6u + 4u * j);
+        for (var b = 0u; b < 4u; b = b + 1u) {
+            let i = 4u * j + b;
+            let byte = (q >> (8u * b)) & 0xffu;
+            let lo = (byte & 0xfu) | (((qh >> i) & 1u) << 4u);
+            let hi = (byte >> 4u) | (((qh >> (i + 16u)) & 1u) << 4u);
+            s = s + (f32(lo) - 16.0) * x_at(k0 + i) + (f32(hi) - 16.0) * x_at(k0 + i + 16u);
+        }
+    }
+    return f16_at(base) * s;
+}
+#endif
+
+#ifdef W_Q5_1
+const BLOCK_ELEMS: u32 = 32u;
+fn block_dot(blk: u32, k0: u32) -> f32 {
+    let base = blk * 24u; // a multiple of 4
+    let qh = w[(base + 4u) >> 2u];
+    var qx = 0.0;
+    var sx = 0.0;
+    for (var j = 0u; j < 4u; j = j + 1u) {
+        let q = w[(base + 8u + 4u * j) >> 2u];
+        for (var b = 0u; b < 4u; b = b + 1u) {
+            let i = 4u * j + b;
+            let byte = (q >> (8u * b)) & 0xffu;
+            let lo = (byte & 0xfu) | (((qh >> i) & 1u) << 4u);
+            let hi = (byte >> 4u) | (((qh >> (i + 16u)) & 1u) << 4u);
+            let xl = x_at(k0 + i);
+            let xh = x_at(k0 + i + 16u);
+            qx = qx + f32(lo) * xl + f32(hi) * xh;
+            sx = sx + xl + xh;
+        }
+    }
+    return f16_at(base) * qx + f16_at(base + 2u) * sx;
+}
+#endif
+
+#ifdef W_Q5_K
+const BLOCK_ELEMS: u32 = 256u;
+// As q4_K, with a fifth bit per element from qh (byte l, bit = sub-block index).
+fn block_dot(blk: u32, k0: u32) -> f32 {
+    let base = blk * 176u; // a multiple of 4
+    var scaled = 0.0;
+    var mins = 0.0;
+    for (var c = 0u; c < 4u; c = c + 1u) {
+        let sm_lo = scale_min_k4(2u * c, base + 4u);
+        let sm_hi = scale_min_k4(2u * c + 1u, base + 4u);
+        var qx_lo = 0.0;
+        var qx_hi = 0.0;
+        var x_lo = 0.0;
+        var x_hi = 0.0;
+        for (var j = 0u; j < 8u; j = j + 1u) {
+            let q = w[(base + 48u + 32u * c + 4u * j) >> 2u];
+            let h = w[(base + 16u + 4u * j) >> 2u];
+            for (var b = 0u; b < 4u; b = b + 1u) {
+                let byte = (q >> (8u * b)) & 0xffu;
+                let hb = (h >> (8u * b)) & 0xffu;
+                let k = k0 + 64u * c + 4u * j + b;
+                let xl = x_at(k);
+                let xh = x_at(k + 32u);
+                qx_lo = qx_lo + f32((byte & 0xfu) + 16u * ((hb >> (2u * c)) & 1u)) * xl;
+                qx_hi = qx_hi + f32((byte >> 4u) + 16u * ((hb >> (2u * c + 1u)) & 1u)) * xh;
+                x_lo = x_lo + xl;
+                x_hi = x_hi + xh;
+            }
+        }
+        scaled = scaled + sm_lo.x * qx_lo + sm_hi.x * qx_hi;
+        mins = mins + sm_lo.y * x_lo + sm_hi.y * x_hi;
+    }
+    return f16_at(base) * scaled - f16_at(base + 2u) * mins;
+}
+#endif
+
+#ifdef W_Q6_K
+const BLOCK_ELEMS: u32 = 256u;
+// 16 elements share an int8 scale: each group's Σ (q - 32)·x is scaled once.
+fn block_dot(blk: u32, k0: u32) -> f32 {
+    let base = blk * 210u;
+    var s = 0.0;
+    for (var h = 0u; h < 2u; h = h + 1u) {
+        for (var qt = 0u; qt < 4u; qt = qt + 1u) {
+            for (var g = 0u; g < 2u; g = g + 1u) {
+                var part = 0.0;
+                for (var wj = 0u; wj < 4u; wj = wj + 1u) {
+                    let l = 16u * g + 4u * wj;
+                    let lw = word_at(base + 64u * h + 32u * (qt & 1u) + l);
+                    let hw = word_at(base + 128u + 32u * h + l);
+                    for (var b = 0u; b < 4u; b = b + 1u) {
+                        let low = (lw >> (8u * b + 4u * (qt / 2u))) & 0xfu;
+                        let high = (hw >> (8u * b + 2u * qt)) & 3u;
+                        part = part + (f32(low | (high << 4u)) - 32.0) * x_at(k0 + 128u * h + 32u * qt + l + b);
+                    }
+                }
+                s = s + i8_of(byte_at(base + 192u + 8u * h + g + 2u * qt)) * part;
+            }
+        }
+    }
+    return f16_at(base + 208u) * s;
+}
+#endif
+
+#ifdef W_NF4
+const BLOCK_ELEMS: u32 = 64u;
+// Codes high nibble first; one absmax per block.
+fn block_dot(blk: u32, k0: u32) -> f32 {
+    let base = blk * 36u; // a multiple of 4
+    var s = 0.0;
+    for (var j = 0u; j < 8u; j = j + 1u) {
+        let q = w[(base + 4u) / 4u + j];
+        for (var b = 0u; b < 4u; b = b + 1u) {
+            let byte = (q >> (8u * b)) & 0xffu;
+            let k = k0 + 8u * j + 2u * b;
+            s = s + NF4_TABLE[byte >> 4u] * x_at(k) + NF4_TABLE[byte & 0xfu] * x_at(k + 1u);
+        }
+    }
+    return bitcast<f32>(w[base / 4u]) * s;
+}
+#endif
+
 #ifdef W_Q4_K
 const BLOCK_ELEMS: u32 = 256u;
 fn block_dot(blk: u32, k0: u32) -> f32 {

@@ -312,14 +312,17 @@ fn planned_weights_equal_what_the_engine_uploads() {
     use wgllm::model::weights;
     for model in ["tiny-llama", "tiny-llama-sharded", "tiny-llama.gguf"] {
         let path = format!("{}/assets/fixtures/{model}", env!("CARGO_MANIFEST_DIR"));
-        let planned = json(&["plan", &path, "--json", "--device-memory", "1GiB"])["plan"]["weights"]["bytes"]
+        let planned = json(&["plan", &path, "--json", "--device-memory", "1GiB"])["plan"]
+            ["weights"]["bytes"]
             .as_u64()
             .unwrap();
         let store = TensorStore::open(std::path::Path::new(&path)).unwrap();
         for gpu in common::all_gpus(wgllm::device::Switches::default()) {
             let w = weights::upload(&gpu, &store, |_| true, &mut |_, _| {}).unwrap();
             assert_eq!(w.bytes, planned, "{model} on {}", common::label(&gpu));
-            assert!(w.allocated_bytes >= w.bytes && w.allocated_bytes - w.bytes <= 3 * w.buffers as u64);
+            assert!(
+                w.allocated_bytes >= w.bytes && w.allocated_bytes - w.bytes <= 3 * w.buffers as u64
+            );
         }
     }
 }

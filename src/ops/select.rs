@@ -140,7 +140,15 @@ impl KernelKey {
     pub fn blockwise(&self) -> bool {
         matches!(
             self.dtype,
-            StorageDType::Q8_0 | StorageDType::Q4_0 | StorageDType::Q4K
+            StorageDType::Q8_0
+                | StorageDType::Q4_0
+                | StorageDType::Q4_1
+                | StorageDType::Q5_0
+                | StorageDType::Q5_1
+                | StorageDType::Q4K
+                | StorageDType::Q5K
+                | StorageDType::Q6K
+                | StorageDType::Nf4
         ) && self.reduction == Reduction::Serial
             && !self.int_dot
     }
