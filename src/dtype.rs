@@ -357,6 +357,9 @@ impl FromStr for StorageDType {
 pub enum ComputeDType {
     F32,
     F16,
+    /// Packed int8 dot products (`dot4I8Packed`): weights as stored, activations quantized to
+    /// int8 per block, exact i32 sums per block, scaled into the f32 accumulator.
+    I8,
 }
 
 /// What running sums are kept in.
@@ -401,7 +404,7 @@ macro_rules! display_by_name {
         }
     )*};
 }
-display_by_name!(ComputeDType => { F32 => "f32", F16 => "f16" }, AccumDType => { F32 => "f32", F16 => "f16" });
+display_by_name!(ComputeDType => { F32 => "f32", F16 => "f16", I8 => "i8" }, AccumDType => { F32 => "f32", F16 => "f16" });
 
 impl fmt::Display for KvDType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -148,7 +148,7 @@ fn every_variant_matches_the_reference_on_every_adapter() {
                 expected.insert(format!("{d}_{c}_{r}_v4"));
             }
             if ["q8_0", "q4_0"].contains(&d.as_str()) {
-                expected.insert(format!("{d}_{c}_{r}_dot4"));
+                expected.insert(format!("{d}_i8_{r}_dot4"));
             }
         }
     }

@@ -158,10 +158,11 @@ impl KernelKey {
         matches!(dtype, StorageDType::Q8_0 | StorageDType::Q4_0)
     }
 
-    /// This GEMV key on the int-dot path.
+    /// This GEMV key on the int-dot path (compute dtype i8).
     pub fn with_int_dot(&self) -> Self {
         Self {
             int_dot: true,
+            compute: ComputeDType::I8,
             ..self.clone()
         }
     }
