@@ -604,3 +604,35 @@ fn bench_model_too_big_for_the_device_is_a_clear_device_error() {
     assert!(err.contains("wgllm plan"), "{err}");
     assert!(!err.contains("panicked"));
 }
+
+#[test]
+fn bench_measures_f16_accumulation_where_f16_is_usable() {
+    let r = json(
+        &[
+            "--adapter",
+            "vulkan",
+            "bench",
+            "--dtype",
+            "f16",
+            "--shape",
+            "64x256",
+            "--accum",
+            "f16",
+            "--json",
+        ],
+        &[],
+    );
+    let rows = r["rows"].as_array().unwrap();
+    assert!(!rows.is_empty());
+    for row in rows {
+        let k = row["kernel"].as_str().unwrap();
+        assert!(k.contains("_f16acc_") && !k.contains("subgroup"), "{k}");
+    }
+    let out = wgllm(&["--adapter", "gl", "bench", "--accum", "f16"], &[]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        stderr(&out).contains("lacks shader-f16"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -569,3 +569,70 @@ fn int_dot_is_chosen_by_measurement() {
         }
     }
 }
+
+/// Uploads fail cleanly: a lost device is an error naming the tensor's upload, and a part that
+/// exceeds the adapter's buffer limit is refused before anything is allocated.
+#[test]
+fn upload_failures_are_errors_naming_the_tensor() {
+    let gpu = all_gpus(Switches::default()).remove(0);
+    let w = vec![0u8; 4096 * 4];
+    let too_big = PartLimits {
+        max_bytes: u64::MAX,
+        max_elements: u64::MAX,
+    };
+    // Pretend the binding limit allows a part larger than max_buffer_size: the buffer is
+    // refused before anything is allocated or read. The bytes are a sparse file, mapped.
+    let rows = (gpu.caps.summary.limits.max_buffer_size / 4 / 1024 + 1) as u32;
+    let path = std::env::temp_dir().join(format!("wgllm-big-{}.bin", std::process::id()));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .unwrap();
+    file.set_len(u64::from(rows) * 1024 * 4).unwrap();
+    let map = unsafe { memmap2::Mmap::map(&file) }.unwrap();
+    let err = upload_tensor(
+        &gpu,
+        "blk.0.big",
+        StorageDType::F32,
+        (rows, 1024),
+        &map,
+        too_big,
+        &mut |_, _| {},
+    )
+    .err()
+    .expect("a buffer over the limit is refused");
+    drop(map);
+    let _ = std::fs::remove_file(&path);
+    let msg = err.to_string();
+    assert!(msg.contains("blk.0.big") && msg.contains("limit"), "{msg}");
+    // A byte count that does not match the shape is refused too.
+    let err = upload_tensor(
+        &gpu,
+        "blk.0.short",
+        StorageDType::F32,
+        (4, 4),
+        &w[..60],
+        PartLimits::of(&gpu),
+        &mut |_, _| {},
+    )
+    .err()
+    .expect("a short slice is refused");
+    assert!(err.to_string().contains("blk.0.short"), "{err}");
+    gpu.destroy();
+    let err = upload_tensor(
+        &gpu,
+        "blk.1.attn_q.weight",
+        StorageDType::F32,
+        (4096, 1),
+        &w,
+        PartLimits::of(&gpu),
+        &mut |_, _| {},
+    )
+    .err()
+    .expect("upload on a lost device fails");
+    let msg = err.to_string();
+    assert!(msg.to_lowercase().contains("lost"), "{msg}");
+}

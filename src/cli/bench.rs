@@ -7,7 +7,7 @@ use super::progress::ByteProgress;
 use super::CliError;
 use crate::device::tensor::{upload_tensor, PartLimits};
 use crate::device::{Gpu, GpuTensor};
-use crate::dtype::{ComputeDType, StorageDType};
+use crate::dtype::{AccumDType, ComputeDType, StorageDType};
 use crate::formats::TensorStore;
 use crate::model::weights;
 use crate::ops::fma_peak::{self, FmaResult};
@@ -46,6 +46,11 @@ pub struct Args {
     /// the tokens/s bound the weight reads alone imply.
     #[arg(long, value_name = "PATH")]
     pub model: Option<std::path::PathBuf>,
+    /// Accumulation dtype: f32 (default) or f16 (needs shader-f16), to measure the third
+    /// precision level. With f16, only variants that can keep f16 sums are run (not the
+    /// subgroup reduction, and GEMM with f16 tiles).
+    #[arg(long, value_parser = parse_accum, default_value = "f32")]
+    pub accum: AccumDType,
     /// Measure only the variant `select` picks, not every reachable one.
     #[arg(long)]
     pub selected_only: bool,
@@ -177,6 +182,49 @@ fn dtypes(gpu: &Gpu, args: &Args, op: Op) -> Result<Vec<StorageDType>, CliError>
     Ok(args.dtype.clone())
 }
 
+fn parse_accum(s: &str) -> Result<AccumDType, String> {
+    match s {
+        "f32" => Ok(AccumDType::F32),
+        "f16" => Ok(AccumDType::F16),
+        _ => Err(format!("'{s}' is not an accumulation dtype (f32, f16)")),
+    }
+}
+
+/// The keys with their sums in `accum`: f32 leaves them as they are; f16 keeps those that can
+/// hold f16 sums (every GEMV but the subgroup reduction and int-dot; GEMM with f16 tiles).
+fn with_accum(
+    gpu: &Gpu,
+    keys: Vec<crate::ops::select::KernelKey>,
+    accum: AccumDType,
+) -> Result<Vec<crate::ops::select::KernelKey>, CliError> {
+    use crate::ops::select::Reduction;
+    if accum == AccumDType::F32 {
+        return Ok(keys);
+    }
+    if !gpu.caps.f16().usable() {
+        return Err(CliError::BadInput(format!(
+            "--accum f16 needs f16 arithmetic, and {}: {}",
+            gpu.caps.summary.name,
+            gpu.caps.f16().why_not("shader-f16")
+        )));
+    }
+    let mut out: Vec<_> = keys
+        .into_iter()
+        .filter(|k| match k.op {
+            Op::Gemv => k.reduction != Reduction::Subgroup && !k.int_dot,
+            _ => k.compute == ComputeDType::F16,
+        })
+        .map(|k| k.with_accum(accum))
+        .collect();
+    out.dedup();
+    if out.is_empty() {
+        return Err(CliError::BadInput(
+            "no variant of this selection can keep f16 sums (drop --selected-only)".into(),
+        ));
+    }
+    Ok(out)
+}
+
 /// Synthetic weights of a shape, uploaded (split by rows where needed), and the selected
 /// and reachable kernels for them.
 fn weights(gpu: &Gpu, dtype: StorageDType, shape: Shape) -> Result<GpuTensor, CliError> {
@@ -235,6 +283,7 @@ fn bench_op(gpu: &Gpu, args: &Args, op: Op, limits: &Limits) -> Result<Vec<Bench
             (false, Op::Gemv) => gemv::reachable_variants(&gpu.caps, dtype),
             (false, _) => gemm::reachable_variants(&gpu.caps, dtype),
         };
+        let keys = with_accum(gpu, keys, args.accum)?;
         for &shape in shapes {
             eprintln!(
                 "{op} {dtype} {}x{} (n = {n}): {} variants…",
