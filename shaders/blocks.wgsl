@@ -374,3 +374,92 @@ fn block_dot(blk: u32, k0: u32) -> f32 {
 }
 #endif
 #endif
+
+#ifdef UNITWISE
+// Block decoding shared by the invocations of a row (workgroup and subgroup layouts, GPUs):
+// a block splits into UNITS units of one quant word each, and invocation i takes units
+// i, i + T, … across the row, so neighbouring invocations read neighbouring words (coalesced)
+// and each reads its scales once per unit instead of once per element. `unit_dot(blk, u, k0)`
+// is unit u of block blk, whose first element is activation k0 (`x_at` as for block_dot).
+
+#ifdef W_Q8_0
+const BLOCK_ELEMS: u32 = 32u;
+const UNITS: u32 = 8u; // 4 quants each
+#ifndef INT_DOT
+fn unit_dot(blk: u32, u: u32, k0: u32) -> f32 {
+    let base = blk * 34u;
+    let q = word_at(base + 2u + 4u * u);
+    let k = k0 + 4u * u;
+    return f16_at(base) * (i8_of(q) * x_at(k) + i8_of(q >> 8u) * x_at(k + 1u)
+        + i8_of(q >> 16u) * x_at(k + 2u) + i8_of(q >> 24u) * x_at(k + 3u));
+}
+#endif // INT_DOT: int_dot_unit in gemv.wgsl
+#endif
+
+#ifdef W_Q4_0
+const BLOCK_ELEMS: u32 = 32u;
+const UNITS: u32 = 4u; // 4 bytes: elements 4u..4u+4 (low nibbles) and 16+4u.. (high)
+#ifndef INT_DOT
+fn unit_dot(blk: u32, u: u32, k0: u32) -> f32 {
+    let base = blk * 18u;
+    let q = word_at(base + 2u + 4u * u);
+    var s = 0.0;
+    for (var b = 0u; b < 4u; b = b + 1u) {
+        let byte = (q >> (8u * b)) & 0xffu;
+        let k = k0 + 4u * u + b;
+        s = s + (f32(byte & 0xfu) - 8.0) * x_at(k) + (f32(byte >> 4u) - 8.0) * x_at(k + 16u);
+    }
+    return f16_at(base) * s;
+}
+#endif // INT_DOT: int_dot_unit in gemv.wgsl
+#endif
+
+#ifdef W_Q4_K
+const BLOCK_ELEMS: u32 = 256u;
+const UNITS: u32 = 32u; // a word of the 128 quant bytes: 4 low- and 4 high-nibble elements
+fn unit_dot(blk: u32, u: u32, k0: u32) -> f32 {
+    let base = blk * 144u;
+    let c = u / 8u;
+    let l0 = 4u * (u % 8u);
+    let q = w[(base + 16u + 4u * u) >> 2u];
+    let sm_lo = scale_min_k4(2u * c, base + 4u);
+    let sm_hi = scale_min_k4(2u * c + 1u, base + 4u);
+    var qx_lo = 0.0;
+    var qx_hi = 0.0;
+    var x_lo = 0.0;
+    var x_hi = 0.0;
+    for (var b = 0u; b < 4u; b = b + 1u) {
+        let byte = (q >> (8u * b)) & 0xffu;
+        let k = k0 + 64u * c + l0 + b;
+        let xl = x_at(k);
+        let xh = x_at(k + 32u);
+        qx_lo = qx_lo + f32(byte & 0xfu) * xl;
+        qx_hi = qx_hi + f32(byte >> 4u) * xh;
+        x_lo = x_lo + xl;
+        x_hi = x_hi + xh;
+    }
+    return f16_at(base) * (sm_lo.x * qx_lo + sm_hi.x * qx_hi)
+        - f16_at(base + 2u) * (sm_lo.y * x_lo + sm_hi.y * x_hi);
+}
+#endif
+
+#ifdef W_Q6_K
+const BLOCK_ELEMS: u32 = 256u;
+const UNITS: u32 = 64u; // 4 consecutive elements of one (half, quarter) group, one scale
+fn unit_dot(blk: u32, u: u32, k0: u32) -> f32 {
+    let base = blk * 210u;
+    let h = u / 32u;
+    let qt = (u % 32u) / 8u;
+    let l = 4u * (u % 8u);
+    let lw = word_at(base + 64u * h + 32u * (qt & 1u) + l);
+    let hw = word_at(base + 128u + 32u * h + l);
+    var part = 0.0;
+    for (var b = 0u; b < 4u; b = b + 1u) {
+        let low = (lw >> (8u * b + 4u * (qt / 2u))) & 0xfu;
+        let high = (hw >> (8u * b + 2u * qt)) & 3u;
+        part = part + (f32(low | (high << 4u)) - 32.0) * x_at(k0 + 128u * h + 32u * qt + l + b);
+    }
+    return f16_at(base + 208u) * i8_of(byte_at(base + 192u + 8u * h + l / 16u + 2u * qt)) * part;
+}
+#endif
+#endif

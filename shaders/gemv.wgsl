@@ -12,7 +12,9 @@
 // ELEMENTWISE (quantized, fp8, nf4 and any dtype blocks.wgsl decodes): each weight is
 // decoded by `dequant(e)` from blocks.wgsl, one element at a time, in f32. Correct for every
 // block layout; the word-wise paths below are the fast ones for f32/f16/bf16.
-// BLOCKWISE (q8_0, q4_0, q4_k, one invocation per row): invocations take whole blocks
+// UNITWISE (q8_0, q4_0, q4_k, q6_k with a workgroup or subgroup per row): the row's
+// invocations share each block a quant word apart (`unit_dot` in blocks.wgsl).
+// BLOCKWISE (block dtypes, one invocation per row): invocations take whole blocks
 // (`block_dot` in blocks.wgsl), reading scales once and quants a word at a time; the unit of
 // work is a block. GPUs keep the element-wise path, where adjacent lanes read adjacent bytes.
 // VEC4 (f32/f16/bf16, when a row is a whole number of 16-byte units): W is read as
@@ -65,7 +67,34 @@ fn x_at(k: u32) -> f32 {
 // product per block applies both scales.
 @group(0) @binding(5) var<storage, read> xs: array<vec2<f32>>;
 
+#ifndef UNITWISE
 const BLOCK_ELEMS: u32 = 32u;
+#endif
+
+// Σ of the four int8 in a packed word.
+fn sum4(v: u32) -> i32 {
+    return dot4I8Packed(0x01010101u, v);
+}
+
+#ifdef UNITWISE
+// Unit u (one quant word) of weight block `blk` against activation block `xb`: with a
+// workgroup or subgroup per row, neighbouring invocations take neighbouring words.
+fn int_dot_unit(blk: u32, u: u32, xb: u32) -> f32 {
+#ifdef W_Q8_0
+    let base = blk * 34u;
+    return f16_at(base) * xs[xb].x * f32(dot4I8Packed(word_at(base + 2u + 4u * u), x[xb * 8u + u]));
+#endif
+#ifdef W_Q4_0
+    let base = blk * 18u;
+    let q = word_at(base + 2u + 4u * u);
+    let xa = x[xb * 8u + u];
+    let xh = x[xb * 8u + 4u + u];
+    let s = dot4I8Packed(q & 0x0f0f0f0fu, xa) + dot4I8Packed((q >> 4u) & 0x0f0f0f0fu, xh)
+        - 8 * (sum4(xa) + sum4(xh));
+    return f16_at(base) * xs[xb].x * f32(s);
+#endif
+}
+#endif
 
 // Weight block `blk` (of the whole tensor) against activation block `xb`.
 fn int_dot_block(blk: u32, xb: u32) -> f32 {
@@ -237,11 +266,25 @@ fn partial(row: u32, first: u32, step: u32) -> acc_t {
     var acc = acc_t(0.0);
 #ifdef INT_DOT
     let blocks = p.cols / BLOCK_ELEMS;
+#ifdef UNITWISE
+    for (var i = first; i < blocks * UNITS; i = i + step) {
+        let b = i / UNITS;
+        acc = acc + acc_t(int_dot_unit(row * blocks + b, i % UNITS, b));
+    }
+#else
     for (var b = first; b < blocks; b = b + step) {
         acc = acc + acc_t(int_dot_block(row * blocks + b, b));
     }
+#endif
 #else
 #ifdef ELEMENTWISE
+#ifdef UNITWISE
+    let blocks = p.cols / BLOCK_ELEMS;
+    for (var i = first; i < blocks * UNITS; i = i + step) {
+        let b = i / UNITS;
+        acc = acc + acc_t(unit_dot(row * blocks + b, i % UNITS, b * BLOCK_ELEMS));
+    }
+#else
 #ifdef BLOCKWISE
     let blocks = p.cols / BLOCK_ELEMS;
     for (var b = first; b < blocks; b = b + step) {
@@ -251,6 +294,7 @@ fn partial(row: u32, first: u32, step: u32) -> acc_t {
     for (var k = first; k < p.cols; k = k + step) {
         acc = acc + acc_t(dequant(row_start + k) * x[k]);
     }
+#endif
 #endif
 #else
 #ifdef VEC4

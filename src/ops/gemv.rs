@@ -347,6 +347,28 @@ mod tests {
     }
 
     #[test]
+    fn block_dtypes_pick_their_decoder_by_layout() {
+        use crate::device::capabilities::GemvShape;
+        let shape = GemvShape {
+            workgroup_size: 256,
+            rows_per_workgroup: 4,
+        };
+        let src = |dtype, r| {
+            KernelKey::gemv(dtype, ComputeDType::F32, r, shape, false, vec![])
+                .variant()
+                .source()
+                .unwrap()
+        };
+        // Shared blocks on GPU layouts, whole blocks per invocation on the serial one.
+        assert!(src(StorageDType::Q4K, Reduction::Workgroup).contains("unit_dot(row"));
+        assert!(src(StorageDType::Q6K, Reduction::Subgroup).contains("unit_dot(row"));
+        assert!(src(StorageDType::Q4K, Reduction::Serial).contains("block_dot(row"));
+        // Element-wise where neither exists.
+        let f8 = src(StorageDType::F8E4m3, Reduction::Workgroup);
+        assert!(!f8.contains("unit_dot(row") && !f8.contains("block_dot(row"));
+    }
+
+    #[test]
     fn grid_splits_past_the_dimension_limit() {
         let key = KernelKey {
             op: Op::Gemv,

@@ -153,6 +153,17 @@ impl KernelKey {
             && !self.int_dot
     }
 
+    /// Whether this variant shares blocks among a row's invocations a quant word apart
+    /// (`unit_dot` in blocks.wgsl): the block dtypes that have it, with a workgroup or subgroup
+    /// per row. Element-wise decoding re-reads a block's scales for every element.
+    pub fn unitwise(&self) -> bool {
+        matches!(
+            self.dtype,
+            StorageDType::Q8_0 | StorageDType::Q4_0 | StorageDType::Q4K | StorageDType::Q6K
+        ) && self.reduction != Reduction::Serial
+            && self.op == Op::Gemv
+    }
+
     /// Dtypes with an int-dot GEMV (`dot4I8Packed` against activations quantized to 8 bits).
     pub fn has_int_dot(dtype: StorageDType) -> bool {
         matches!(dtype, StorageDType::Q8_0 | StorageDType::Q4_0)
@@ -202,6 +213,9 @@ impl KernelKey {
         }
         if self.blockwise() {
             defines.push(Define::flag("BLOCKWISE"));
+        }
+        if self.unitwise() {
+            defines.push(Define::flag("UNITWISE"));
         }
         if self.int_dot {
             defines.push(Define::flag("INT_DOT"));
