@@ -314,12 +314,8 @@ fn bench_op(gpu: &Gpu, args: &Args, op: Op, limits: &Limits) -> Result<Vec<Bench
                     seconds,
                     weight_gb_per_s: gbs,
                     gflop_per_s: gflops,
-                    ratio_to_stream_read: limits.stream_read.as_ref().map(|l| gbs / l.gb_per_s),
-                    ratio_to_fma_peak: limits
-                        .fma
-                        .iter()
-                        .find(|f| f.dtype == key.compute)
-                        .map(|f| gflops / f.gflop_per_s),
+                    ratio_to_stream_read: limits.read_ratio(gbs),
+                    ratio_to_fma_peak: limits.fma_ratio(gflops, key.compute),
                 });
             }
         }
@@ -439,12 +435,8 @@ fn bench_model(
         seconds,
         weight_gb_per_s: gbs,
         gflop_per_s: gflops,
-        ratio_to_stream_read: limits.stream_read.as_ref().map(|l| gbs / l.gb_per_s),
-        ratio_to_fma_peak: limits
-            .fma
-            .iter()
-            .find(|f| f.dtype == ComputeDType::F32)
-            .map(|f| gflops / f.gflop_per_s),
+        ratio_to_stream_read: limits.read_ratio(gbs),
+        ratio_to_fma_peak: limits.fma_ratio(gflops, ComputeDType::F32),
         tokens_per_s_bound: f64::from(n) / seconds,
         by_dtype,
         not_measured,
@@ -455,6 +447,27 @@ fn bench_model(
 struct Limits {
     stream_read: Option<stream_read::StreamReadResult>,
     fma: Vec<FmaResult>,
+}
+
+impl Limits {
+    /// Weight GB/s as a share of the streaming-read limit (when measured).
+    fn read_ratio(&self, gb_per_s: f64) -> Option<f64> {
+        self.stream_read.as_ref().map(|l| gb_per_s / l.gb_per_s)
+    }
+
+    /// GFLOP/s as a share of the FMA peak of `compute` (when measured; i8 and f32 kernels
+    /// are held to the f32 peak).
+    fn fma_ratio(&self, gflop_per_s: f64, compute: ComputeDType) -> Option<f64> {
+        let peak_dtype = if compute == ComputeDType::F16 {
+            ComputeDType::F16
+        } else {
+            ComputeDType::F32
+        };
+        self.fma
+            .iter()
+            .find(|f| f.dtype == peak_dtype)
+            .map(|f| gflop_per_s / f.gflop_per_s)
+    }
 }
 
 /// Measures the limit (streaming read for gemv, FMA peak per compute dtype for gemm), then

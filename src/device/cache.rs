@@ -13,6 +13,23 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
+/// What a per-adapter result depends on besides its own inputs: adapter identity, driver
+/// version, the features the device was opened with, and the wgllm version.
+pub fn adapter_key(gpu: &super::Gpu) -> String {
+    let s = &gpu.caps.summary;
+    format!(
+        "{}|{}|{:#x}|{:#x}|{}|{}|{:?}|{}",
+        s.name,
+        s.backend,
+        s.vendor_id,
+        s.device_id,
+        s.driver,
+        s.driver_info,
+        gpu.device.features(),
+        env!("CARGO_PKG_VERSION"),
+    )
+}
+
 /// Where per-adapter caches live: `$WGLLM_CACHE_DIR`, else `$XDG_CACHE_HOME/wgllm`, else
 /// `~/.cache/wgllm`.
 pub fn cache_dir() -> Option<PathBuf> {

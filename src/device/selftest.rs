@@ -390,17 +390,9 @@ pub fn run(gpu: &Gpu) -> Result<SelfTestReport, DeviceError> {
 /// The cache key: adapter identity, driver version, enabled features, wgllm version and the
 /// self-test shader itself (so editing a check invalidates old answers).
 fn cache_key(gpu: &Gpu) -> String {
-    let s = &gpu.caps.summary;
     format!(
-        "{}|{}|{:#x}|{:#x}|{}|{}|{:?}|{}|{:016x}",
-        s.name,
-        s.backend,
-        s.vendor_id,
-        s.device_id,
-        s.driver,
-        s.driver_info,
-        gpu.device.features(),
-        env!("CARGO_PKG_VERSION"),
+        "{}|{:016x}",
+        super::cache::adapter_key(gpu),
         fnv1a(Shader::SelfTest.source().as_bytes())
     )
 }

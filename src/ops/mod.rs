@@ -44,32 +44,13 @@ pub fn all_variants() -> Vec<ShaderVariant> {
                     if KernelKey::has_int_dot(dtype) {
                         v.push(key.with_int_dot().variant());
                     }
+                    // f16 sums: serial and workgroup reductions (f16 subgroup arithmetic is
+                    // an extension of its own).
+                    if reduction != Reduction::Subgroup {
+                        v.push(key.with_accum(AccumDType::F16).variant());
+                    }
                     v.push(key.variant());
                 }
-            }
-        }
-    }
-    // f16 accumulation (serial and workgroup reductions; f16 subgroup arithmetic is not
-    // something every subgroup-capable adapter has).
-    for &dtype in &dequantize::DTYPES {
-        let compute = if dtype == StorageDType::F16 {
-            ComputeDType::F16
-        } else {
-            ComputeDType::F32
-        };
-        for (reduction, workgroup_size, rows_per_workgroup) in
-            [(Reduction::Serial, 64, 64), (Reduction::Workgroup, 256, 4)]
-        {
-            let shape = GemvShape {
-                workgroup_size,
-                rows_per_workgroup,
-            };
-            for vec4 in [false, true]
-                .into_iter()
-                .filter(|v| KernelKey::plain(dtype) || !v)
-            {
-                let key = KernelKey::gemv(dtype, compute, reduction, shape, vec4, vec![]);
-                v.push(key.with_accum(AccumDType::F16).variant());
             }
         }
     }

@@ -39,6 +39,20 @@ impl fmt::Display for Op {
 
 pub use crate::device::capabilities::Reduction;
 
+/// The block-quantized weight dtypes: decoded per block (scales, then quants), with a
+/// whole-block dot product (`block_dot`) for the one-invocation-per-row layout.
+pub const BLOCK_DTYPES: [StorageDType; 9] = [
+    StorageDType::Q8_0,
+    StorageDType::Q4_0,
+    StorageDType::Q4_1,
+    StorageDType::Q5_0,
+    StorageDType::Q5_1,
+    StorageDType::Q4K,
+    StorageDType::Q5K,
+    StorageDType::Q6K,
+    StorageDType::Nf4,
+];
+
 /// One kernel variant, named completely: from it come the pipeline-cache key, the WGSL
 /// defines, the readable name and the dispatch geometry.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -138,19 +152,7 @@ impl KernelKey {
     /// a subgroup per row (lanes 34 bytes apart instead of adjacent: uncoalesced); on lavapipe
     /// they were 5x faster than element-wise.
     pub fn blockwise(&self) -> bool {
-        matches!(
-            self.dtype,
-            StorageDType::Q8_0
-                | StorageDType::Q4_0
-                | StorageDType::Q4_1
-                | StorageDType::Q5_0
-                | StorageDType::Q5_1
-                | StorageDType::Q4K
-                | StorageDType::Q5K
-                | StorageDType::Q6K
-                | StorageDType::Nf4
-        ) && self.reduction == Reduction::Serial
-            && !self.int_dot
+        BLOCK_DTYPES.contains(&self.dtype) && self.reduction == Reduction::Serial && !self.int_dot
     }
 
     /// Whether this variant shares blocks among a row's invocations a quant word apart
@@ -407,15 +409,7 @@ fn select_gemv(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
             key: key(ComputeDType::F32),
             reason: format!("WGSL has no fp8: {dtype} decoded from its bits into f32; multiplied and summed in f32"),
         },
-        StorageDType::Q8_0
-        | StorageDType::Q4_0
-        | StorageDType::Q4_1
-        | StorageDType::Q5_0
-        | StorageDType::Q5_1
-        | StorageDType::Q4K
-        | StorageDType::Q5K
-        | StorageDType::Q6K
-        | StorageDType::Nf4 => {
+        d if BLOCK_DTYPES.contains(&d) => {
             let accelerated = caps.dot4().usable() && caps.summary.features.int_dot_accelerated == Some(true);
             let decode = if key(ComputeDType::F32).blockwise() {
                 "decoded a whole block at a time (scales once per block, quants a word at a time)"

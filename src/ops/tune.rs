@@ -10,7 +10,7 @@
 //!
 //! `WGLLM_TUNE=off` keeps the heuristics (no measurement); `WGLLM_TUNE=fresh` re-measures.
 
-use crate::device::cache::{cached, fnv1a};
+use crate::device::cache::{adapter_key, cached, fnv1a};
 use crate::device::capabilities::{LayoutRace, Race, Timed, Tuning};
 use crate::device::selftest::Primitive;
 use crate::device::tensor::{upload_tensor, PartLimits};
@@ -35,7 +35,6 @@ pub fn disabled() -> bool {
 
 /// The cached tuning of this adapter, or a fresh measurement (then cached).
 pub fn run_or_load(gpu: &Gpu) -> Result<Tuning, DeviceError> {
-    let s = &gpu.caps.summary;
     // The kernels measured and this file (what is measured, and how) fingerprint the result.
     let mut sources: String = [
         Shader::Gemv,
@@ -48,15 +47,8 @@ pub fn run_or_load(gpu: &Gpu) -> Result<Tuning, DeviceError> {
     .collect();
     sources.push_str(include_str!("tune.rs"));
     let key = format!(
-        "{}|{}|{:#x}|{:#x}|{}|{}|{:?}|{}|{:?}|{:016x}",
-        s.name,
-        s.backend,
-        s.vendor_id,
-        s.device_id,
-        s.driver,
-        s.driver_info,
-        gpu.device.features(),
-        env!("CARGO_PKG_VERSION"),
+        "{}|{:?}|{:016x}",
+        adapter_key(gpu),
         gpu.caps.selftest.workarounds(),
         fnv1a(sources.as_bytes())
     );
