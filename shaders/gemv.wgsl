@@ -119,6 +119,50 @@ fn int_dot_block(blk: u32, xb: u32) -> f32 {
     let sx = xs[xb];
     return f16_at(base) * sx.x * (f32(s) - 8.0 * sx.y);
 #endif
+#ifdef W_Q4_1
+    // d·q + m: d·dx·Σ q·xq + m·dx·Σ xq.
+    let base = blk * 20u;
+    var s = 0;
+    for (var j = 0u; j < 4u; j = j + 1u) {
+        let q = w[(base + 4u + 4u * j) >> 2u];
+        s = s + dot4I8Packed(q & 0x0f0f0f0fu, x[xb * 8u + j]);
+        s = s + dot4I8Packed((q >> 4u) & 0x0f0f0f0fu, x[xb * 8u + 4u + j]);
+    }
+    let sx = xs[xb];
+    return sx.x * (f16_at(base) * f32(s) + f16_at(base + 2u) * sx.y);
+#endif
+#ifdef W_Q5_0
+    // 5-bit quants 0..31 (offset 16): the fifth bits from qh set bit 4 of each byte.
+    let base = blk * 22u;
+    let qh = word_at(base + 2u);
+    var s = 0;
+    for (var j = 0u; j < 4u; j = j + 1u) {
+        let q = word_at(base + 6u + 4u * j);
+        let lo = (q & 0x0f0f0f0fu) | spread_bit4((qh >> (4u * j)) & 0xfu);
+        let hi = ((q >> 4u) & 0x0f0f0f0fu) | spread_bit4((qh >> (16u + 4u * j)) & 0xfu);
+        s = s + dot4I8Packed(lo, x[xb * 8u + j]) + dot4I8Packed(hi, x[xb * 8u + 4u + j]);
+    }
+    let sx = xs[xb];
+    return f16_at(base) * sx.x * (f32(s) - 16.0 * sx.y);
+#endif
+#ifdef W_Q5_1
+    let base = blk * 24u;
+    let qh = w[(base + 4u) >> 2u];
+    var s = 0;
+    for (var j = 0u; j < 4u; j = j + 1u) {
+        let q = w[(base + 8u + 4u * j) >> 2u];
+        let lo = (q & 0x0f0f0f0fu) | spread_bit4((qh >> (4u * j)) & 0xfu);
+        let hi = ((q >> 4u) & 0x0f0f0f0fu) | spread_bit4((qh >> (16u + 4u * j)) & 0xfu);
+        s = s + dot4I8Packed(lo, x[xb * 8u + j]) + dot4I8Packed(hi, x[xb * 8u + 4u + j]);
+    }
+    let sx = xs[xb];
+    return sx.x * (f16_at(base) * f32(s) + f16_at(base + 2u) * sx.y);
+#endif
+}
+
+// Four bits, one into bit 4 of each byte of a word (the fifth bit of q5 quants).
+fn spread_bit4(b: u32) -> u32 {
+    return ((b & 1u) << 4u) | ((b & 2u) << 11u) | ((b & 4u) << 18u) | ((b & 8u) << 25u);
 }
 #endif
 

@@ -441,7 +441,11 @@ fn render_details(a: &AdapterReport, out: &mut String) {
             &["kernel", "serial", "workgroup", "subgroup", "chosen"],
             &rows,
         ));
-        let int_dot = [StorageDType::Q8_0, StorageDType::Q4_0].map(|d| t.int_dot_race(d));
+        let int_dot: Vec<_> = StorageDType::WEIGHT_DTYPES
+            .into_iter()
+            .filter(|d| crate::ops::select::KernelKey::has_int_dot(*d))
+            .map(|d| t.int_dot_race(d))
+            .collect();
         for race in [&t.f16_gemv, &t.f16_gemm]
             .into_iter()
             .flatten()

@@ -94,14 +94,28 @@ pub fn reference_int_dot(
     x: &[f32],
 ) -> Option<Vec<f32>> {
     let xq = crate::ops::quantize::reference(x);
-    // Quant i of a block as an integer.
-    type Unpack = fn(&[u8], usize) -> i32;
-    let (block_bytes, unpack): (usize, Unpack) = match dtype {
-        StorageDType::Q8_0 => (34, |b, i| i32::from(b[2 + i] as i8)),
-        StorageDType::Q4_0 => (18, |b, i| {
-            let byte = b[2 + i % 16];
-            i32::from(if i < 16 { byte & 0xf } else { byte >> 4 }) - 8
+    let f16_at = |b: &[u8], i: usize| half::f16::from_le_bytes([b[i], b[i + 1]]).to_f64();
+    // Element i of a 32-element block of nibbles (low nibbles first), and its fifth bit.
+    fn nibble(qs: &[u8], i: usize) -> i32 {
+        i32::from(if i < 16 {
+            qs[i % 16] & 0xf
+        } else {
+            qs[i % 16] >> 4
+        })
+    }
+    fn fifth(qh: &[u8], i: usize) -> i32 {
+        i32::from((qh[i / 8] >> (i % 8)) & 1) << 4
+    }
+    // Per block: (bytes, scale d, offset m (0 without), quant i as an integer).
+    type Quant = fn(&[u8], usize) -> i32;
+    let (block_bytes, has_min, quant): (usize, bool, Quant) = match dtype {
+        StorageDType::Q8_0 => (34, false, |b, i| i32::from(b[2 + i] as i8)),
+        StorageDType::Q4_0 => (18, false, |b, i| nibble(&b[2..], i) - 8),
+        StorageDType::Q4_1 => (20, true, |b, i| nibble(&b[4..], i)),
+        StorageDType::Q5_0 => (22, false, |b, i| {
+            (nibble(&b[6..], i) | fifth(&b[2..], i)) - 16
         }),
+        StorageDType::Q5_1 => (24, true, |b, i| nibble(&b[8..], i) | fifth(&b[4..], i)),
         _ => return None,
     };
     let blocks_per_row = params.cols as usize / 32;
@@ -114,9 +128,14 @@ pub fn reference_int_dot(
                 row.iter()
                     .zip(&xq)
                     .map(|(b, xb)| {
-                        let s: i32 = (0..32).map(|i| unpack(b, i) * i32::from(xb.q[i])).sum();
-                        let d = half::f16::from_le_bytes([b[0], b[1]]).to_f64();
-                        d * f64::from(xb.d) * f64::from(s)
+                        let s: i32 = (0..32).map(|i| quant(b, i) * i32::from(xb.q[i])).sum();
+                        let dx = f64::from(xb.d);
+                        let min = if has_min {
+                            f16_at(b, 2) * dx * f64::from(xb.sum)
+                        } else {
+                            0.0
+                        };
+                        f16_at(b, 0) * dx * f64::from(s) + min
                     })
                     .sum::<f64>() as f32
             })

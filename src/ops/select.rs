@@ -166,9 +166,17 @@ impl KernelKey {
             && self.op == Op::Gemv
     }
 
-    /// Dtypes with an int-dot GEMV (`dot4I8Packed` against activations quantized to 8 bits).
+    /// Dtypes with an int-dot GEMV (`dot4I8Packed` against activations quantized to 8 bits):
+    /// the 32-element block family, whose quants fit int8.
     pub fn has_int_dot(dtype: StorageDType) -> bool {
-        matches!(dtype, StorageDType::Q8_0 | StorageDType::Q4_0)
+        matches!(
+            dtype,
+            StorageDType::Q8_0
+                | StorageDType::Q4_0
+                | StorageDType::Q4_1
+                | StorageDType::Q5_0
+                | StorageDType::Q5_1
+        )
     }
 
     /// This GEMV key on the int-dot path (compute dtype i8).
@@ -410,7 +418,6 @@ fn select_gemv(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
             reason: format!("WGSL has no fp8: {dtype} decoded from its bits into f32; multiplied and summed in f32"),
         },
         d if BLOCK_DTYPES.contains(&d) => {
-            let accelerated = caps.dot4().usable() && caps.summary.features.int_dot_accelerated == Some(true);
             let decode = if key(ComputeDType::F32).blockwise() {
                 "decoded a whole block at a time (scales once per block, quants a word at a time)"
             } else {
@@ -426,14 +433,6 @@ fn select_gemv(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
                         "{dtype} blocks {decode} into f32 registers, multiplied and summed in f32; {reduce_note} \
                          (the dot4I8Packed kernel measured slower here: {})",
                         race.describe()
-                    ),
-                }
-            } else if matches!(dtype, StorageDType::Q4_1 | StorageDType::Q5_0 | StorageDType::Q5_1) && accelerated {
-                KernelPath::Fallback {
-                    key: key(ComputeDType::F32),
-                    reason: format!(
-                        "packed int8 dot products are accelerated here, but only q8_0 and q4_0 have an int-dot \
-                         kernel yet: {dtype} blocks {decode} into f32; {reduce_note}"
                     ),
                 }
             } else {
@@ -452,7 +451,7 @@ fn select_gemv(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
     }
 }
 
-/// The int-dot GEMV of q8_0 / q4_0 where it is the one to run: dot4I8Packed usable, and either
+/// The int-dot GEMV of q8_0 / q4_0 / q4_1 / q5_0 / q5_1 where it is the one to run: dot4I8Packed usable, and either
 /// measured faster than the f32 decode (autotune) or, without measurements, accelerated in
 /// hardware. `None` where the f32-decode kernel should run instead.
 fn select_int_dot(caps: &Capabilities, dtype: StorageDType) -> Option<KernelPath> {

@@ -5,7 +5,8 @@
 //!   memory, or a subgroup per row) — measured on lavapipe the first is 4x faster, on GPUs the
 //!   others are;
 //! * every native path against its fallback on the same work — f16 compute against unpacking
-//!   f16 into f32, for GEMV and GEMM. `select` prefers a native path only where it measured
+//!   f16 into f32, for GEMV and GEMM; packed int8 dot products against f32 decoding for the
+//!   32-element block dtypes. `select` prefers a native path only where it measured
 //!   faster (on lavapipe, f16 arithmetic is emulated and runs at half the speed of f32).
 //!
 //! `WGLLM_TUNE=off` keeps the heuristics (no measurement); `WGLLM_TUNE=fresh` re-measures.
