@@ -197,7 +197,12 @@ pub fn run(selector: Option<&str>, args: &Args) -> Result<(), CliError> {
         None => None,
     };
     let mut stats = Stats::default();
+    let mut bar = super::progress::ByteProgress::new(&format!("dequantizing {}", t.name));
+    let total = t.elements() * 4;
+    let mut done = 0u64;
     dequantize_tensor(&store, t, gpu.as_ref(), CHUNK_BYTES, |values| {
+        done += values.len() as u64 * 4;
+        bar.update(done, total);
         stats.add(values);
         if let Some(f) = file.as_mut() {
             f.write_all(bytemuck::cast_slice(values))
@@ -205,6 +210,7 @@ pub fn run(selector: Option<&str>, args: &Args) -> Result<(), CliError> {
         }
         Ok(())
     })?;
+    bar.finish();
     if let Some(mut f) = file {
         f.flush()
             .map_err(|e| CliError::BadInput(format!("writing the output: {e}")))?;
