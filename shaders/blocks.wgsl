@@ -417,6 +417,7 @@ fn unit_dot(blk: u32, u: u32, k0: u32) -> f32 {
 #ifdef W_Q4_K
 const BLOCK_ELEMS: u32 = 256u;
 const UNITS: u32 = 32u; // a word of the 128 quant bytes: 4 low- and 4 high-nibble elements
+#ifndef INT_DOT
 fn unit_dot(blk: u32, u: u32, k0: u32) -> f32 {
     let base = blk * 144u;
     let c = u / 8u;
@@ -441,11 +442,13 @@ fn unit_dot(blk: u32, u: u32, k0: u32) -> f32 {
     return f16_at(base) * (sm_lo.x * qx_lo + sm_hi.x * qx_hi)
         - f16_at(base + 2u) * (sm_lo.y * x_lo + sm_hi.y * x_hi);
 }
+#endif // INT_DOT: int_dot_unit in gemv.wgsl
 #endif
 
 #ifdef W_Q6_K
 const BLOCK_ELEMS: u32 = 256u;
 const UNITS: u32 = 64u; // 4 consecutive elements of one (half, quarter) group, one scale
+#ifndef INT_DOT
 fn unit_dot(blk: u32, u: u32, k0: u32) -> f32 {
     let base = blk * 210u;
     let h = u / 32u;
@@ -461,5 +464,6 @@ fn unit_dot(blk: u32, u: u32, k0: u32) -> f32 {
     }
     return f16_at(base + 208u) * i8_of(byte_at(base + 192u + 8u * h + l / 16u + 2u * qt)) * part;
 }
+#endif // INT_DOT: int_dot_unit in gemv.wgsl
 #endif
 #endif

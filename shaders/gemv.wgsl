@@ -68,8 +68,29 @@ fn x_at(k: u32) -> f32 {
 @group(0) @binding(5) var<storage, read> xs: array<vec2<f32>>;
 
 #ifndef UNITWISE
+#ifdef W_Q4_K
+const BLOCK_ELEMS: u32 = 256u;
+#else
+#ifdef W_Q5_K
+const BLOCK_ELEMS: u32 = 256u;
+#else
 const BLOCK_ELEMS: u32 = 32u;
 #endif
+#endif
+#endif
+
+// k-quant sub-block pair c (elements 64c..64c+64 of the weight block that starts at activation
+// block xb0): `lo` / `hi` are its low- and high-nibble quant words at word j, as int8 values.
+// Returns the two sub-blocks' (Σ q·xq) scaled by their activation scales, and the same for
+// Σ xq, so the caller applies d·sc and dmin·m once per sub-block.
+fn kquant_pair(lo: u32, hi: u32, xb0: u32, c: u32, j: u32) -> vec4<f32> {
+    let xa = x[(xb0 + 2u * c) * 8u + j];
+    let xh = x[(xb0 + 2u * c + 1u) * 8u + j];
+    return vec4<f32>(
+        f32(dot4I8Packed(lo, xa)), f32(dot4I8Packed(hi, xh)),
+        f32(sum4(xa)), f32(sum4(xh)),
+    );
+}
 
 // Σ of the four int8 in a packed word.
 fn sum4(v: u32) -> i32 {
@@ -93,8 +114,40 @@ fn int_dot_unit(blk: u32, u: u32, xb: u32) -> f32 {
         - 8 * (sum4(xa) + sum4(xh));
     return f16_at(base) * xs[xb].x * f32(s);
 #endif
+#ifdef W_Q4_K
+    // Word u of the 128 quant bytes: sub-blocks 2c (low nibbles) and 2c + 1 (high).
+    let base = blk * 144u;
+    let c = u / 8u;
+    let q = w[(base + 16u + 4u * u) >> 2u];
+    return kquant_words(base, xb * 8u, c, u % 8u, q & 0x0f0f0f0fu, (q >> 4u) & 0x0f0f0f0fu);
+#endif
 }
 #endif
+
+// Chunk c (sub-blocks 2c and 2c + 1) of the q4_k/q5_k block at byte `base`, from the two
+// sub-blocks' integer sums Σ q·xq: d·sc·dx·Σ q·xq − dmin·m·dx·Σ xq (Σ xq is the activation
+// block's precomputed sum).
+fn kquant_chunk(base: u32, xb0: u32, c: u32, s: vec2<i32>) -> f32 {
+    let sm_lo = scale_min_k4(2u * c, base + 4u);
+    let sm_hi = scale_min_k4(2u * c + 1u, base + 4u);
+    let x_lo = xs[xb0 + 2u * c];
+    let x_hi = xs[xb0 + 2u * c + 1u];
+    return f16_at(base) * (sm_lo.x * x_lo.x * f32(s.x) + sm_hi.x * x_hi.x * f32(s.y))
+        - f16_at(base + 2u) * (sm_lo.y * x_lo.x * x_lo.y + sm_hi.y * x_hi.x * x_hi.y);
+}
+
+// The contribution of quant word j of chunk c (both sub-blocks) of the q4_k/q5_k block at
+// byte `base`, whose first activation block is xb0; lo / hi hold the sub-blocks' quants
+// (q5_k's fifth bits already in bit 4 of each byte).
+fn kquant_words(base: u32, xb0: u32, c: u32, j: u32, lo: u32, hi: u32) -> f32 {
+    let t = kquant_pair(lo, hi, xb0, c, j);
+    let sm_lo = scale_min_k4(2u * c, base + 4u);
+    let sm_hi = scale_min_k4(2u * c + 1u, base + 4u);
+    let dx_lo = xs[xb0 + 2u * c].x;
+    let dx_hi = xs[xb0 + 2u * c + 1u].x;
+    return f16_at(base) * (sm_lo.x * dx_lo * t.x + sm_hi.x * dx_hi * t.y)
+        - f16_at(base + 2u) * (sm_lo.y * dx_lo * t.z + sm_hi.y * dx_hi * t.w);
+}
 
 // Weight block `blk` (of the whole tensor) against activation block `xb`.
 fn int_dot_block(blk: u32, xb: u32) -> f32 {
@@ -157,6 +210,43 @@ fn int_dot_block(blk: u32, xb: u32) -> f32 {
     }
     let sx = xs[xb];
     return sx.x * (f16_at(base) * f32(s) + f16_at(base + 2u) * sx.y);
+#endif
+#ifdef W_Q4_K
+    // xb is the weight block's column index; its 8 sub-blocks meet activation blocks 8xb + s.
+    // Integer sums per sub-block first, scales once per sub-block.
+    let base = blk * 144u;
+    var acc = 0.0;
+    for (var c = 0u; c < 4u; c = c + 1u) {
+        var s = vec2<i32>(0);
+        for (var j = 0u; j < 8u; j = j + 1u) {
+            let q = w[(base + 16u + 32u * c + 4u * j) >> 2u];
+            s = s + vec2<i32>(
+                dot4I8Packed(q & 0x0f0f0f0fu, x[(xb * 8u + 2u * c) * 8u + j]),
+                dot4I8Packed((q >> 4u) & 0x0f0f0f0fu, x[(xb * 8u + 2u * c + 1u) * 8u + j]),
+            );
+        }
+        acc = acc + kquant_chunk(base, xb * 8u, c, s);
+    }
+    return acc;
+#endif
+#ifdef W_Q5_K
+    let base = blk * 176u;
+    var acc = 0.0;
+    for (var c = 0u; c < 4u; c = c + 1u) {
+        var s = vec2<i32>(0);
+        for (var j = 0u; j < 8u; j = j + 1u) {
+            let q = w[(base + 48u + 32u * c + 4u * j) >> 2u];
+            let h = w[(base + 16u + 4u * j) >> 2u];
+            let lo = (q & 0x0f0f0f0fu) | (((h >> (2u * c)) & 0x01010101u) << 4u);
+            let hi = ((q >> 4u) & 0x0f0f0f0fu) | (((h >> (2u * c + 1u)) & 0x01010101u) << 4u);
+            s = s + vec2<i32>(
+                dot4I8Packed(lo, x[(xb * 8u + 2u * c) * 8u + j]),
+                dot4I8Packed(hi, x[(xb * 8u + 2u * c + 1u) * 8u + j]),
+            );
+        }
+        acc = acc + kquant_chunk(base, xb * 8u, c, s);
+    }
+    return acc;
 #endif
 }
 

@@ -147,7 +147,7 @@ fn every_variant_matches_the_reference_on_every_adapter() {
             if plain {
                 expected.insert(format!("{d}_{c}_{r}_v4"));
             }
-            if ["q8_0", "q4_0", "q4_1", "q5_0", "q5_1"].contains(&d.as_str()) {
+            if ["q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k", "q5_k"].contains(&d.as_str()) {
                 expected.insert(format!("{d}_i8_{r}_dot4"));
             }
         }
@@ -531,7 +531,7 @@ fn int_dot_is_chosen_by_measurement() {
         let Some(tuning) = gpu.caps.tuning.clone() else {
             continue;
         };
-        for dtype in [StorageDType::Q8_0, StorageDType::Q4_0] {
+        for dtype in DTYPES.into_iter().filter(|d| KernelKey::has_int_dot(*d)) {
             let race = tuning
                 .int_dot_race(dtype)
                 .expect("int-dot raced where dot4 is usable");

@@ -141,7 +141,7 @@ pub fn f8_e5m2_to_f32(v: u8) -> f32 {
 }
 
 /// q4_K/q5_K's 6-bit scale and min of sub-block `j` (ggml's `get_scale_min_k4`).
-fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
+pub(crate) fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
     if j < 4 {
         (q[j] & 63, q[j + 4] & 63)
     } else {

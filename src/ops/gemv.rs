@@ -93,8 +93,10 @@ pub fn reference_int_dot(
     w: &[u8],
     x: &[f32],
 ) -> Option<Vec<f32>> {
-    let xq = crate::ops::quantize::reference(x);
-    let f16_at = |b: &[u8], i: usize| half::f16::from_le_bytes([b[i], b[i + 1]]).to_f64();
+    use crate::ops::dequantize::scale_min_k4;
+    fn h(b: &[u8], i: usize) -> f64 {
+        half::f16::from_le_bytes([b[i], b[i + 1]]).to_f64()
+    }
     // Element i of a 32-element block of nibbles (low nibbles first), and its fifth bit.
     fn nibble(qs: &[u8], i: usize) -> i32 {
         i32::from(if i < 16 {
@@ -106,19 +108,47 @@ pub fn reference_int_dot(
     fn fifth(qh: &[u8], i: usize) -> i32 {
         i32::from((qh[i / 8] >> (i % 8)) & 1) << 4
     }
-    // Per block: (bytes, scale d, offset m (0 without), quant i as an integer).
+    // Element i of a q4_k / q5_k block (0..15 or 0..31); it lies in sub-block i / 32.
+    fn kquant(b: &[u8], i: usize, five: bool) -> i32 {
+        let (c, upper, l) = (i / 64, (i % 64) / 32, i % 32);
+        let ql = if five { &b[48..] } else { &b[16..] };
+        let q = i32::from((ql[32 * c + l] >> (4 * upper)) & 0xf);
+        if five {
+            q | (i32::from((b[16 + l] >> (2 * c + upper)) & 1) << 4)
+        } else {
+            q
+        }
+    }
+    // d·sc and -dmin·m of sub-block s of a k-quant block.
+    fn kscales(b: &[u8], s: usize) -> (f64, f64) {
+        let (sc, m) = scale_min_k4(s, &b[4..16]);
+        (h(b, 0) * f64::from(sc), -h(b, 2) * f64::from(m))
+    }
+    // Per dtype: block bytes, quant i as an integer, and per 32-element sub-block s the factor
+    // of Σ q·xq and the factor of Σ xq (before the activation scale).
     type Quant = fn(&[u8], usize) -> i32;
-    let (block_bytes, has_min, quant): (usize, bool, Quant) = match dtype {
-        StorageDType::Q8_0 => (34, false, |b, i| i32::from(b[2 + i] as i8)),
-        StorageDType::Q4_0 => (18, false, |b, i| nibble(&b[2..], i) - 8),
-        StorageDType::Q4_1 => (20, true, |b, i| nibble(&b[4..], i)),
-        StorageDType::Q5_0 => (22, false, |b, i| {
-            (nibble(&b[6..], i) | fifth(&b[2..], i)) - 16
-        }),
-        StorageDType::Q5_1 => (24, true, |b, i| nibble(&b[8..], i) | fifth(&b[4..], i)),
+    type Scales = fn(&[u8], usize) -> (f64, f64);
+    let (block_bytes, quant, scales): (usize, Quant, Scales) = match dtype {
+        StorageDType::Q8_0 => (34, |b, i| i32::from(b[2 + i] as i8), |b, _| (h(b, 0), 0.0)),
+        StorageDType::Q4_0 => (18, |b, i| nibble(&b[2..], i) - 8, |b, _| (h(b, 0), 0.0)),
+        StorageDType::Q4_1 => (20, |b, i| nibble(&b[4..], i), |b, _| (h(b, 0), h(b, 2))),
+        StorageDType::Q5_0 => (
+            22,
+            |b, i| (nibble(&b[6..], i) | fifth(&b[2..], i)) - 16,
+            |b, _| (h(b, 0), 0.0),
+        ),
+        StorageDType::Q5_1 => (
+            24,
+            |b, i| nibble(&b[8..], i) | fifth(&b[4..], i),
+            |b, _| (h(b, 0), h(b, 2)),
+        ),
+        StorageDType::Q4K => (144, |b, i| kquant(b, i, false), kscales),
+        StorageDType::Q5K => (176, |b, i| kquant(b, i, true), kscales),
         _ => return None,
     };
-    let blocks_per_row = params.cols as usize / 32;
+    let xq = crate::ops::quantize::reference(x);
+    let subs = dtype.block().elements as usize / 32;
+    let blocks_per_row = params.cols as usize / (32 * subs);
     Some(
         w.chunks_exact(block_bytes)
             .collect::<Vec<_>>()
@@ -126,16 +156,15 @@ pub fn reference_int_dot(
             .take(params.rows as usize)
             .map(|row| {
                 row.iter()
-                    .zip(&xq)
-                    .map(|(b, xb)| {
-                        let s: i32 = (0..32).map(|i| quant(b, i) * i32::from(xb.q[i])).sum();
-                        let dx = f64::from(xb.d);
-                        let min = if has_min {
-                            f16_at(b, 2) * dx * f64::from(xb.sum)
-                        } else {
-                            0.0
-                        };
-                        f16_at(b, 0) * dx * f64::from(s) + min
+                    .enumerate()
+                    .flat_map(|(bi, b)| (0..subs).map(move |s| (bi, b, s)))
+                    .map(|(bi, b, s)| {
+                        let xb = &xq[bi * subs + s];
+                        let dot: i32 = (0..32)
+                            .map(|i| quant(b, 32 * s + i) * i32::from(xb.q[i]))
+                            .sum();
+                        let (scale, min) = scales(b, s);
+                        f64::from(xb.d) * (scale * f64::from(dot) + min * f64::from(xb.sum))
                     })
                     .sum::<f64>() as f32
             })

@@ -167,7 +167,8 @@ impl KernelKey {
     }
 
     /// Dtypes with an int-dot GEMV (`dot4I8Packed` against activations quantized to 8 bits):
-    /// the 32-element block family, whose quants fit int8.
+    /// the 32-element block family and q4_k / q5_k (whose 32-element sub-blocks line up with
+    /// the activation blocks), all of whose quants fit int8.
     pub fn has_int_dot(dtype: StorageDType) -> bool {
         matches!(
             dtype,
@@ -176,6 +177,8 @@ impl KernelKey {
                 | StorageDType::Q4_1
                 | StorageDType::Q5_0
                 | StorageDType::Q5_1
+                | StorageDType::Q4K
+                | StorageDType::Q5K
         )
     }
 
