@@ -74,7 +74,11 @@ const BLOCK_ELEMS: u32 = 256u;
 #ifdef W_Q5_K
 const BLOCK_ELEMS: u32 = 256u;
 #else
+#ifdef W_Q6_K
+const BLOCK_ELEMS: u32 = 256u;
+#else
 const BLOCK_ELEMS: u32 = 32u;
+#endif
 #endif
 #endif
 #endif
@@ -120,6 +124,19 @@ fn int_dot_unit(blk: u32, u: u32, xb: u32) -> f32 {
     let c = u / 8u;
     let q = w[(base + 16u + 4u * u) >> 2u];
     return kquant_words(base, xb * 8u, c, u % 8u, q & 0x0f0f0f0fu, (q >> 4u) & 0x0f0f0f0fu);
+#endif
+#ifdef W_Q6_K
+    // Four elements of one (half, quarter) group, one int8 scale.
+    let base = blk * 210u;
+    let h = u / 32u;
+    let qt = (u % 32u) / 8u;
+    let l = 4u * (u % 8u);
+    let lw = (word_at(base + 64u * h + 32u * (qt & 1u) + l) >> (4u * (qt / 2u))) & 0x0f0f0f0fu;
+    let hw = (word_at(base + 128u + 32u * h + l) >> (2u * qt)) & 0x03030303u;
+    let xbk = xb * 8u + 4u * h + qt;
+    let xv = x[xbk * 8u + u % 8u];
+    let s = dot4I8Packed(lw | (hw << 4u), xv) - 32 * sum4(xv);
+    return f16_at(base + 208u) * xs[xbk].x * i8_of(byte_at(base + 192u + 8u * h + l / 16u + 2u * qt)) * f32(s);
 #endif
 }
 #endif
@@ -228,6 +245,31 @@ fn int_dot_block(blk: u32, xb: u32) -> f32 {
         acc = acc + kquant_chunk(base, xb * 8u, c, s);
     }
     return acc;
+#endif
+#ifdef W_Q6_K
+    // 16-element groups with int8 scales; quants 0..63 packed from ql (low 4 bits) and qh
+    // (high 2 bits), offset 32 via the group's Σ xq.
+    let base = blk * 210u;
+    var acc = 0.0;
+    for (var h = 0u; h < 2u; h = h + 1u) {
+        for (var qt = 0u; qt < 4u; qt = qt + 1u) {
+            let xbk = xb * 8u + 4u * h + qt;
+            var part = 0.0;
+            for (var g = 0u; g < 2u; g = g + 1u) {
+                var s = 0;
+                for (var wj = 0u; wj < 4u; wj = wj + 1u) {
+                    let l = 16u * g + 4u * wj;
+                    let lw = (word_at(base + 64u * h + 32u * (qt & 1u) + l) >> (4u * (qt / 2u))) & 0x0f0f0f0fu;
+                    let hw = (word_at(base + 128u + 32u * h + l) >> (2u * qt)) & 0x03030303u;
+                    let xv = x[xbk * 8u + 4u * g + wj];
+                    s = s + dot4I8Packed(lw | (hw << 4u), xv) - 32 * sum4(xv);
+                }
+                part = part + i8_of(byte_at(base + 192u + 8u * h + g + 2u * qt)) * f32(s);
+            }
+            acc = acc + xs[xbk].x * part;
+        }
+    }
+    return f16_at(base + 208u) * acc;
 #endif
 #ifdef W_Q5_K
     let base = blk * 176u;

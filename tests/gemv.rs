@@ -147,7 +147,11 @@ fn every_variant_matches_the_reference_on_every_adapter() {
             if plain {
                 expected.insert(format!("{d}_{c}_{r}_v4"));
             }
-            if ["q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k", "q5_k"].contains(&d.as_str()) {
+            if [
+                "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k", "q5_k", "q6_k",
+            ]
+            .contains(&d.as_str())
+            {
                 expected.insert(format!("{d}_i8_{r}_dot4"));
             }
         }

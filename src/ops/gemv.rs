@@ -119,6 +119,17 @@ pub fn reference_int_dot(
             q
         }
     }
+    // Element e of a q6_k block, minus its offset 32, and the int8 scale of its 16-group.
+    fn q6(b: &[u8], e: usize) -> i32 {
+        let (half, quarter, l) = (e / 128, (e % 128) / 32, e % 32);
+        let low = (b[64 * half + l + 32 * (quarter & 1)] >> (4 * (quarter / 2))) & 0xf;
+        let high = (b[128 + 32 * half + l] >> (2 * quarter)) & 3;
+        i32::from(low | (high << 4)) - 32
+    }
+    fn q6_scale(b: &[u8], e: usize) -> f64 {
+        let (half, quarter, l) = (e / 128, (e % 128) / 32, e % 32);
+        f64::from(b[192 + 8 * half + l / 16 + 2 * quarter] as i8)
+    }
     // d·sc and -dmin·m of sub-block s of a k-quant block.
     fn kscales(b: &[u8], s: usize) -> (f64, f64) {
         let (sc, m) = scale_min_k4(s, &b[4..16]);
@@ -144,6 +155,8 @@ pub fn reference_int_dot(
         ),
         StorageDType::Q4K => (144, |b, i| kquant(b, i, false), kscales),
         StorageDType::Q5K => (176, |b, i| kquant(b, i, true), kscales),
+        // Two int8 scales per 32 elements: applied per element below, so the factor is d.
+        StorageDType::Q6K => (210, q6, |b, _| (h(b, 208), 0.0)),
         _ => return None,
     };
     let xq = crate::ops::quantize::reference(x);
@@ -160,11 +173,21 @@ pub fn reference_int_dot(
                     .flat_map(|(bi, b)| (0..subs).map(move |s| (bi, b, s)))
                     .map(|(bi, b, s)| {
                         let xb = &xq[bi * subs + s];
-                        let dot: i32 = (0..32)
-                            .map(|i| quant(b, 32 * s + i) * i32::from(xb.q[i]))
-                            .sum();
                         let (scale, min) = scales(b, s);
-                        f64::from(xb.d) * (scale * f64::from(dot) + min * f64::from(xb.sum))
+                        let dot = |range: std::ops::Range<usize>| -> f64 {
+                            let d: i32 = range
+                                .map(|i| quant(b, 32 * s + i) * i32::from(xb.q[i]))
+                                .sum();
+                            f64::from(d)
+                        };
+                        let products = if dtype == StorageDType::Q6K {
+                            // Integer sums per 16-group, each times its int8 scale.
+                            q6_scale(b, 32 * s) * dot(0..16)
+                                + q6_scale(b, 32 * s + 16) * dot(16..32)
+                        } else {
+                            dot(0..32)
+                        };
+                        f64::from(xb.d) * (scale * products + min * f64::from(xb.sum))
                     })
                     .sum::<f64>() as f32
             })

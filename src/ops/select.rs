@@ -179,6 +179,7 @@ impl KernelKey {
                 | StorageDType::Q5_1
                 | StorageDType::Q4K
                 | StorageDType::Q5K
+                | StorageDType::Q6K
         )
     }
 
