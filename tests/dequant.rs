@@ -141,3 +141,50 @@ fn chunked_dump_equals_the_reference_on_every_adapter() {
         }
     }
 }
+
+/// The activation quantizer of the int-dot kernels equals its CPU reference (int8
+/// values, scales and sums), on every adapter, including all-zero blocks and ties.
+#[test]
+fn activation_quantization_matches_the_reference_on_every_adapter() {
+    use wgllm::ops::quantize;
+    let mut x = common::Rng::new(21).vec(32 * 70);
+    x[32..64].iter_mut().for_each(|v| *v = 0.0); // a zero block: scale 0, no division by zero
+    x[64] = 127.0; // d = 1 for the third block: values on .5 are exact ties
+    x[65] = 2.5;
+    x[66] = -3.5;
+    let want = quantize::reference(&x);
+    for gpu in common::all_gpus(wgllm::device::Switches::default()) {
+        let xb = gpu.upload("x", bytemuck::cast_slice(&x)).unwrap();
+        let mut enc = gpu.device.create_command_encoder(&Default::default());
+        let q = quantize::encode(&gpu, &mut enc, &xb, x.len() as u32).unwrap();
+        gpu.submit_and_wait("quantize", enc).unwrap();
+        let values = gpu
+            .read_bytes("values", &q.values, 0, x.len() as u64)
+            .unwrap();
+        let scales = gpu.read_f32("scales", &q.scales).unwrap();
+        for (b, w) in want.iter().enumerate() {
+            let got: Vec<i8> = values[32 * b..32 * b + 32]
+                .iter()
+                .map(|v| *v as i8)
+                .collect();
+            assert_eq!(scales[2 * b].to_bits(), w.d.to_bits(), "scale of block {b}");
+            // WGSL lets f32 division be 2.5 ulp off, so on a GPU a value within a few ulp of a
+            // .5 tie may round the other way; everything else must be exact. (lavapipe and
+            // llvmpipe divide exactly: there all of it is exact.)
+            for i in 0..32 {
+                let t = f64::from(x[32 * b + i]) / f64::from(w.d);
+                let near_tie = w.d > 0.0 && ((t.abs().fract() - 0.5).abs() < 1e-5);
+                let off = (i32::from(got[i]) - i32::from(w.q[i])).abs();
+                assert!(
+                    off == 0 || (near_tie && off == 1 && !gpu.caps.summary.is_cpu()),
+                    "block {b} element {i} on {}: {} vs {}",
+                    common::label(&gpu),
+                    got[i],
+                    w.q[i]
+                );
+            }
+            let sum: i32 = got.iter().map(|v| i32::from(*v)).sum();
+            assert_eq!(scales[2 * b + 1], sum as f32, "sum of block {b}");
+        }
+    }
+}

@@ -48,6 +48,7 @@ fn shapes(dtype: StorageDType) -> Vec<(u32, u32)> {
 /// or, for int-dot kernels (activations quantized to 8 bits), within f32 rounding of the
 /// reference that quantizes x the same way and within llama.cpp's mul_mat gate of the exact one.
 fn expect_close(
+    gpu: &Gpu,
     what: &str,
     key: &KernelKey,
     got: &[f32],
@@ -70,11 +71,15 @@ fn expect_close(
     if key.int_dot {
         checks[0].2 = MUL_MAT_NMSE;
         let q = add_bias(wgllm::ops::gemv::reference_int_dot(&params, key.dtype, w, x).unwrap());
-        checks.push((
-            "quantized-x",
-            q,
-            matmul_nmse(wgllm::dtype::ComputeDType::F32),
-        ));
+        // f32 rounding (1e-8) on CPU adapters, whose division is exact; WGSL allows f32
+        // division 2.5 ulp off, so on a GPU a few activations next to a rounding tie may
+        // quantize one step apart from the reference: each such flip costs about 1e-7.
+        let budget = if gpu.caps.summary.is_cpu() {
+            matmul_nmse(wgllm::dtype::ComputeDType::F32)
+        } else {
+            1e-6
+        };
+        checks.push(("quantized-x", q, budget));
     }
     for (name, want, budget) in checks {
         let e = nmse(got, &want).unwrap_or_else(|| panic!("{what}: NaN/Inf mismatch"));
@@ -100,7 +105,7 @@ fn check(gpu: &Gpu, key: &KernelKey, rows: u32, cols: u32, seed: u64) {
     gpu.submit_and_wait("gemv test", enc).unwrap();
     let what = format!("{} on {} at {rows}x{cols}", key.name(), label(gpu));
     let got = read_guarded(gpu, &yb, rows as usize, &what);
-    expect_close(&what, key, &got, (&w, &x), rows, None);
+    expect_close(gpu, &what, key, &got, (&w, &x), rows, None);
 }
 
 #[test]
@@ -376,7 +381,7 @@ fn check_split(
         t.parts.len()
     );
     let got = read_guarded(gpu, &yb, rows as usize, &what);
-    expect_close(&what, key, &got, (&w, &x), rows, Some(&bias));
+    expect_close(gpu, &what, key, &got, (&w, &x), rows, Some(&bias));
 }
 
 #[test]
@@ -516,7 +521,7 @@ fn weights_loaded_from_model_files_give_reference_results() {
                 let what = format!("{model} {} on {}", m.name, label(&gpu));
                 let got = read_guarded(&gpu, &yb, m.rows as usize, &what);
                 let w = store.data(info).unwrap();
-                expect_close(&what, &key, &got, (w, &x), m.rows, None);
+                expect_close(&gpu, &what, &key, &got, (w, &x), m.rows, None);
             }
         }
     }
