@@ -120,11 +120,26 @@ fn json_lists_lavapipe_and_gl_with_a_truthful_matrix_and_matches_the_schema() {
         .unwrap()
         .starts_with("gemm_q4_k_f32c_f32acc_"));
     assert_eq!(kernel(gl, "gemm", "f16")["path"], "fallback");
+    // q4_k decode: f32 decoding or int-dot, whichever the autotune measured faster; the name,
+    // the compute dtype and the reason agree.
     let q4k = kernel(vk, "gemv", "q4_k");
-    assert!(q4k["kernel"]
-        .as_str()
-        .unwrap()
-        .starts_with("gemv_q4_k_f32c_f32acc_"));
+    let name = q4k["kernel"].as_str().unwrap();
+    if q4k["compute_dtype"] == "i8" {
+        assert!(
+            name.starts_with("gemv_q4_k_i8c_f32acc_") && name.ends_with("_dot4"),
+            "{q4k}"
+        );
+        assert!(
+            q4k["reason"].as_str().unwrap().contains("measured faster"),
+            "{q4k}"
+        );
+    } else {
+        assert_eq!(q4k["compute_dtype"], "f32", "{q4k}");
+        assert!(
+            name.starts_with("gemv_q4_k_f32c_f32acc_") && !name.ends_with("_dot4"),
+            "{q4k}"
+        );
+    }
     assert!(vk["features"]
         .as_array()
         .unwrap()
