@@ -651,3 +651,43 @@ fn bench_measures_f16_accumulation_where_f16_is_usable() {
         stderr(&out)
     );
 }
+
+#[test]
+fn the_autotune_runs_once_per_adapter_then_comes_from_the_cache() {
+    let dir = std::env::temp_dir().join(format!("wgllm-tune-cache-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let cache = dir.display().to_string();
+    let env = [("WGLLM_CACHE_DIR", cache.as_str())];
+    let first = wgllm(&["--adapter", "vulkan", "capabilities", "--json"], &env);
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert!(
+        stderr(&first).contains("measuring kernel layouts"),
+        "{}",
+        stderr(&first)
+    );
+    let first: Value = serde_json::from_slice(&first.stdout).unwrap();
+    let second = wgllm(&["--adapter", "vulkan", "capabilities", "--json"], &env);
+    assert!(!stderr(&second).contains("measuring kernel layouts"));
+    let second: Value = serde_json::from_slice(&second.stdout).unwrap();
+    let tuning = |v: &Value| {
+        v["adapters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["probed"] == true)
+            .unwrap()["tuning"]
+            .clone()
+    };
+    let (a, b) = (tuning(&first), tuning(&second));
+    assert_eq!(a["cached"], false);
+    assert_eq!(b["cached"], true);
+    // The cached answer is the measured one.
+    assert_eq!(a["gemv"], b["gemv"]);
+    // WGLLM_TUNE=off keeps the heuristics and reports no measurements.
+    let off = json(
+        &["--adapter", "vulkan", "capabilities", "--json"],
+        &[("WGLLM_TUNE", "off"), env[0]],
+    );
+    assert!(tuning(&off).is_null());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -156,7 +156,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
 /// The binary's entry point.
 pub fn main() -> ExitCode {
     env_logger::Builder::from_env(
-        env_logger::Env::default().default_filter_or("warn,wgpu_hal::gles=off"),
+        env_logger::Env::default()
+            .default_filter_or("warn,wgllm::ops::tune=info,wgpu_hal::gles=off"),
     )
     .init();
     let cli = Cli::parse();

@@ -54,7 +54,20 @@ pub fn run_or_load(gpu: &Gpu) -> Result<Tuning, DeviceError> {
         fnv1a(sources.as_bytes())
     );
     let fresh = std::env::var("WGLLM_TUNE").is_ok_and(|v| v == "fresh");
-    let (mut tuning, was_cached) = cached("tuning", &key, fresh, || measure(gpu))?;
+    let (mut tuning, was_cached) = cached("tuning", &key, fresh, || {
+        log::info!(
+            "measuring kernel layouts and native-vs-fallback paths on {} (first run on this \
+             adapter and driver only: a few seconds on a CPU adapter; cached{})",
+            gpu.caps.summary.name,
+            crate::device::cache::cache_dir()
+                .map(|d| format!(" in {}", d.display()))
+                .unwrap_or_default()
+        );
+        let start = std::time::Instant::now();
+        let t = measure(gpu);
+        log::info!("tuning took {:.1} s", start.elapsed().as_secs_f64());
+        t
+    })?;
     tuning.cached = was_cached;
     Ok(tuning)
 }
