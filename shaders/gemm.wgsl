@@ -123,7 +123,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         let xc = mat4x4<tile_t>(mat4x4<f32>(x[(xb[4] + k) / 4u], x[(xb[5] + k) / 4u], x[(xb[6] + k) / 4u], x[(xb[7] + k) / 4u]));
         for (var i = 0u; i < 4u; i = i + 1u) {
             let e = wb[i] + k;
-            let wv = vec4<tile_t>(vec4<f32>(dequant(e), dequant(e + 1u), dequant(e + 2u), dequant(e + 3u)));
+            let wv = vec4<tile_t>(dequant4(e));
             lo[i] = lo[i] + dot4(wv, xa);
             hi[i] = hi[i] + dot4(wv, xc);
         }
