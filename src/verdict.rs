@@ -165,7 +165,7 @@ pub fn judge(store: &TensorStore, caps: &Capabilities) -> Verdict {
     let limits = &caps.summary.limits;
     let weight_bytes: u64 = store.tensors.iter().map(|t| t.bytes).sum();
     let mem = &caps.summary.memory;
-    let device_bytes = mem.available_bytes.or(mem.device_local_bytes);
+    let device_bytes = mem.usable_bytes();
     let largest = store
         .tensors
         .iter()

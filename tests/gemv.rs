@@ -455,8 +455,7 @@ fn f16_accumulation_error_is_reported_and_bounded() {
             let want = reference(&GemvParams::new(rows, cols), dtype, &w, &x).unwrap();
             for key in reachable_variants(&gpu.caps, dtype)
                 .into_iter()
-                // Int-dot keys are left out: quantizing x to 8 bits dominates their error.
-                .filter(|k| k.reduction != Reduction::Subgroup && !k.int_dot)
+                .filter(|k| k.can_sum_in_f16())
             {
                 let acc16 = key.with_accum(AccumDType::F16);
                 let run = |k: &KernelKey| {

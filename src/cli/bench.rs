@@ -191,13 +191,12 @@ fn parse_accum(s: &str) -> Result<AccumDType, String> {
 }
 
 /// The keys with their sums in `accum`: f32 leaves them as they are; f16 keeps those that can
-/// hold f16 sums (every GEMV but the subgroup reduction and int-dot; GEMM with f16 tiles).
+/// hold f16 sums (`KernelKey::can_sum_in_f16`).
 fn with_accum(
     gpu: &Gpu,
     keys: Vec<crate::ops::select::KernelKey>,
     accum: AccumDType,
 ) -> Result<Vec<crate::ops::select::KernelKey>, CliError> {
-    use crate::ops::select::Reduction;
     if accum == AccumDType::F32 {
         return Ok(keys);
     }
@@ -210,10 +209,7 @@ fn with_accum(
     }
     let mut out: Vec<_> = keys
         .into_iter()
-        .filter(|k| match k.op {
-            Op::Gemv => k.reduction != Reduction::Subgroup && !k.int_dot,
-            _ => k.compute == ComputeDType::F16,
-        })
+        .filter(|k| k.can_sum_in_f16())
         .map(|k| k.with_accum(accum))
         .collect();
     out.dedup();

@@ -181,7 +181,7 @@ fn device(selector: Option<&str>, args: &Args) -> (Option<u64>, String, Option<A
         return (Some(m), "--device-memory".into(), summary);
     }
     match &summary {
-        Some(s) => match s.memory.available_bytes.or(s.memory.device_local_bytes) {
+        Some(s) => match s.memory.usable_bytes() {
             Some(m) => (
                 Some(m),
                 format!(

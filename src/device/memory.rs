@@ -31,6 +31,12 @@ pub struct DeviceMemory {
 }
 
 impl DeviceMemory {
+    /// The memory a model can count on: free memory where the driver reports a budget, else
+    /// the device-local heaps; `None` when unknown.
+    pub fn usable_bytes(&self) -> Option<u64> {
+        self.available_bytes.or(self.device_local_bytes)
+    }
+
     pub fn unknown(why: impl Into<String>) -> Self {
         Self {
             device_local_bytes: None,

@@ -67,16 +67,16 @@ pub fn is_kernel_matrix(t: &TensorInfo) -> bool {
 /// Metal, DX12) is not refused: the allocations themselves are checked.
 pub fn check_fits(gpu: &Gpu, needed: u64) -> Result<(), LoadError> {
     let m = &gpu.caps.summary.memory;
-    let known = m
-        .available_bytes
-        .map(|b| (b, "free"))
-        .or(m.device_local_bytes.map(|b| (b, "of device-local memory")));
-    match known {
-        Some((available, what)) if needed > available => Err(LoadError::TooBig {
+    match m.usable_bytes() {
+        Some(available) if needed > available => Err(LoadError::TooBig {
             needed,
             available,
             adapter: gpu.caps.summary.name.clone(),
-            what,
+            what: if m.available_bytes.is_some() {
+                "free"
+            } else {
+                "of device-local memory"
+            },
         }),
         _ => Ok(()),
     }

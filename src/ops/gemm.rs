@@ -94,21 +94,13 @@ pub fn for_cols(key: &KernelKey, cols: u32) -> KernelKey {
 
 /// The shader variant of a GEMM key.
 pub fn variant(key: &KernelKey) -> ShaderVariant {
-    let mut defines = Vec::new();
-    defines.extend(crate::ops::dequantize::dtype_define(key.dtype));
-    if key.compute == ComputeDType::F16 {
-        defines.push(Define::flag("COMPUTE_F16"));
-    }
-    if key.accum == AccumDType::F16 {
-        defines.push(Define::flag("ACCUM_F16"));
-    }
+    let mut defines = key.precision_defines();
     if key.reduction == Reduction::Serial {
         defines.push(Define::flag("LAYOUT_ROWS"));
     }
     if key.vec4 {
         defines.push(Define::flag("X_VEC4"));
     }
-    defines.extend(key.workarounds.iter().map(|w| w.define()));
     ShaderVariant {
         shader: Shader::Gemm,
         defines,

@@ -238,11 +238,7 @@ pub fn encode_gemv(
     (rows, cols): (u32, u32),
     [w, x, y]: [&wgpu::Buffer; 3],
 ) -> Result<(), DeviceError> {
-    let quantized = if key.int_dot {
-        Some(crate::ops::quantize::encode(gpu, encoder, x, cols)?)
-    } else {
-        None
-    };
+    let quantized = quantize_for(gpu, encoder, key, x, cols)?;
     encode_part(
         gpu,
         encoder,
@@ -264,12 +260,8 @@ pub fn encode_gemv_tensor(
     [x, y]: [&wgpu::Buffer; 2],
     bias: Option<&wgpu::Buffer>,
 ) -> Result<(), DeviceError> {
-    // The int-dot kernels read x quantized to 8 bits: one pass for all parts.
-    let quantized = if key.int_dot {
-        Some(crate::ops::quantize::encode(gpu, encoder, x, w.cols)?)
-    } else {
-        None
-    };
+    // One quantization pass serves every part.
+    let quantized = quantize_for(gpu, encoder, key, x, w.cols)?;
     for part in &w.parts {
         encode_part(
             gpu,
@@ -282,6 +274,19 @@ pub fn encode_gemv_tensor(
         )?;
     }
     Ok(())
+}
+
+/// The int-dot kernels read x quantized to 8 bits: records that pass for `key` if it is one.
+fn quantize_for(
+    gpu: &Gpu,
+    encoder: &mut wgpu::CommandEncoder,
+    key: &KernelKey,
+    x: &wgpu::Buffer,
+    cols: u32,
+) -> Result<Option<crate::ops::quantize::QuantizedX>, DeviceError> {
+    key.int_dot
+        .then(|| crate::ops::quantize::encode(gpu, encoder, x, cols))
+        .transpose()
 }
 
 fn encode_part(

@@ -44,9 +44,7 @@ pub fn all_variants() -> Vec<ShaderVariant> {
                     if KernelKey::has_int_dot(dtype) {
                         v.push(key.with_int_dot().variant());
                     }
-                    // f16 sums: serial and workgroup reductions (f16 subgroup arithmetic is
-                    // an extension of its own).
-                    if reduction != Reduction::Subgroup {
+                    if key.can_sum_in_f16() {
                         v.push(key.with_accum(AccumDType::F16).variant());
                     }
                     v.push(key.variant());

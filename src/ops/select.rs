@@ -97,9 +97,8 @@ impl KernelKey {
         n
     }
 
-    /// Whether the weights are decoded one element at a time through `blocks.wgsl` (every
-    /// dtype but the word-wise f32/f16/bf16 paths).
-    /// A GEMV key: f32 accumulation, no int-dot (neither alternative exists yet).
+    /// A GEMV key with f32 sums and no int-dot ([`Self::with_accum`] and
+    /// [`Self::with_int_dot`] make the others).
     pub fn gemv(
         dtype: StorageDType,
         compute: ComputeDType,
@@ -122,12 +121,23 @@ impl KernelKey {
         }
     }
 
-    /// This key with sums kept in `accum` (f16 needs shader-f16; with f16 the subgroup
-    /// reduction is not offered, since f16 subgroup arithmetic is an extension of its own).
+    /// This key with sums kept in `accum` (f16 needs shader-f16, and only keys for which
+    /// [`Self::can_sum_in_f16`] holds have an f16-sum variant).
     pub fn with_accum(&self, accum: AccumDType) -> Self {
         Self {
             accum,
             ..self.clone()
+        }
+    }
+
+    /// Whether this kernel has a variant that keeps its sums in f16: GEMV with a serial or
+    /// workgroup reduction (f16 subgroup arithmetic is an extension of its own; int-dot sums
+    /// are exact integers already), GEMM with f16 tiles.
+    pub fn can_sum_in_f16(&self) -> bool {
+        match self.op {
+            Op::Gemv => self.reduction != Reduction::Subgroup && !self.int_dot,
+            Op::Gemm => self.compute == ComputeDType::F16,
+            Op::Attention => false,
         }
     }
 
@@ -139,11 +149,10 @@ impl KernelKey {
         )
     }
 
+    /// Whether the weights are decoded through `blocks.wgsl` (every dtype but the word-wise
+    /// f32/f16/bf16 paths).
     pub fn elementwise(&self) -> bool {
-        !matches!(
-            self.dtype,
-            StorageDType::F32 | StorageDType::F16 | StorageDType::Bf16
-        )
+        !Self::plain(self.dtype)
     }
 
     /// Whether this variant takes whole blocks (`block_dot` in blocks.wgsl): for the dtypes
@@ -167,8 +176,8 @@ impl KernelKey {
     }
 
     /// Dtypes with an int-dot GEMV (`dot4I8Packed` against activations quantized to 8 bits):
-    /// the 32-element block family and q4_k / q5_k (whose 32-element sub-blocks line up with
-    /// the activation blocks), all of whose quants fit int8.
+    /// the 32-element block family and q4_k / q5_k / q6_k (whose sub-blocks line up with the
+    /// 32-element activation blocks), all of whose quants fit int8.
     pub fn has_int_dot(dtype: StorageDType) -> bool {
         matches!(
             dtype,
@@ -218,10 +227,7 @@ impl KernelKey {
         }
         // Attention has no kernel yet; `select` never returns a key for it.
         let shader = Shader::Gemv;
-        let mut defines = Vec::new();
-        if let Some(d) = crate::ops::dequantize::dtype_define(self.dtype) {
-            defines.push(d);
-        }
+        let mut defines = self.precision_defines();
         if self.elementwise() {
             defines.push(Define::flag("ELEMENTWISE"));
         }
@@ -237,18 +243,11 @@ impl KernelKey {
         if self.vec4 {
             defines.push(Define::flag("VEC4"));
         }
-        if self.compute == ComputeDType::F16 {
-            defines.push(Define::flag("COMPUTE_F16"));
-        }
-        if self.accum == AccumDType::F16 {
-            defines.push(Define::flag("ACCUM_F16"));
-        }
         defines.push(Define::flag(match self.reduction {
             Reduction::Serial => "REDUCE_SERIAL",
             Reduction::Workgroup => "REDUCE_WORKGROUP",
             Reduction::Subgroup => "REDUCE_SUBGROUP",
         }));
-        defines.extend(self.workarounds.iter().map(|w| w.define()));
         defines.push(Define::value("WG_SIZE", self.workgroup_size));
         defines.push(Define::value("ROWS_PER_WG", self.rows_per_workgroup));
         ShaderVariant {
@@ -256,6 +255,22 @@ impl KernelKey {
             defines,
             name: self.name(),
         }
+    }
+
+    /// The defines every matmul shader takes from a key: the storage dtype (`W_*`), f16
+    /// compute and f16 sums, and the driver workarounds.
+    pub fn precision_defines(&self) -> Vec<Define> {
+        let mut defines: Vec<Define> = crate::ops::dequantize::dtype_define(self.dtype)
+            .into_iter()
+            .collect();
+        if self.compute == ComputeDType::F16 {
+            defines.push(Define::flag("COMPUTE_F16"));
+        }
+        if self.accum == AccumDType::F16 {
+            defines.push(Define::flag("ACCUM_F16"));
+        }
+        defines.extend(self.workarounds.iter().map(|w| w.define()));
+        defines
     }
 
     /// wgpu features a device must have enabled to compile this variant.

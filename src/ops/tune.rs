@@ -115,16 +115,12 @@ fn gemm_rate(gpu: &Gpu, key: &KernelKey, w: &GpuTensor, n: u32) -> Result<Timed,
     })
 }
 
-/// Times every GEMV row layout this adapter can run on `dtype` weights (the int-dot variant
+/// Times every GEMV row layout this adapter can run on the weights `w` (the int-dot variant
 /// with `int_dot`).
-fn race_gemv_layouts(
-    gpu: &Gpu,
-    dtype: StorageDType,
-    int_dot: bool,
-) -> Result<LayoutRace, DeviceError> {
+fn race_gemv_layouts(gpu: &Gpu, w: &GpuTensor, int_dot: bool) -> Result<LayoutRace, DeviceError> {
     let caps = &gpu.caps;
     let g = &caps.geometry;
-    let w = upload(gpu, dtype, GEMV_SHAPE)?;
+    let dtype = w.dtype;
     let compute = if dtype == StorageDType::F16 && caps.f16().usable() {
         ComputeDType::F16
     } else {
@@ -148,10 +144,10 @@ fn race_gemv_layouts(
     Ok(LayoutRace {
         dtype,
         int_dot,
-        serial: gemv_rate(gpu, &key(Reduction::Serial), &w)?,
-        workgroup: gemv_rate(gpu, &key(Reduction::Workgroup), &w)?,
+        serial: gemv_rate(gpu, &key(Reduction::Serial), w)?,
+        workgroup: gemv_rate(gpu, &key(Reduction::Workgroup), w)?,
         subgroup: match (caps.subgroups().usable(), g.gemv_subgroup) {
-            (true, Some(_)) => Some(gemv_rate(gpu, &key(Reduction::Subgroup), &w)?),
+            (true, Some(_)) => Some(gemv_rate(gpu, &key(Reduction::Subgroup), w)?),
             _ => None,
         },
     })
@@ -168,9 +164,11 @@ pub fn measure(gpu: &Gpu) -> Result<Tuning, DeviceError> {
             .is_some()
         {
             log::debug!("tuning gemv layouts for {dtype}");
-            gemv.push(race_gemv_layouts(gpu, dtype, false)?);
+            // One upload serves the f32-decode and int-dot races.
+            let w = upload(gpu, dtype, GEMV_SHAPE)?;
+            gemv.push(race_gemv_layouts(gpu, &w, false)?);
             if KernelKey::has_int_dot(dtype) && caps.dot4().usable() {
-                gemv.push(race_gemv_layouts(gpu, dtype, true)?);
+                gemv.push(race_gemv_layouts(gpu, &w, true)?);
             }
         }
     }
