@@ -25,6 +25,11 @@
 //   REDUCE_WORKGROUP  tree reduction of each row's invocations in workgroup memory
 //   REDUCE_SUBGROUP   one subgroup per row, subgroupAdd; chosen only where the adapter's
 //                     subgroup size is fixed and equals THREADS_PER_ROW
+//   REDUCE_SERIAL_SHUFFLE  one invocation per row, as REDUCE_SERIAL, but x is read in
+//                     windows of eight units, one unit per lane, and handed between lanes by
+//                     subgroupShuffle (VEC4 and INT_DOT; rows a multiple of 32 elements;
+//                     subgroups of at least eight). On CPU adapters a load of the same x[k] by
+//                     every lane is still one load per lane: this removes seven of eight.
 // Driver workarounds (from the self-test): F16_UNPACK_HI_VIA_SHIFT.
 // With COMPUTE_F16, f16 weights are bound as array<vec2<f16>> (same bytes, one pair per
 // word): naga 30 mistypes `bitcast<vec2<f16>>(u32)` as f32, so that route is closed.
@@ -57,6 +62,11 @@ fn x_at(k: u32) -> f32 {
     return x[k];
 }
 #endif
+#endif
+
+#ifdef REDUCE_SERIAL_SHUFFLE
+// This invocation's place in its window of eight lanes.
+var<private> lane8: u32;
 #endif
 
 #ifdef INT_DOT
@@ -94,6 +104,43 @@ fn kquant_pair(lo: u32, hi: u32, xb0: u32, c: u32, j: u32) -> vec4<f32> {
         f32(dot4I8Packed(lo, xa)), f32(dot4I8Packed(hi, xh)),
         f32(sum4(xa)), f32(sum4(xh)),
     );
+}
+
+// The eight x words of activation block b, one per lane (REDUCE_SERIAL_SHUFFLE; nothing
+// otherwise): `x_word` hands word j of them to every lane.
+fn x_window(b: u32) -> u32 {
+#ifdef REDUCE_SERIAL_SHUFFLE
+    return x[b * 8u + lane8];
+#else
+    return 0u;
+#endif
+}
+
+// Word j of activation block b, from its window or from memory.
+fn x_word(window: u32, b: u32, j: u32) -> u32 {
+#ifdef REDUCE_SERIAL_SHUFFLE
+    return subgroupShuffle(window, j);
+#else
+    return x[b * 8u + j];
+#endif
+}
+
+// The (scale, Σ xq) of activation blocks b0..b0+8, one per lane (REDUCE_SERIAL_SHUFFLE;
+// nothing otherwise): `xs_of` hands block b0 + i's to every lane.
+fn xs_window(b0: u32) -> vec2<f32> {
+#ifdef REDUCE_SERIAL_SHUFFLE
+    return xs[b0 + lane8];
+#else
+    return vec2<f32>(0.0);
+#endif
+}
+
+fn xs_of(window: vec2<f32>, b0: u32, i: u32) -> vec2<f32> {
+#ifdef REDUCE_SERIAL_SHUFFLE
+    return subgroupShuffle(window, i);
+#else
+    return xs[b0 + i];
+#endif
 }
 
 // Σ of the four int8 in a packed word.
@@ -141,16 +188,25 @@ fn int_dot_unit(blk: u32, u: u32, xb: u32) -> f32 {
 }
 #endif
 
-// Chunk c (sub-blocks 2c and 2c + 1) of the q4_k/q5_k block at byte `base`, from the two
-// sub-blocks' integer sums Σ q·xq: d·sc·dx·Σ q·xq − dmin·m·dx·Σ xq (Σ xq is the activation
-// block's precomputed sum).
-fn kquant_chunk(base: u32, xb0: u32, c: u32, s: vec2<i32>) -> f32 {
-    let sm_lo = scale_min_k4(2u * c, base + 4u);
-    let sm_hi = scale_min_k4(2u * c + 1u, base + 4u);
-    let x_lo = xs[xb0 + 2u * c];
-    let x_hi = xs[xb0 + 2u * c + 1u];
-    return f16_at(base) * (sm_lo.x * x_lo.x * f32(s.x) + sm_hi.x * x_hi.x * f32(s.y))
-        - f16_at(base + 2u) * (sm_lo.y * x_lo.x * x_lo.y + sm_hi.y * x_hi.x * x_hi.y);
+// Chunk c (sub-blocks 2c and 2c + 1) of a q4_k/q5_k block, from the two sub-blocks'
+// integer sums Σ q·xq, the block's scale_min_words and the activation blocks' xs_window:
+// (Σ sc·dx·Σ q·xq, Σ m·dx·Σ xq), which the block scales by d and dmin once.
+fn kquant_chunk(sm: vec4<u32>, xsw: vec2<f32>, xb0: u32, c: u32, s: vec2<i32>) -> vec2<f32> {
+    let lo = scale_min_of(sm, 2u * c);
+    let hi = scale_min_of(sm, 2u * c + 1u);
+    let x_lo = xs_of(xsw, xb0, 2u * c);
+    let x_hi = xs_of(xsw, xb0, 2u * c + 1u);
+    return vec2<f32>(
+        lo.x * x_lo.x * f32(s.x) + hi.x * x_hi.x * f32(s.y),
+        lo.y * x_lo.x * x_lo.y + hi.y * x_hi.x * x_hi.y,
+    );
+}
+
+// A q4_k/q5_k block's sum from its chunks' kquant_chunk totals: d·t.x − dmin·t.y, with d and
+// dmin the two f16 of the block's first word.
+fn kquant_total(base: u32, t: vec2<f32>) -> f32 {
+    let dm = w[base >> 2u];
+    return unpack2x16float(dm).x * t.x - unpack2x16float(dm >> 16u).x * t.y;
 }
 
 // The contribution of quant word j of chunk c (both sub-blocks) of the q4_k/q5_k block at
@@ -170,9 +226,10 @@ fn kquant_words(base: u32, xb0: u32, c: u32, j: u32, lo: u32, hi: u32) -> f32 {
 fn int_dot_block(blk: u32, xb: u32) -> f32 {
 #ifdef W_Q8_0
     let base = blk * 34u;
+    let xw = x_window(xb);
     var s = 0;
     for (var j = 0u; j < 8u; j = j + 1u) {
-        s = s + dot4I8Packed(word_at(base + 2u + 4u * j), x[xb * 8u + j]);
+        s = s + dot4I8Packed(word_at(base + 2u + 4u * j), x_word(xw, xb, j));
     }
     return f16_at(base) * xs[xb].x * f32(s);
 #endif
@@ -180,11 +237,12 @@ fn int_dot_block(blk: u32, xb: u32) -> f32 {
     // Quants are 0..15 with an offset of 8: Σ (q - 8)·x = Σ q·x - 8·Σ x. Low nibbles are
     // elements 0..15, high nibbles 16..31.
     let base = blk * 18u;
+    let xw = x_window(xb);
     var s = 0;
     for (var j = 0u; j < 4u; j = j + 1u) {
         let q = word_at(base + 2u + 4u * j);
-        s = s + dot4I8Packed(q & 0x0f0f0f0fu, x[xb * 8u + j]);
-        s = s + dot4I8Packed((q >> 4u) & 0x0f0f0f0fu, x[xb * 8u + 4u + j]);
+        s = s + dot4I8Packed(q & 0x0f0f0f0fu, x_word(xw, xb, j));
+        s = s + dot4I8Packed((q >> 4u) & 0x0f0f0f0fu, x_word(xw, xb, 4u + j));
     }
     let sx = xs[xb];
     return f16_at(base) * sx.x * (f32(s) - 8.0 * sx.y);
@@ -192,11 +250,12 @@ fn int_dot_block(blk: u32, xb: u32) -> f32 {
 #ifdef W_Q4_1
     // d·q + m: d·dx·Σ q·xq + m·dx·Σ xq.
     let base = blk * 20u;
+    let xw = x_window(xb);
     var s = 0;
     for (var j = 0u; j < 4u; j = j + 1u) {
         let q = w[(base + 4u + 4u * j) >> 2u];
-        s = s + dot4I8Packed(q & 0x0f0f0f0fu, x[xb * 8u + j]);
-        s = s + dot4I8Packed((q >> 4u) & 0x0f0f0f0fu, x[xb * 8u + 4u + j]);
+        s = s + dot4I8Packed(q & 0x0f0f0f0fu, x_word(xw, xb, j));
+        s = s + dot4I8Packed((q >> 4u) & 0x0f0f0f0fu, x_word(xw, xb, 4u + j));
     }
     let sx = xs[xb];
     return sx.x * (f16_at(base) * f32(s) + f16_at(base + 2u) * sx.y);
@@ -204,26 +263,28 @@ fn int_dot_block(blk: u32, xb: u32) -> f32 {
 #ifdef W_Q5_0
     // 5-bit quants 0..31 (offset 16): the fifth bits from qh set bit 4 of each byte.
     let base = blk * 22u;
+    let xw = x_window(xb);
     let qh = word_at(base + 2u);
     var s = 0;
     for (var j = 0u; j < 4u; j = j + 1u) {
         let q = word_at(base + 6u + 4u * j);
         let lo = (q & 0x0f0f0f0fu) | spread_bit4((qh >> (4u * j)) & 0xfu);
         let hi = ((q >> 4u) & 0x0f0f0f0fu) | spread_bit4((qh >> (16u + 4u * j)) & 0xfu);
-        s = s + dot4I8Packed(lo, x[xb * 8u + j]) + dot4I8Packed(hi, x[xb * 8u + 4u + j]);
+        s = s + dot4I8Packed(lo, x_word(xw, xb, j)) + dot4I8Packed(hi, x_word(xw, xb, 4u + j));
     }
     let sx = xs[xb];
     return f16_at(base) * sx.x * (f32(s) - 16.0 * sx.y);
 #endif
 #ifdef W_Q5_1
     let base = blk * 24u;
+    let xw = x_window(xb);
     let qh = w[(base + 4u) >> 2u];
     var s = 0;
     for (var j = 0u; j < 4u; j = j + 1u) {
         let q = w[(base + 8u + 4u * j) >> 2u];
         let lo = (q & 0x0f0f0f0fu) | spread_bit4((qh >> (4u * j)) & 0xfu);
         let hi = ((q >> 4u) & 0x0f0f0f0fu) | spread_bit4((qh >> (16u + 4u * j)) & 0xfu);
-        s = s + dot4I8Packed(lo, x[xb * 8u + j]) + dot4I8Packed(hi, x[xb * 8u + 4u + j]);
+        s = s + dot4I8Packed(lo, x_word(xw, xb, j)) + dot4I8Packed(hi, x_word(xw, xb, 4u + j));
     }
     let sx = xs[xb];
     return sx.x * (f16_at(base) * f32(s) + f16_at(base + 2u) * sx.y);
@@ -232,19 +293,24 @@ fn int_dot_block(blk: u32, xb: u32) -> f32 {
     // xb is the weight block's column index; its 8 sub-blocks meet activation blocks 8xb + s.
     // Integer sums per sub-block first, scales once per sub-block.
     let base = blk * 144u;
-    var acc = 0.0;
+    let sm = scale_min_words(base + 4u);
+    let xsw = xs_window(xb * 8u);
+    var acc = vec2<f32>(0.0);
     for (var c = 0u; c < 4u; c = c + 1u) {
+        let xa = xb * 8u + 2u * c;
+        let xwa = x_window(xa);
+        let xwb = x_window(xa + 1u);
         var s = vec2<i32>(0);
         for (var j = 0u; j < 8u; j = j + 1u) {
             let q = w[(base + 16u + 32u * c + 4u * j) >> 2u];
             s = s + vec2<i32>(
-                dot4I8Packed(q & 0x0f0f0f0fu, x[(xb * 8u + 2u * c) * 8u + j]),
-                dot4I8Packed((q >> 4u) & 0x0f0f0f0fu, x[(xb * 8u + 2u * c + 1u) * 8u + j]),
+                dot4I8Packed(q & 0x0f0f0f0fu, x_word(xwa, xa, j)),
+                dot4I8Packed((q >> 4u) & 0x0f0f0f0fu, x_word(xwb, xa + 1u, j)),
             );
         }
-        acc = acc + kquant_chunk(base, xb * 8u, c, s);
+        acc = acc + kquant_chunk(sm, xsw, xb * 8u, c, s);
     }
-    return acc;
+    return kquant_total(base, acc);
 #endif
 #ifdef W_Q6_K
     // 16-element groups with int8 scales; quants 0..63 packed from ql (low 4 bits) and qh
@@ -254,6 +320,7 @@ fn int_dot_block(blk: u32, xb: u32) -> f32 {
     for (var h = 0u; h < 2u; h = h + 1u) {
         for (var qt = 0u; qt < 4u; qt = qt + 1u) {
             let xbk = xb * 8u + 4u * h + qt;
+            let xw = x_window(xbk);
             var part = 0.0;
             for (var g = 0u; g < 2u; g = g + 1u) {
                 var s = 0;
@@ -261,7 +328,7 @@ fn int_dot_block(blk: u32, xb: u32) -> f32 {
                     let l = 16u * g + 4u * wj;
                     let lw = (word_at(base + 64u * h + 32u * (qt & 1u) + l) >> (4u * (qt / 2u))) & 0x0f0f0f0fu;
                     let hw = (word_at(base + 128u + 32u * h + l) >> (2u * qt)) & 0x03030303u;
-                    let xv = x[xbk * 8u + 4u * g + wj];
+                    let xv = x_word(xw, xbk, 4u * g + wj);
                     s = s + dot4I8Packed(lw | (hw << 4u), xv) - 32 * sum4(xv);
                 }
                 part = part + i8_of(byte_at(base + 192u + 8u * h + g + 2u * qt)) * f32(s);
@@ -273,8 +340,13 @@ fn int_dot_block(blk: u32, xb: u32) -> f32 {
 #endif
 #ifdef W_Q5_K
     let base = blk * 176u;
-    var acc = 0.0;
+    let sm = scale_min_words(base + 4u);
+    let xsw = xs_window(xb * 8u);
+    var acc = vec2<f32>(0.0);
     for (var c = 0u; c < 4u; c = c + 1u) {
+        let xa = xb * 8u + 2u * c;
+        let xwa = x_window(xa);
+        let xwb = x_window(xa + 1u);
         var s = vec2<i32>(0);
         for (var j = 0u; j < 8u; j = j + 1u) {
             let q = w[(base + 48u + 32u * c + 4u * j) >> 2u];
@@ -282,13 +354,13 @@ fn int_dot_block(blk: u32, xb: u32) -> f32 {
             let lo = (q & 0x0f0f0f0fu) | (((h >> (2u * c)) & 0x01010101u) << 4u);
             let hi = ((q >> 4u) & 0x0f0f0f0fu) | (((h >> (2u * c + 1u)) & 0x01010101u) << 4u);
             s = s + vec2<i32>(
-                dot4I8Packed(lo, x[(xb * 8u + 2u * c) * 8u + j]),
-                dot4I8Packed(hi, x[(xb * 8u + 2u * c + 1u) * 8u + j]),
+                dot4I8Packed(lo, x_word(xwa, xa, j)),
+                dot4I8Packed(hi, x_word(xwb, xa + 1u, j)),
             );
         }
-        acc = acc + kquant_chunk(base, xb * 8u, c, s);
+        acc = acc + kquant_chunk(sm, xsw, xb * 8u, c, s);
     }
-    return acc;
+    return kquant_total(base, acc);
 #endif
 }
 
@@ -376,24 +448,36 @@ fn bf16x4(a: u32, b: u32) -> vec4<f32> {
     );
 }
 
+// x units (vec4<f32>) per W unit.
+const X_PER_UNIT: u32 = ELEMS_PER_UNIT / 4u;
+
 // The contribution of unit `u` of W, which is unit `xu` of its row.
 fn unit_dot(u: u32, xu: u32) -> f32 {
+#ifdef W_F32
+    return unit_dot_x(u, x[xu], vec4<f32>(0.0));
+#else
+    return unit_dot_x(u, x[2u * xu], x[2u * xu + 1u]);
+#endif
+}
+
+// Unit `u` of W against its activations: xa, and xb where a unit holds eight elements.
+fn unit_dot_x(u: u32, xa: vec4<f32>, xb: vec4<f32>) -> f32 {
     let v = w[u];
 #ifdef W_F32
-    return dot(bitcast<vec4<f32>>(v), x[xu]);
+    return dot(bitcast<vec4<f32>>(v), xa);
 #endif
 #ifdef W_BF16
-    return dot(bf16x4(v.x, v.y), x[2u * xu]) + dot(bf16x4(v.z, v.w), x[2u * xu + 1u]);
+    return dot(bf16x4(v.x, v.y), xa) + dot(bf16x4(v.z, v.w), xb);
 #endif
 #ifdef W_F16
 #ifdef COMPUTE_F16
-    let lo = vec4<f32>(v[0] * vec4<f16>(x[2u * xu]));
-    let hi = vec4<f32>(v[1] * vec4<f16>(x[2u * xu + 1u]));
+    let lo = vec4<f32>(v[0] * vec4<f16>(xa));
+    let hi = vec4<f32>(v[1] * vec4<f16>(xb));
     return dot(lo, vec4<f32>(1.0)) + dot(hi, vec4<f32>(1.0));
 #else
     let lo = vec4<f32>(unpack_f16_pair(v.x), unpack_f16_pair(v.y));
     let hi = vec4<f32>(unpack_f16_pair(v.z), unpack_f16_pair(v.w));
-    return dot(lo, x[2u * xu]) + dot(hi, x[2u * xu + 1u]);
+    return dot(lo, xa) + dot(hi, xb);
 #endif
 #endif
 }
@@ -476,9 +560,22 @@ fn partial(row: u32, first: u32, step: u32) -> acc_t {
 #ifdef VEC4
     let units = p.cols / ELEMS_PER_UNIT;
     let base = row * units;
+#ifdef REDUCE_SERIAL_SHUFFLE
+    // Windows of eight x units, one loaded per lane; a W unit takes X_PER_UNIT of them.
+    const UNITS_PER_WINDOW: u32 = 8u / X_PER_UNIT;
+    for (var c = 0u; c < units / UNITS_PER_WINDOW; c = c + 1u) {
+        let window = x[8u * c + lane8];
+        for (var j = 0u; j < UNITS_PER_WINDOW; j = j + 1u) {
+            let xa = subgroupShuffle(window, X_PER_UNIT * j);
+            let xb = subgroupShuffle(window, X_PER_UNIT * j + X_PER_UNIT - 1u);
+            acc = acc + acc_t(unit_dot_x(base + c * UNITS_PER_WINDOW + j, xa, xb));
+        }
+    }
+#else
     for (var i = first; i < units; i = i + step) {
         acc = acc + acc_t(unit_dot(base + i, i));
     }
+#endif
 #else
     let span = row_words(row);
     for (var wi = span.x + first; wi < span.y; wi = wi + step) {
@@ -498,6 +595,23 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         return;
     }
     output(row, partial(row, 0u, 1u));
+}
+#endif
+
+#ifdef REDUCE_SERIAL_SHUFFLE
+@compute @workgroup_size(WG_SIZE)
+fn main(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(subgroup_invocation_id) sg_lane: u32,
+) {
+    lane8 = sg_lane % 8u;
+    let row = (wg.y * p.groups_x + wg.x) * ROWS_PER_WG + lid;
+    // Lanes past the last row redo it rather than return: a shuffle needs its source lane.
+    let sum = partial(min(row, p.rows - 1u), 0u, 1u);
+    if (row < p.rows) {
+        output(row, sum);
+    }
 }
 #endif
 

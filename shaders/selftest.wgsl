@@ -9,7 +9,7 @@
 //   SECTION_F16       f16 arithmetic and vec2<f16> storage loads (`enable f16;`); binding 2
 //                     is the input buffer again, seen as array<vec2<f16>> (naga 30 types
 //                     `bitcast<vec2<f16>>(u32)` as f32, so kernels load f16 pairs this way)
-//   SECTION_SUBGROUP  subgroupAdd (needs only the SUBGROUP device feature; naga rejects
+//   SECTION_SUBGROUP  subgroupAdd, subgroupShuffle (needs only the SUBGROUP device feature; naga rejects
 //                     `enable subgroups;`)
 // Slot numbers are mirrored in src/device/selftest.rs.
 
@@ -90,9 +90,17 @@ fn main(
 #ifdef SECTION_SUBGROUP
     // Every invocation checks its own subgroup's sums: bit 0 for subgroupAdd(1u) == size,
     // bit 1 for subgroupAdd(f32(id)) == size * (size - 1) / 2; bits 8..15 hold the size.
+    // Bit 2: subgroupShuffle of a u32 from the next lane (a computed index); bit 3: of a
+    // vec4<f32> from lane 7 (a constant index, as the GEMV kernels use it).
     let count = subgroupAdd(inp[5]);
     let ids = subgroupAdd(f32(sg_id));
     let want = f32(sg_size * (sg_size - 1u) / 2u);
-    outp[32u + lid] = select(0u, 1u, count == sg_size) | select(0u, 2u, ids == want) | (sg_size << 8u);
+    let next = (sg_id + 1u) % sg_size;
+    let shuffled = subgroupShuffle(3u * sg_id + inp[5], next);
+    let from7 = subgroupShuffle(vec4<f32>(f32(sg_id), 1.0, 2.0, f32(sg_id) * 0.5), 7u);
+    let lane7 = f32(7u % sg_size);
+    let vec_ok = all(from7 == vec4<f32>(lane7, 1.0, 2.0, lane7 * 0.5));
+    outp[32u + lid] = select(0u, 1u, count == sg_size) | select(0u, 2u, ids == want)
+        | select(0u, 4u, shuffled == 3u * next + 1u) | select(0u, 8u, vec_ok) | (sg_size << 8u);
 #endif
 }

@@ -404,6 +404,7 @@ fn render_details(a: &AdapterReport, out: &mut String) {
                     format!("{:.2}", r.serial.rate),
                     format!("{:.2}", r.workgroup.rate),
                     rate(&r.subgroup),
+                    rate(&r.serial_shuffle),
                     a.geometry
                         .as_ref()
                         .and_then(|g| {
@@ -422,6 +423,7 @@ fn render_details(a: &AdapterReport, out: &mut String) {
                 format!("{:.2}", g.serial.rate),
                 format!("{:.2}", g.workgroup.rate),
                 "-".into(),
+                "-".into(),
                 if a.geometry.as_ref().map(|g| g.gemm_layout)
                     == Some(crate::ops::select::Reduction::Serial)
                 {
@@ -433,12 +435,19 @@ fn render_details(a: &AdapterReport, out: &mut String) {
             ]);
         }
         out.push_str(&format!(
-            "\n  Autotune{} (GEMV: weight GB/s at 1024x1024; gemm: serial = rows layout, workgroup = tiles;\n  another layout replaces the device-type default only when {:.0}% faster)\n",
+            "\n  Autotune{} (GEMV: weight GB/s at 1024x1024; serial_shuffle = serial with activations shared by\n  subgroupShuffle; gemm: serial = rows layout, workgroup = tiles; another layout replaces the\n  device-type default only when {:.0}% faster)\n",
             if t.cached { ", cached" } else { "" },
             (crate::device::capabilities::MIN_LAYOUT_GAIN - 1.0) * 100.0
         ));
         out.push_str(&table(
-            &["kernel", "serial", "workgroup", "subgroup", "chosen"],
+            &[
+                "kernel",
+                "serial",
+                "workgroup",
+                "subgroup",
+                "serial_shuffle",
+                "chosen",
+            ],
             &rows,
         ));
         let int_dot: Vec<_> = StorageDType::WEIGHT_DTYPES

@@ -203,6 +203,13 @@ pub enum Reduction {
     Workgroup,
     /// `subgroupAdd`, then across subgroups through workgroup memory.
     Subgroup,
+    /// One invocation owns the row, as `Serial`, but each activation is loaded by one lane of
+    /// eight and handed to the others with `subgroupShuffle`. On a CPU adapter every
+    /// invocation's load of the same `x[k]` is a separate per-lane load; sharing removes seven
+    /// of eight (measured on lavapipe: f32 GEMV 54% → 84% of the streaming-read limit). Needs
+    /// subgroups of at least eight lanes; only for the paths that read x in whole windows
+    /// (16-byte f32/f16/bf16 units and int-dot blocks, rows a multiple of 32 elements).
+    SerialShuffle,
 }
 
 impl Reduction {
@@ -211,7 +218,13 @@ impl Reduction {
             Self::Serial => "serial",
             Self::Workgroup => "workgroup",
             Self::Subgroup => "subgroup",
+            Self::SerialShuffle => "serial_shuffle",
         }
+    }
+
+    /// Whether one invocation owns each row (no cross-invocation sum).
+    pub fn one_per_row(self) -> bool {
+        matches!(self, Self::Serial | Self::SerialShuffle)
     }
 }
 
@@ -313,14 +326,24 @@ impl Geometry {
         dtype: StorageDType,
         int_dot: bool,
         subgroups_usable: bool,
+        shuffle_usable: bool,
     ) -> Reduction {
         let tuned = self
             .gemv_tuned
             .iter()
             .find(|t| t.dtype == dtype && t.int_dot == int_dot);
-        match (tuned, self.gemv_layout) {
-            (Some(t), _) if t.reduction != Reduction::Subgroup || subgroups_usable => t.reduction,
-            (_, RowLayout::ThreadPerRow) => Reduction::Serial,
+        match tuned.map(|t| t.reduction) {
+            Some(Reduction::Subgroup) if !subgroups_usable => self.untuned_reduction(false),
+            Some(Reduction::SerialShuffle) if !shuffle_usable => Reduction::Serial,
+            Some(r) => r,
+            None => self.untuned_reduction(subgroups_usable),
+        }
+    }
+
+    /// The device-type heuristic's GEMV reduction.
+    fn untuned_reduction(&self, subgroups_usable: bool) -> Reduction {
+        match self.gemv_layout {
+            RowLayout::ThreadPerRow => Reduction::Serial,
             _ if subgroups_usable && self.gemv_subgroup.is_some() => Reduction::Subgroup,
             _ => Reduction::Workgroup,
         }
@@ -329,7 +352,7 @@ impl Geometry {
     /// The shape of a reduction's workgroups.
     pub fn gemv_shape(&self, reduction: Reduction) -> GemvShape {
         match (reduction, self.gemv_subgroup) {
-            (Reduction::Serial, _) => self.gemv_serial,
+            (Reduction::Serial | Reduction::SerialShuffle, _) => self.gemv_serial,
             (Reduction::Subgroup, Some(s)) => s,
             _ => self.gemv_workgroup,
         }
@@ -338,7 +361,12 @@ impl Geometry {
     /// The geometry the tuning run measured fastest.
     pub fn tuned(mut self, t: &Tuning) -> Self {
         // The heuristic's choice is the default each measurement must beat.
-        let default = self.gemv_reduction(StorageDType::F32, false, self.gemv_subgroup.is_some());
+        let default = self.gemv_reduction(
+            StorageDType::F32,
+            false,
+            self.gemv_subgroup.is_some(),
+            false,
+        );
         self.gemv_tuned = t
             .gemv
             .iter()
@@ -359,7 +387,7 @@ impl Geometry {
             .iter()
             .find(|r| r.dtype == StorageDType::F32 && !r.int_dot);
         if let Some(f32_choice) = f32_choice {
-            self.gemv_layout = if f32_choice.reduction == Reduction::Serial {
+            self.gemv_layout = if f32_choice.reduction.one_per_row() {
                 RowLayout::ThreadPerRow
             } else {
                 RowLayout::WorkgroupPerRow
@@ -422,6 +450,10 @@ pub struct LayoutRace {
     pub serial: Timed,
     pub workgroup: Timed,
     pub subgroup: Option<Timed>,
+    /// `Reduction::SerialShuffle`, where subgroups of eight or more lanes exist and the path
+    /// has it.
+    #[serde(default)]
+    pub serial_shuffle: Option<Timed>,
 }
 
 /// How much faster another layout must measure to replace the device-type default: closer
@@ -435,6 +467,7 @@ impl LayoutRace {
             Reduction::Serial => self.serial.rate,
             Reduction::Workgroup => self.workgroup.rate,
             Reduction::Subgroup => self.subgroup.as_ref().map_or(0.0, |m| m.rate),
+            Reduction::SerialShuffle => self.serial_shuffle.as_ref().map_or(0.0, |m| m.rate),
         }
     }
 
@@ -444,6 +477,7 @@ impl LayoutRace {
             Some(&self.serial),
             Some(&self.workgroup),
             self.subgroup.as_ref(),
+            self.serial_shuffle.as_ref(),
         ]
         .into_iter()
         .flatten()
@@ -459,12 +493,17 @@ impl LayoutRace {
     /// The measured-fastest layout, keeping `default` unless another is at least
     /// [`MIN_LAYOUT_GAIN`] times faster.
     pub fn fastest_over(&self, default: Reduction) -> Reduction {
-        let best = [Reduction::Serial, Reduction::Workgroup, Reduction::Subgroup]
-            .into_iter()
-            .fold(
-                default,
-                |b, r| if self.rate(r) > self.rate(b) { r } else { b },
-            );
+        let best = [
+            Reduction::Serial,
+            Reduction::Workgroup,
+            Reduction::Subgroup,
+            Reduction::SerialShuffle,
+        ]
+        .into_iter()
+        .fold(
+            default,
+            |b, r| if self.rate(r) > self.rate(b) { r } else { b },
+        );
         if self.rate(best) >= self.rate(default) * MIN_LAYOUT_GAIN {
             best
         } else {
@@ -578,6 +617,17 @@ impl Capabilities {
             self.summary.features.subgroup,
             self.disabled.subgroup,
             &[Primitive::SubgroupAdd],
+        )
+    }
+
+    /// Activations handed lane to lane by `subgroupShuffle` (`Reduction::SerialShuffle`):
+    /// subgroups of at least eight lanes, whose shuffles pass the self-test. Disabled with
+    /// subgroups (`WGLLM_DISABLE=subgroup`).
+    pub fn subgroup_shuffle(&self) -> Availability {
+        self.availability(
+            self.summary.features.subgroup && self.summary.limits.subgroup_min_size >= 8,
+            self.disabled.subgroup,
+            &[Primitive::SubgroupAdd, Primitive::SubgroupShuffle],
         )
     }
 

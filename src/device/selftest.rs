@@ -30,6 +30,7 @@ pub enum Primitive {
     F16Dot,
     F16FromF32,
     SubgroupAdd,
+    SubgroupShuffle,
 }
 
 impl Primitive {
@@ -51,6 +52,7 @@ impl Primitive {
             Self::F16Dot => "dot(vec2<f16>)",
             Self::F16FromF32 => "f16(f32)",
             Self::SubgroupAdd => "subgroupAdd",
+            Self::SubgroupShuffle => "subgroupShuffle",
         }
     }
 }
@@ -96,7 +98,7 @@ impl Section {
             ],
             Self::Dot4 => &[Unpack4xI8, Dot4I8Packed],
             Self::F16 => &[F16Arithmetic, F16LoadLo, F16LoadHi, F16Dot, F16FromF32],
-            Self::Subgroup => &[SubgroupAdd],
+            Self::Subgroup => &[SubgroupAdd, SubgroupShuffle],
         }
     }
 }
@@ -289,6 +291,14 @@ fn judge(section: Section, out: &[u32]) -> (Vec<CheckResult>, Option<u32>) {
                 (
                     bad == 0,
                     format!("{bad} of 64 invocations got a wrong subgroupAdd; subgroup size {sg_seen:?}"),
+                ),
+            );
+            let bad = words.iter().filter(|w| **w & 12 != 12).count();
+            push(
+                SubgroupShuffle,
+                (
+                    bad == 0,
+                    format!("{bad} of 64 invocations got a wrong subgroupShuffle"),
                 ),
             );
         }

@@ -363,6 +363,9 @@ pub fn reachable_variants(caps: &Capabilities, dtype: StorageDType) -> Vec<Kerne
     if let (true, Some(shape)) = (caps.subgroups().usable(), g.gemv_subgroup) {
         reductions.push((Reduction::Subgroup, shape));
     }
+    if caps.subgroup_shuffle().usable() {
+        reductions.push((Reduction::SerialShuffle, g.gemv_serial));
+    }
     let plain = KernelKey::plain(dtype);
     let int_dot = KernelKey::has_int_dot(dtype) && caps.dot4().usable();
     let mut keys = Vec::new();
@@ -380,7 +383,10 @@ pub fn reachable_variants(caps: &Capabilities, dtype: StorageDType) -> Vec<Kerne
                 if int_dot {
                     keys.push(key.with_int_dot());
                 }
-                keys.push(key);
+                // Shuffled activations exist for the VEC4 and int-dot paths only.
+                if reduction != Reduction::SerialShuffle || (plain && vec4) {
+                    keys.push(key);
+                }
             }
         }
     }

@@ -171,7 +171,7 @@ impl KernelKey {
         matches!(
             self.dtype,
             StorageDType::Q8_0 | StorageDType::Q4_0 | StorageDType::Q4K | StorageDType::Q6K
-        ) && self.reduction != Reduction::Serial
+        ) && !self.reduction.one_per_row()
             && self.op == Op::Gemv
     }
 
@@ -210,12 +210,21 @@ impl KernelKey {
         }
     }
 
-    /// This key, with VEC4 only if rows of `cols` elements are whole 16-byte units.
+    /// This key, with VEC4 only if rows of `cols` elements are whole 16-byte units, and
+    /// activations shared by shuffles (`Reduction::SerialShuffle`) only on the paths that read
+    /// them in whole 32-element windows (VEC4 and int-dot, rows a multiple of 32); otherwise
+    /// the plain one-invocation-per-row layout.
     pub fn for_cols(&self, cols: u32) -> Self {
         let vec4 =
             self.vec4 && !self.elementwise() && cols.is_multiple_of(self.elements_per_vec4());
+        let shuffles = self.op == Op::Gemv && cols.is_multiple_of(32) && (vec4 || self.int_dot);
+        let reduction = match self.reduction {
+            Reduction::SerialShuffle if !shuffles => Reduction::Serial,
+            r => r,
+        };
         Self {
             vec4,
+            reduction,
             ..self.clone()
         }
     }
@@ -247,6 +256,7 @@ impl KernelKey {
             Reduction::Serial => "REDUCE_SERIAL",
             Reduction::Workgroup => "REDUCE_WORKGROUP",
             Reduction::Subgroup => "REDUCE_SUBGROUP",
+            Reduction::SerialShuffle => "REDUCE_SERIAL_SHUFFLE",
         }));
         defines.push(Define::value("WG_SIZE", self.workgroup_size));
         defines.push(Define::value("ROWS_PER_WG", self.rows_per_workgroup));
@@ -279,7 +289,10 @@ impl KernelKey {
         if self.compute == ComputeDType::F16 || self.accum == AccumDType::F16 {
             f |= wgpu::Features::SHADER_F16;
         }
-        if self.reduction == Reduction::Subgroup {
+        if matches!(
+            self.reduction,
+            Reduction::Subgroup | Reduction::SerialShuffle
+        ) {
             f |= wgpu::Features::SUBGROUP;
         }
         f
@@ -327,11 +340,20 @@ fn reduction(
     int_dot: bool,
 ) -> (Reduction, GemvShape, Option<&'static str>) {
     let g = &caps.geometry;
-    let r = g.gemv_reduction(dtype, int_dot, caps.subgroups().usable());
+    let r = g.gemv_reduction(
+        dtype,
+        int_dot,
+        caps.subgroups().usable(),
+        caps.subgroup_shuffle().usable(),
+    );
     (
         r,
         g.gemv_shape(r),
-        (r == Reduction::Subgroup).then_some("subgroups"),
+        match r {
+            Reduction::Subgroup => Some("subgroups"),
+            Reduction::SerialShuffle => Some("subgroupShuffle"),
+            _ => None,
+        },
     )
 }
 
@@ -379,6 +401,7 @@ fn select_gemv(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
     };
     let reduce_note = match reduction {
         Reduction::Serial => "one invocation per row",
+        Reduction::SerialShuffle => "one invocation per row, activations shared by subgroupShuffle",
         Reduction::Workgroup => "64 invocations per row, workgroup-memory reduction",
         Reduction::Subgroup => "one subgroup per row, subgroupAdd",
     };

@@ -150,6 +150,13 @@ fn race_gemv_layouts(gpu: &Gpu, w: &GpuTensor, int_dot: bool) -> Result<LayoutRa
             (true, Some(_)) => Some(gemv_rate(gpu, &key(Reduction::Subgroup), w)?),
             _ => None,
         },
+        // Shuffled activations: the VEC4 (f32/f16/bf16) and int-dot paths.
+        serial_shuffle: if caps.subgroup_shuffle().usable() && (int_dot || KernelKey::plain(dtype))
+        {
+            Some(gemv_rate(gpu, &key(Reduction::SerialShuffle), w)?)
+        } else {
+            None
+        },
     })
 }
 
@@ -191,6 +198,7 @@ pub fn measure(gpu: &Gpu) -> Result<Tuning, DeviceError> {
             n,
         )?,
         subgroup: None,
+        serial_shuffle: None,
     };
     let mut tuning = Tuning {
         gemv,
@@ -204,7 +212,12 @@ pub fn measure(gpu: &Gpu) -> Result<Tuning, DeviceError> {
     let fallback_runs = caps.selftest.passed(Primitive::Unpack2x16FloatHi);
     if caps.f16().usable() && fallback_runs {
         let w16 = upload(gpu, StorageDType::F16, GEMV_SHAPE)?;
-        let r = geometry.gemv_reduction(StorageDType::F16, false, caps.subgroups().usable());
+        let r = geometry.gemv_reduction(
+            StorageDType::F16,
+            false,
+            caps.subgroups().usable(),
+            caps.subgroup_shuffle().usable(),
+        );
         let key = |compute| {
             KernelKey::gemv(
                 StorageDType::F16,
