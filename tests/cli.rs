@@ -658,6 +658,23 @@ fn the_autotune_runs_once_per_adapter_then_comes_from_the_cache() {
     let _ = std::fs::remove_dir_all(&dir);
     let cache = dir.display().to_string();
     let env = [("WGLLM_CACHE_DIR", cache.as_str())];
+    // dump selects no matmul kernel: on a fresh cache it dequantizes without measuring.
+    let dump = wgllm(
+        &[
+            "--adapter",
+            "vulkan",
+            "dump",
+            &fixture("tiny-llama.gguf"),
+            "blk.1.ffn_gate.weight",
+        ],
+        &env,
+    );
+    assert!(dump.status.success(), "{}", stderr(&dump));
+    assert!(
+        !stderr(&dump).contains("measuring kernel layouts"),
+        "{}",
+        stderr(&dump)
+    );
     let first = wgllm(&["--adapter", "vulkan", "capabilities", "--json"], &env);
     assert!(first.status.success(), "{}", stderr(&first));
     assert!(

@@ -187,7 +187,8 @@ pub fn run(selector: Option<&str>, args: &Args) -> Result<(), CliError> {
     let gpu = if args.cpu {
         None
     } else {
-        Some(super::open_gpu(selector)?)
+        // Dequantization selects no matmul kernel: no autotune.
+        Some(super::open_gpu_untuned(selector)?)
     };
     let mut file = match &args.out {
         Some(p) => Some(std::io::BufWriter::new(

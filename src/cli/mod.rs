@@ -142,6 +142,14 @@ pub fn open_gpu(selector: Option<&str>) -> Result<crate::device::Gpu, CliError> 
     Ok(crate::device::Gpu::open(&list, index, switches)?)
 }
 
+/// [`open_gpu`] without the autotune, for commands that select no matmul kernel.
+pub fn open_gpu_untuned(selector: Option<&str>) -> Result<crate::device::Gpu, CliError> {
+    let switches = crate::device::Switches::from_env()?;
+    let list = crate::device::AdapterList::enumerate();
+    let index = list.select(selector)?;
+    Ok(crate::device::Gpu::open_untuned(&list, index, switches)?)
+}
+
 /// Parses, resolves and runs.
 pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {

@@ -68,8 +68,14 @@ fn wanted_limits(adapter: &wgpu::Adapter) -> wgpu::Limits {
 
 impl Gpu {
     /// Opens adapter `index` of `list`: requests the device, installs error capture, runs (or
-    /// loads the cached) driver self-test, and derives the final [`Capabilities`].
-    pub fn open(list: &AdapterList, index: usize, switches: Switches) -> Result<Self, DeviceError> {
+    /// loads the cached) driver self-test, and derives the [`Capabilities`], without the
+    /// autotune: for work that selects no matmul kernel (`dump`'s dequantization), which
+    /// should not pay the first-run measurement.
+    pub fn open_untuned(
+        list: &AdapterList,
+        index: usize,
+        switches: Switches,
+    ) -> Result<Self, DeviceError> {
         let adapter = list
             .adapters
             .get(index)
@@ -133,6 +139,14 @@ impl Gpu {
         };
         let report = selftest::run_or_load(&gpu)?;
         gpu.caps = Capabilities::new(gpu.caps.summary.clone(), switches, report);
+        Ok(gpu)
+    }
+
+    /// Opens adapter `index` ready for kernel selection: self-tested (as
+    /// [`Self::open_untuned`]) and autotuned (the cached measurement of this adapter and
+    /// driver, or a fresh one of a few seconds), unless `WGLLM_TUNE=off`.
+    pub fn open(list: &AdapterList, index: usize, switches: Switches) -> Result<Self, DeviceError> {
+        let mut gpu = Self::open_untuned(list, index, switches)?;
         if !crate::ops::tune::disabled() {
             let tuning = crate::ops::tune::run_or_load(&gpu)?;
             gpu.caps = gpu.caps.clone().with_tuning(tuning);

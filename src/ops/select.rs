@@ -384,9 +384,12 @@ pub fn select(caps: &Capabilities, op: Op, dtype: StorageDType, kv: Option<KvDTy
 }
 
 fn select_gemv(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
-    if let Some(path) = select_int_dot(caps, dtype) {
-        return path;
-    }
+    // The race the int-dot kernel lost, if it ran one and lost.
+    let int_dot_lost = match select_int_dot(caps, dtype) {
+        IntDot::Chosen(path) => return path,
+        IntDot::MeasuredSlower(race) => Some(race),
+        IntDot::NotHere => None,
+    };
     let (reduction, shape, reduction_feature) = reduction(caps, dtype, false);
     let workarounds = caps.selftest.workarounds();
     let key = |compute| {
@@ -465,9 +468,7 @@ fn select_gemv(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
             } else {
                 "decoded one element at a time"
             };
-            let race = caps.tuning.as_ref().and_then(|t| t.int_dot_race(dtype));
-            if let (true, Some(race)) = (KernelKey::has_int_dot(dtype) && caps.dot4().usable(), race) {
-                // Only reached when the int-dot kernel measured slower.
+            if let Some(race) = int_dot_lost {
                 KernelPath::Native {
                     key: key(ComputeDType::F32),
                     feature: join("f32 arithmetic"),
@@ -493,20 +494,20 @@ fn select_gemv(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
     }
 }
 
-/// The int-dot GEMV of q8_0 / q4_0 / q4_1 / q5_0 / q5_1 where it is the one to run: dot4I8Packed usable, and either
-/// measured faster than the f32 decode (autotune) or, without measurements, accelerated in
-/// hardware. `None` where the f32-decode kernel should run instead.
-fn select_int_dot(caps: &Capabilities, dtype: StorageDType) -> Option<KernelPath> {
+/// The int-dot GEMV (the dtypes of [`KernelKey::has_int_dot`]) where it is the one to run:
+/// dot4I8Packed usable, and either measured faster than the f32 decode (autotune) or, without
+/// measurements, accelerated in hardware. Otherwise why the f32-decode kernel runs instead.
+fn select_int_dot(caps: &Capabilities, dtype: StorageDType) -> IntDot {
     if !KernelKey::has_int_dot(dtype) || !caps.dot4().usable() {
-        return None;
+        return IntDot::NotHere;
     }
     let accelerated = caps.summary.features.int_dot_accelerated == Some(true);
     let race = caps.tuning.as_ref().and_then(|t| t.int_dot_race(dtype));
-    let evidence = match &race {
+    let evidence = match race {
         Some(r) if r.native_wins() => format!("measured faster than f32 decode: {}", r.describe()),
-        Some(_) => return None,
+        Some(r) => return IntDot::MeasuredSlower(r),
         None if accelerated => "integerDotProduct4x8BitPackedSignedAccelerated".to_string(),
-        None => return None,
+        None => return IntDot::NotHere,
     };
     let (reduction, shape, reduction_feature) = reduction(caps, dtype, true);
     let key = KernelKey::gemv(
@@ -523,7 +524,7 @@ fn select_int_dot(caps: &Capabilities, dtype: StorageDType) -> Option<KernelPath
     } else {
         "emulated by the driver"
     };
-    Some(KernelPath::Native {
+    IntDot::Chosen(KernelPath::Native {
         key,
         feature: match reduction_feature {
             Some(r) => format!("dot4I8Packed ({hw}), {r}"),
@@ -534,6 +535,16 @@ fn select_int_dot(caps: &Capabilities, dtype: StorageDType) -> Option<KernelPath
              dot products, block sums exact in i32, scaled and summed in f32 ({evidence})"
         ),
     })
+}
+
+/// What [`select_int_dot`] decided.
+enum IntDot {
+    /// The int-dot kernel runs.
+    Chosen(KernelPath),
+    /// It ran in the autotune and lost to the f32 decode (the race says by how much).
+    MeasuredSlower(crate::device::capabilities::Race),
+    /// No int-dot path here (dtype, dot4 unusable, or neither measured nor accelerated).
+    NotHere,
 }
 
 /// GEMM: one tiled kernel for every dtype; what varies is whether the tiles and products are
