@@ -17,6 +17,9 @@
 // otherwise sums are f32.
 // W's part of a split tensor starts at its own buffer's byte 0; row_offset places its outputs;
 // out_stride is the output row length (the whole tensor's rows).
+// X_SHUFFLE (row layout, subgroups of at least eight): lane l of each eight loads activation
+// row l's elements and subgroupShuffle hands them to the others, one load where every lane
+// made its own (the CPU-adapter cost model: see REDUCE_SERIAL_SHUFFLE in gemv.wgsl).
 
 #ifdef COMPUTE_F16
 enable f16;
@@ -92,12 +95,24 @@ fn dot4(wv: vec4<tile_t>, m: mat4x4<tile_t>) -> vec4<acc_t> {
 }
 
 @compute @workgroup_size(64)
-fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+fn main(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+#ifdef X_SHUFFLE
+    @builtin(subgroup_invocation_id) sg_lane: u32,
+#endif
+) {
     let r0 = wg.x * 256u + lid;
     let n0 = wg.y * N_PER_WG;
+#ifdef X_SHUFFLE
+    // Every lane runs (rows past the edge repeat the last one): a shuffle needs its source.
+    // This lane loads activation row n0 + lane of each window.
+    let x_own = min(n0 + sg_lane % 8u, p.n - 1u) * p.cols;
+#else
     if (r0 >= p.rows) {
         return;
     }
+#endif
     let count = min(N_PER_WG, p.n - n0);
     // Rows past the edge (of W or of X) repeat the last valid one and are never stored.
     let last_n = p.n - 1u;
@@ -119,8 +134,14 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
 #ifdef X_VEC4
     for (var k = 0u; k < p.cols; k = k + 4u) {
         // Column j of xa / xc: elements k..k+4 of activation row j / 4 + j.
+#ifdef X_SHUFFLE
+        let own = x[(x_own + k) / 4u];
+        let xa = mat4x4<tile_t>(mat4x4<f32>(subgroupShuffle(own, 0u), subgroupShuffle(own, 1u), subgroupShuffle(own, 2u), subgroupShuffle(own, 3u)));
+        let xc = mat4x4<tile_t>(mat4x4<f32>(subgroupShuffle(own, 4u), subgroupShuffle(own, 5u), subgroupShuffle(own, 6u), subgroupShuffle(own, 7u)));
+#else
         let xa = mat4x4<tile_t>(mat4x4<f32>(x[(xb[0] + k) / 4u], x[(xb[1] + k) / 4u], x[(xb[2] + k) / 4u], x[(xb[3] + k) / 4u]));
         let xc = mat4x4<tile_t>(mat4x4<f32>(x[(xb[4] + k) / 4u], x[(xb[5] + k) / 4u], x[(xb[6] + k) / 4u], x[(xb[7] + k) / 4u]));
+#endif
         for (var i = 0u; i < 4u; i = i + 1u) {
             let e = wb[i] + k;
             let wv = vec4<tile_t>(dequant4(e));
@@ -130,8 +151,14 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     }
 #else
     for (var k = 0u; k < p.cols; k = k + 1u) {
+#ifdef X_SHUFFLE
+        let own = x[x_own + k];
+        let xlo = vec4<tile_t>(vec4<f32>(subgroupShuffle(own, 0u), subgroupShuffle(own, 1u), subgroupShuffle(own, 2u), subgroupShuffle(own, 3u)));
+        let xhi = vec4<tile_t>(vec4<f32>(subgroupShuffle(own, 4u), subgroupShuffle(own, 5u), subgroupShuffle(own, 6u), subgroupShuffle(own, 7u)));
+#else
         let xlo = vec4<tile_t>(vec4<f32>(x[xb[0] + k], x[xb[1] + k], x[xb[2] + k], x[xb[3] + k]));
         let xhi = vec4<tile_t>(vec4<f32>(x[xb[4] + k], x[xb[5] + k], x[xb[6] + k], x[xb[7] + k]));
+#endif
         for (var i = 0u; i < 4u; i = i + 1u) {
             let wv = tile_t(dequant(wb[i] + k));
             lo[i] = lo[i] + vec4<acc_t>(wv * xlo);

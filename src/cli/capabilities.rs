@@ -423,13 +423,11 @@ fn render_details(a: &AdapterReport, out: &mut String) {
                 format!("{:.2}", g.serial.rate),
                 format!("{:.2}", g.workgroup.rate),
                 "-".into(),
-                "-".into(),
-                if a.geometry.as_ref().map(|g| g.gemm_layout)
-                    == Some(crate::ops::select::Reduction::Serial)
-                {
-                    "rows"
-                } else {
-                    "tiles"
+                rate(&g.serial_shuffle),
+                match a.geometry.as_ref().map(|g| g.gemm_layout) {
+                    Some(crate::ops::select::Reduction::Serial) => "rows",
+                    Some(crate::ops::select::Reduction::SerialShuffle) => "rows_shuffle",
+                    _ => "tiles",
                 }
                 .into(),
             ]);

@@ -24,7 +24,20 @@ pub const ROWS_LAYOUT_N: u32 = 8;
 /// * `Reduction::Serial` — rows: one invocation per row of W, 8 activation rows per
 ///   workgroup, no workgroup memory or barriers (CPU adapters, where a barrier is a switch
 ///   between SIMD batches).
+/// * `Reduction::SerialShuffle` — rows, with each activation loaded by one lane of eight and
+///   handed to the others by `subgroupShuffle` (where [`Capabilities::subgroup_shuffle`] is
+///   usable; see [`layouts`]).
 pub const LAYOUTS: [Reduction; 2] = [Reduction::Workgroup, Reduction::Serial];
+
+/// The layouts this adapter can run: [`LAYOUTS`], plus shuffled activations where subgroups
+/// allow.
+pub fn layouts(caps: &Capabilities) -> Vec<Reduction> {
+    let mut l = LAYOUTS.to_vec();
+    if caps.subgroup_shuffle().usable() {
+        l.push(Reduction::SerialShuffle);
+    }
+    l
+}
 
 /// The kernel's uniform block (mirrors `struct Params` in gemm.wgsl).
 #[repr(C)]
@@ -63,7 +76,7 @@ pub fn key(
         accum,
         reduction: layout,
         int_dot: false,
-        workgroup_size: if layout == Reduction::Serial { 64 } else { 256 },
+        workgroup_size: if layout.one_per_row() { 64 } else { 256 },
         rows_per_workgroup: TILE,
         vec4: false,
         workarounds: Vec::new(),
@@ -79,7 +92,7 @@ pub fn reachable_variants(caps: &Capabilities, dtype: StorageDType) -> Vec<Kerne
     PRECISIONS
         .into_iter()
         .filter(|(c, _)| *c == ComputeDType::F32 || caps.f16().usable())
-        .flat_map(|(c, a)| LAYOUTS.map(|l| key(dtype, c, a, l)))
+        .flat_map(|(c, a)| layouts(caps).into_iter().map(move |l| key(dtype, c, a, l)))
         .collect()
 }
 
@@ -87,7 +100,7 @@ pub fn reachable_variants(caps: &Capabilities, dtype: StorageDType) -> Vec<Kerne
 /// when rows are whole vec4s (every block-quantized dtype; most plain shapes).
 pub fn for_cols(key: &KernelKey, cols: u32) -> KernelKey {
     KernelKey {
-        vec4: key.reduction == Reduction::Serial && cols.is_multiple_of(4),
+        vec4: key.reduction.one_per_row() && cols.is_multiple_of(4),
         ..key.clone()
     }
 }
@@ -95,8 +108,11 @@ pub fn for_cols(key: &KernelKey, cols: u32) -> KernelKey {
 /// The shader variant of a GEMM key.
 pub fn variant(key: &KernelKey) -> ShaderVariant {
     let mut defines = key.precision_defines();
-    if key.reduction == Reduction::Serial {
+    if key.reduction.one_per_row() {
         defines.push(Define::flag("LAYOUT_ROWS"));
+    }
+    if key.reduction == Reduction::SerialShuffle {
+        defines.push(Define::flag("X_SHUFFLE"));
     }
     if key.vec4 {
         defines.push(Define::flag("X_VEC4"));
@@ -173,7 +189,7 @@ pub fn encode_gemm(
         let uniform = gpu.uniform("gemm params", &params)?;
         // Without a bias, x fills the read-only binding; has_bias = 0 means it is never read.
         let b = bias.unwrap_or(x);
-        let (rows_per_group, n_per_group) = if key.reduction == Reduction::Serial {
+        let (rows_per_group, n_per_group) = if key.reduction.one_per_row() {
             (ROWS_LAYOUT_ROWS, ROWS_LAYOUT_N)
         } else {
             (TILE, TILE)

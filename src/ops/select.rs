@@ -557,10 +557,15 @@ fn select_gemm(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
         };
     }
     let layout = caps.geometry.gemm_layout;
-    let tiles = if layout == Reduction::Serial {
+    let tiles = if layout.one_per_row() {
         format!(
-            "one invocation per 4 weight rows, {} activation rows per workgroup, no barriers",
-            gemm::ROWS_LAYOUT_N
+            "one invocation per 4 weight rows, {} activation rows per workgroup, no barriers{}",
+            gemm::ROWS_LAYOUT_N,
+            if layout == Reduction::SerialShuffle {
+                ", activations shared by subgroupShuffle"
+            } else {
+                ""
+            }
         )
     } else {
         format!(

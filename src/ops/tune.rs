@@ -198,7 +198,16 @@ pub fn measure(gpu: &Gpu) -> Result<Tuning, DeviceError> {
             n,
         )?,
         subgroup: None,
-        serial_shuffle: None,
+        serial_shuffle: if caps.subgroup_shuffle().usable() {
+            Some(gemm_rate(
+                gpu,
+                &gemm_key(StorageDType::F32, ComputeDType::F32, Reduction::SerialShuffle),
+                &w32,
+                n,
+            )?)
+        } else {
+            None
+        },
     };
     let mut tuning = Tuning {
         gemv,
