@@ -94,25 +94,91 @@ fn dot4(wv: vec4<tile_t>, m: mat4x4<tile_t>) -> vec4<acc_t> {
     return vec4<acc_t>(wv * m);
 }
 
+#ifdef X_SHUFFLE
+// Shuffled activations (rows of X a whole number of vec4s): per step of four k, each lane
+// loads one vec4 of activation rows n0 + lane and n0 + 8 + lane, and the 16 rows' values
+// reach every lane by constant-index shuffles, about one operation each, while a weight load
+// is a per-lane gather costing several. So the register tile leans the other way: 2 weight
+// rows (r0, r0 + 64) by 16 activation rows, 8 gathered weights per 128 multiply-adds
+// instead of 16.
+const SHUFFLE_ROWS_PER_WG: u32 = 128u;
+const SHUFFLE_N_PER_WG: u32 = 16u;
+
+// Elements k..k+4 of four activation rows (the columns), from lanes first..first+4.
+fn x_cols(own: vec4<f32>, first: u32) -> mat4x4<tile_t> {
+    return mat4x4<tile_t>(mat4x4<f32>(
+        subgroupShuffle(own, first),
+        subgroupShuffle(own, first + 1u),
+        subgroupShuffle(own, first + 2u),
+        subgroupShuffle(own, first + 3u),
+    ));
+}
+
+// Stores weight row r's sums for activation rows n0..n0+16 (those that exist).
+fn put16(r: u32, n0: u32, a: vec4<acc_t>, b: vec4<acc_t>, c: vec4<acc_t>, d: vec4<acc_t>) {
+    if (r >= p.rows) {
+        return;
+    }
+    let sums = array<vec4<acc_t>, 4>(a, b, c, d);
+    for (var j = 0u; j < min(16u, p.n - n0); j = j + 1u) {
+        put(r, n0 + j, sums[j / 4u][j % 4u]);
+    }
+}
+
 @compute @workgroup_size(64)
 fn main(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
-#ifdef X_SHUFFLE
     @builtin(subgroup_invocation_id) sg_lane: u32,
-#endif
 ) {
+    let r0 = wg.x * SHUFFLE_ROWS_PER_WG + lid;
+    let n0 = wg.y * SHUFFLE_N_PER_WG;
+    // Every lane runs (rows past an edge repeat the last one and are never stored): a shuffle
+    // needs its source lane.
+    let last_n = p.n - 1u;
+    let last_r = p.rows - 1u;
+    let lane = sg_lane % 8u;
+    let xo0 = min(n0 + lane, last_n) * p.cols;
+    let xo1 = min(n0 + 8u + lane, last_n) * p.cols;
+    let wa = min(r0, last_r) * p.cols;
+    let wb = min(r0 + 64u, last_r) * p.cols;
+    var a0 = vec4<acc_t>(0.0);
+    var a1 = vec4<acc_t>(0.0);
+    var a2 = vec4<acc_t>(0.0);
+    var a3 = vec4<acc_t>(0.0);
+    var b0 = vec4<acc_t>(0.0);
+    var b1 = vec4<acc_t>(0.0);
+    var b2 = vec4<acc_t>(0.0);
+    var b3 = vec4<acc_t>(0.0);
+    for (var k = 0u; k < p.cols; k = k + 4u) {
+        let own0 = x[(xo0 + k) / 4u];
+        let own1 = x[(xo1 + k) / 4u];
+        let m0 = x_cols(own0, 0u);
+        let m1 = x_cols(own0, 4u);
+        let m2 = x_cols(own1, 0u);
+        let m3 = x_cols(own1, 4u);
+        let va = vec4<tile_t>(dequant4(wa + k));
+        a0 = a0 + dot4(va, m0);
+        a1 = a1 + dot4(va, m1);
+        a2 = a2 + dot4(va, m2);
+        a3 = a3 + dot4(va, m3);
+        let vb = vec4<tile_t>(dequant4(wb + k));
+        b0 = b0 + dot4(vb, m0);
+        b1 = b1 + dot4(vb, m1);
+        b2 = b2 + dot4(vb, m2);
+        b3 = b3 + dot4(vb, m3);
+    }
+    put16(r0, n0, a0, a1, a2, a3);
+    put16(r0 + 64u, n0, b0, b1, b2, b3);
+}
+#else
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let r0 = wg.x * 256u + lid;
     let n0 = wg.y * N_PER_WG;
-#ifdef X_SHUFFLE
-    // Every lane runs (rows past the edge repeat the last one): a shuffle needs its source.
-    // This lane loads activation row n0 + lane of each window.
-    let x_own = min(n0 + sg_lane % 8u, p.n - 1u) * p.cols;
-#else
     if (r0 >= p.rows) {
         return;
     }
-#endif
     let count = min(N_PER_WG, p.n - n0);
     // Rows past the edge (of W or of X) repeat the last valid one and are never stored.
     let last_n = p.n - 1u;
@@ -132,33 +198,43 @@ fn main(
         hi[i] = vec4<acc_t>(0.0);
     }
 #ifdef X_VEC4
+    let wb0 = wb[0];
+    let wb1 = wb[1];
+    let wb2 = wb[2];
+    let wb3 = wb[3];
+    var lo0 = vec4<acc_t>(0.0);
+    var lo1 = vec4<acc_t>(0.0);
+    var lo2 = vec4<acc_t>(0.0);
+    var lo3 = vec4<acc_t>(0.0);
+    var hi0 = vec4<acc_t>(0.0);
+    var hi1 = vec4<acc_t>(0.0);
+    var hi2 = vec4<acc_t>(0.0);
+    var hi3 = vec4<acc_t>(0.0);
     for (var k = 0u; k < p.cols; k = k + 4u) {
         // Column j of xa / xc: elements k..k+4 of activation row j / 4 + j.
-#ifdef X_SHUFFLE
-        let own = x[(x_own + k) / 4u];
-        let xa = mat4x4<tile_t>(mat4x4<f32>(subgroupShuffle(own, 0u), subgroupShuffle(own, 1u), subgroupShuffle(own, 2u), subgroupShuffle(own, 3u)));
-        let xc = mat4x4<tile_t>(mat4x4<f32>(subgroupShuffle(own, 4u), subgroupShuffle(own, 5u), subgroupShuffle(own, 6u), subgroupShuffle(own, 7u)));
-#else
         let xa = mat4x4<tile_t>(mat4x4<f32>(x[(xb[0] + k) / 4u], x[(xb[1] + k) / 4u], x[(xb[2] + k) / 4u], x[(xb[3] + k) / 4u]));
         let xc = mat4x4<tile_t>(mat4x4<f32>(x[(xb[4] + k) / 4u], x[(xb[5] + k) / 4u], x[(xb[6] + k) / 4u], x[(xb[7] + k) / 4u]));
-#endif
-        for (var i = 0u; i < 4u; i = i + 1u) {
-            let e = wb[i] + k;
-            let wv = vec4<tile_t>(dequant4(e));
-            lo[i] = lo[i] + dot4(wv, xa);
-            hi[i] = hi[i] + dot4(wv, xc);
-        }
+        // Written out, not looped: the sums must stay in registers (an array indexed in a
+        // loop the driver does not unroll lives in memory, a gather and scatter per add).
+        let w0 = vec4<tile_t>(dequant4(wb0 + k));
+        lo0 = lo0 + dot4(w0, xa);
+        hi0 = hi0 + dot4(w0, xc);
+        let w1 = vec4<tile_t>(dequant4(wb1 + k));
+        lo1 = lo1 + dot4(w1, xa);
+        hi1 = hi1 + dot4(w1, xc);
+        let w2 = vec4<tile_t>(dequant4(wb2 + k));
+        lo2 = lo2 + dot4(w2, xa);
+        hi2 = hi2 + dot4(w2, xc);
+        let w3 = vec4<tile_t>(dequant4(wb3 + k));
+        lo3 = lo3 + dot4(w3, xa);
+        hi3 = hi3 + dot4(w3, xc);
     }
+    lo = array<vec4<acc_t>, 4>(lo0, lo1, lo2, lo3);
+    hi = array<vec4<acc_t>, 4>(hi0, hi1, hi2, hi3);
 #else
     for (var k = 0u; k < p.cols; k = k + 1u) {
-#ifdef X_SHUFFLE
-        let own = x[x_own + k];
-        let xlo = vec4<tile_t>(vec4<f32>(subgroupShuffle(own, 0u), subgroupShuffle(own, 1u), subgroupShuffle(own, 2u), subgroupShuffle(own, 3u)));
-        let xhi = vec4<tile_t>(vec4<f32>(subgroupShuffle(own, 4u), subgroupShuffle(own, 5u), subgroupShuffle(own, 6u), subgroupShuffle(own, 7u)));
-#else
         let xlo = vec4<tile_t>(vec4<f32>(x[xb[0] + k], x[xb[1] + k], x[xb[2] + k], x[xb[3] + k]));
         let xhi = vec4<tile_t>(vec4<f32>(x[xb[4] + k], x[xb[5] + k], x[xb[6] + k], x[xb[7] + k]));
-#endif
         for (var i = 0u; i < 4u; i = i + 1u) {
             let wv = tile_t(dequant(wb[i] + k));
             lo[i] = lo[i] + vec4<acc_t>(wv * xlo);
@@ -176,6 +252,7 @@ fn main(
         }
     }
 }
+#endif
 #else
 const TILE: u32 = 64u;
 const TILE_K: u32 = 16u;

@@ -16,6 +16,10 @@ pub const TILE_K: u32 = 16;
 /// Weight rows (64 invocations × 4) and activation rows per workgroup of the row layout.
 pub const ROWS_LAYOUT_ROWS: u32 = 256;
 pub const ROWS_LAYOUT_N: u32 = 8;
+/// The same for the shuffled-activation layout: 64 invocations × 2 weight rows, 16 activation
+/// rows (gemm.wgsl's SHUFFLE_ROWS_PER_WG, SHUFFLE_N_PER_WG).
+pub const SHUFFLE_LAYOUT_ROWS: u32 = 128;
+pub const SHUFFLE_LAYOUT_N: u32 = 16;
 
 /// How a GEMM kernel lays out its work (the `reduction` field of its key).
 ///
@@ -97,10 +101,16 @@ pub fn reachable_variants(caps: &Capabilities, dtype: StorageDType) -> Vec<Kerne
 }
 
 /// The key that runs for rows of `cols` elements: the row layout loads activations as vec4
-/// when rows are whole vec4s (every block-quantized dtype; most plain shapes).
+/// when rows are whole vec4s (every block-quantized dtype; most plain shapes); shuffled
+/// activations need that, and fall back to the plain row layout otherwise.
 pub fn for_cols(key: &KernelKey, cols: u32) -> KernelKey {
+    let vec4 = key.reduction.one_per_row() && cols.is_multiple_of(4);
     KernelKey {
-        vec4: key.reduction.one_per_row() && cols.is_multiple_of(4),
+        vec4,
+        reduction: match key.reduction {
+            Reduction::SerialShuffle if !vec4 => Reduction::Serial,
+            r => r,
+        },
         ..key.clone()
     }
 }
@@ -189,10 +199,10 @@ pub fn encode_gemm(
         let uniform = gpu.uniform("gemm params", &params)?;
         // Without a bias, x fills the read-only binding; has_bias = 0 means it is never read.
         let b = bias.unwrap_or(x);
-        let (rows_per_group, n_per_group) = if key.reduction.one_per_row() {
-            (ROWS_LAYOUT_ROWS, ROWS_LAYOUT_N)
-        } else {
-            (TILE, TILE)
+        let (rows_per_group, n_per_group) = match key.reduction {
+            Reduction::Serial => (ROWS_LAYOUT_ROWS, ROWS_LAYOUT_N),
+            Reduction::SerialShuffle => (SHUFFLE_LAYOUT_ROWS, SHUFFLE_LAYOUT_N),
+            _ => (TILE, TILE),
         };
         let groups = [
             part.rows.div_ceil(rows_per_group).max(1),

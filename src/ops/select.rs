@@ -557,15 +557,15 @@ fn select_gemm(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
         };
     }
     let layout = caps.geometry.gemm_layout;
-    let tiles = if layout.one_per_row() {
+    let tiles = if layout == Reduction::SerialShuffle {
         format!(
-            "one invocation per 4 weight rows, {} activation rows per workgroup, no barriers{}",
-            gemm::ROWS_LAYOUT_N,
-            if layout == Reduction::SerialShuffle {
-                ", activations shared by subgroupShuffle"
-            } else {
-                ""
-            }
+            "one invocation per 2 weight rows, {} activation rows per workgroup shared by subgroupShuffle, no barriers",
+            gemm::SHUFFLE_LAYOUT_N
+        )
+    } else if layout == Reduction::Serial {
+        format!(
+            "one invocation per 4 weight rows, {} activation rows per workgroup, no barriers",
+            gemm::ROWS_LAYOUT_N
         )
     } else {
         format!(

@@ -201,7 +201,11 @@ pub fn measure(gpu: &Gpu) -> Result<Tuning, DeviceError> {
         serial_shuffle: if caps.subgroup_shuffle().usable() {
             Some(gemm_rate(
                 gpu,
-                &gemm_key(StorageDType::F32, ComputeDType::F32, Reduction::SerialShuffle),
+                &gemm_key(
+                    StorageDType::F32,
+                    ComputeDType::F32,
+                    Reduction::SerialShuffle,
+                ),
                 &w32,
                 n,
             )?)
