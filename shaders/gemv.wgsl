@@ -222,72 +222,165 @@ fn kquant_words(base: u32, xb0: u32, c: u32, j: u32, lo: u32, hi: u32) -> f32 {
         - f16_at(base + 2u) * (sm_lo.y * dx_lo * t.z + sm_hi.y * dx_hi * t.w);
 }
 
-// Weight block `blk` (of the whole tensor) against activation block `xb`.
-fn int_dot_block(blk: u32, xb: u32) -> f32 {
+#ifdef INT_DOT_32
+// Σ q·xq of a q4_0/q4_1 block's four quant words against activation block xb (window xw):
+// low nibbles are elements 0..15, high nibbles 16..31.
+fn nibble_sum(q0: u32, q1: u32, q2: u32, q3: u32, xw: u32, xb: u32) -> i32 {
+    let q = vec4<u32>(q0, q1, q2, q3);
+    var s = 0;
+    for (var j = 0u; j < 4u; j = j + 1u) {
+        s = s + dot4I8Packed(q[j] & 0x0f0f0f0fu, x_word(xw, xb, j))
+            + dot4I8Packed((q[j] >> 4u) & 0x0f0f0f0fu, x_word(xw, xb, 4u + j));
+    }
+    return s;
+}
+
+// The same for q5_0/q5_1: the fifth bits from qh set bit 4 of each byte.
+fn nibble5_sum(qh: u32, q0: u32, q1: u32, q2: u32, q3: u32, xw: u32, xb: u32) -> i32 {
+    let q = vec4<u32>(q0, q1, q2, q3);
+    var s = 0;
+    for (var j = 0u; j < 4u; j = j + 1u) {
+        let lo = (q[j] & 0x0f0f0f0fu) | spread_bit4((qh >> (4u * j)) & 0xfu);
+        let hi = ((q[j] >> 4u) & 0x0f0f0f0fu) | spread_bit4((qh >> (16u + 4u * j)) & 0xfu);
+        s = s + dot4I8Packed(lo, x_word(xw, xb, j)) + dot4I8Packed(hi, x_word(xw, xb, 4u + j));
+    }
+    return s;
+}
+
+// A 32-element weight block `blk` against activation block `xb`, whose (scale, Σ xq) is sx.
+// Quants are unsigned with an offset (q4_0: 8, q5_0: 16): Σ (q - o)·x = Σ q·x - o·Σ x; or
+// d·q + m (q4_1, q5_1): d·dx·Σ q·xq + m·dx·Σ xq.
+fn int_dot_block32(blk: u32, xb: u32, sx: vec2<f32>) -> f32 {
+    let xw = x_window(xb);
 #ifdef W_Q8_0
     let base = blk * 34u;
-    let xw = x_window(xb);
     var s = 0;
     for (var j = 0u; j < 8u; j = j + 1u) {
         s = s + dot4I8Packed(word_at(base + 2u + 4u * j), x_word(xw, xb, j));
     }
-    return f16_at(base) * xs[xb].x * f32(s);
+    return f16_at(base) * sx.x * f32(s);
 #endif
 #ifdef W_Q4_0
-    // Quants are 0..15 with an offset of 8: Σ (q - 8)·x = Σ q·x - 8·Σ x. Low nibbles are
-    // elements 0..15, high nibbles 16..31.
     let base = blk * 18u;
-    let xw = x_window(xb);
-    var s = 0;
-    for (var j = 0u; j < 4u; j = j + 1u) {
-        let q = word_at(base + 2u + 4u * j);
-        s = s + dot4I8Packed(q & 0x0f0f0f0fu, x_word(xw, xb, j));
-        s = s + dot4I8Packed((q >> 4u) & 0x0f0f0f0fu, x_word(xw, xb, 4u + j));
-    }
-    let sx = xs[xb];
+    let s = nibble_sum(word_at(base + 2u), word_at(base + 6u), word_at(base + 10u), word_at(base + 14u), xw, xb);
     return f16_at(base) * sx.x * (f32(s) - 8.0 * sx.y);
 #endif
 #ifdef W_Q4_1
-    // d·q + m: d·dx·Σ q·xq + m·dx·Σ xq.
-    let base = blk * 20u;
-    let xw = x_window(xb);
-    var s = 0;
-    for (var j = 0u; j < 4u; j = j + 1u) {
-        let q = w[(base + 4u + 4u * j) >> 2u];
-        s = s + dot4I8Packed(q & 0x0f0f0f0fu, x_word(xw, xb, j));
-        s = s + dot4I8Packed((q >> 4u) & 0x0f0f0f0fu, x_word(xw, xb, 4u + j));
-    }
-    let sx = xs[xb];
-    return sx.x * (f16_at(base) * f32(s) + f16_at(base + 2u) * sx.y);
+    let i = blk * 5u;
+    let dm = w[i];
+    let s = nibble_sum(w[i + 1u], w[i + 2u], w[i + 3u], w[i + 4u], xw, xb);
+    return sx.x * (unpack2x16float(dm).x * f32(s) + unpack2x16float(dm >> 16u).x * sx.y);
 #endif
 #ifdef W_Q5_0
-    // 5-bit quants 0..31 (offset 16): the fifth bits from qh set bit 4 of each byte.
     let base = blk * 22u;
-    let xw = x_window(xb);
-    let qh = word_at(base + 2u);
-    var s = 0;
-    for (var j = 0u; j < 4u; j = j + 1u) {
-        let q = word_at(base + 6u + 4u * j);
-        let lo = (q & 0x0f0f0f0fu) | spread_bit4((qh >> (4u * j)) & 0xfu);
-        let hi = ((q >> 4u) & 0x0f0f0f0fu) | spread_bit4((qh >> (16u + 4u * j)) & 0xfu);
-        s = s + dot4I8Packed(lo, x_word(xw, xb, j)) + dot4I8Packed(hi, x_word(xw, xb, 4u + j));
-    }
-    let sx = xs[xb];
+    let s = nibble5_sum(word_at(base + 2u), word_at(base + 6u), word_at(base + 10u), word_at(base + 14u), word_at(base + 18u), xw, xb);
     return f16_at(base) * sx.x * (f32(s) - 16.0 * sx.y);
 #endif
 #ifdef W_Q5_1
-    let base = blk * 24u;
-    let xw = x_window(xb);
-    let qh = w[(base + 4u) >> 2u];
-    var s = 0;
-    for (var j = 0u; j < 4u; j = j + 1u) {
-        let q = w[(base + 8u + 4u * j) >> 2u];
-        let lo = (q & 0x0f0f0f0fu) | spread_bit4((qh >> (4u * j)) & 0xfu);
-        let hi = ((q >> 4u) & 0x0f0f0f0fu) | spread_bit4((qh >> (16u + 4u * j)) & 0xfu);
-        s = s + dot4I8Packed(lo, x_word(xw, xb, j)) + dot4I8Packed(hi, x_word(xw, xb, 4u + j));
+    let i = blk * 6u;
+    let dm = w[i];
+    let s = nibble5_sum(w[i + 1u], w[i + 2u], w[i + 3u], w[i + 4u], w[i + 5u], xw, xb);
+    return sx.x * (unpack2x16float(dm).x * f32(s) + unpack2x16float(dm >> 16u).x * sx.y);
+#endif
+}
+
+#ifdef INT_DOT_GROUPS
+// Two 32-element blocks from an even block `blk` (their 68, 36 or 44 bytes start on a word
+// boundary) against activation blocks xb, xb + 1 with scales sa, sb. q8_0, q4_0 and q5_0
+// blocks are 34, 18 and 22 bytes, so every other one starts mid-word and a block-at-a-time
+// reader loads two words per quant word; a pair is read as whole words, each once.
+fn int_dot_pair(blk: u32, xb: u32, sa: vec2<f32>, sb: vec2<f32>) -> f32 {
+    let xwa = x_window(xb);
+    let xwb = x_window(xb + 1u);
+#ifdef W_Q8_0
+    // Words 0..8: d_a, then block a's quants at byte 2 (each the high half of one word and
+    // the low half of the next); word 8's high half is d_b; words 9..17 block b's quants.
+    let i = (blk / 2u) * 17u;
+    let first = w[i];
+    var prev = first;
+    var s_a = 0;
+    for (var j = 0u; j < 8u; j = j + 1u) {
+        let next = w[i + 1u + j];
+        s_a = s_a + dot4I8Packed((prev >> 16u) | (next << 16u), x_word(xwa, xb, j));
+        prev = next;
     }
-    let sx = xs[xb];
-    return sx.x * (f16_at(base) * f32(s) + f16_at(base + 2u) * sx.y);
+    var s_b = 0;
+    for (var j = 0u; j < 8u; j = j + 1u) {
+        s_b = s_b + dot4I8Packed(w[i + 9u + j], x_word(xwb, xb + 1u, j));
+    }
+    return unpack2x16float(first).x * sa.x * f32(s_a)
+        + unpack2x16float(prev >> 16u).x * sb.x * f32(s_b);
+#endif
+#ifdef W_Q4_0
+    // Words 0..4: d_a, block a's quants at byte 2; word 4's high half is d_b; words 5..9
+    // block b's quants.
+    let i = (blk / 2u) * 9u;
+    let w0 = w[i];
+    let w1 = w[i + 1u];
+    let w2 = w[i + 2u];
+    let w3 = w[i + 3u];
+    let w4 = w[i + 4u];
+    let s_a = nibble_sum(
+        (w0 >> 16u) | (w1 << 16u), (w1 >> 16u) | (w2 << 16u),
+        (w2 >> 16u) | (w3 << 16u), (w3 >> 16u) | (w4 << 16u), xwa, xb);
+    let s_b = nibble_sum(w[i + 5u], w[i + 6u], w[i + 7u], w[i + 8u], xwb, xb + 1u);
+    return unpack2x16float(w0).x * sa.x * (f32(s_a) - 8.0 * sa.y)
+        + unpack2x16float(w4 >> 16u).x * sb.x * (f32(s_b) - 8.0 * sb.y);
+#endif
+#ifdef W_Q5_0
+    // Words 0..5: d_a, qh_a at byte 2, block a's quants at byte 6; word 5's high half is
+    // d_b; word 6 qh_b; words 7..11 block b's quants.
+    let i = (blk / 2u) * 11u;
+    let w0 = w[i];
+    let w1 = w[i + 1u];
+    let w2 = w[i + 2u];
+    let w3 = w[i + 3u];
+    let w4 = w[i + 4u];
+    let w5 = w[i + 5u];
+    let s_a = nibble5_sum(
+        (w0 >> 16u) | (w1 << 16u),
+        (w1 >> 16u) | (w2 << 16u), (w2 >> 16u) | (w3 << 16u),
+        (w3 >> 16u) | (w4 << 16u), (w4 >> 16u) | (w5 << 16u), xwa, xb);
+    let s_b = nibble5_sum(w[i + 6u], w[i + 7u], w[i + 8u], w[i + 9u], w[i + 10u], xwb, xb + 1u);
+    return unpack2x16float(w0).x * sa.x * (f32(s_a) - 16.0 * sa.y)
+        + unpack2x16float(w5 >> 16u).x * sb.x * (f32(s_b) - 16.0 * sb.y);
+#endif
+#ifdef W_Q4_1
+    return int_dot_block32(blk, xb, sa) + int_dot_block32(blk + 1u, xb + 1u, sb);
+#endif
+#ifdef W_Q5_1
+    return int_dot_block32(blk, xb, sa) + int_dot_block32(blk + 1u, xb + 1u, sb);
+#endif
+}
+
+// Eight blocks of a row from block b0 (blk0 in the tensor; both even): the eight activation
+// scales arrive in one window, lane l loading block b0 + l's.
+fn int_dot_group(blk0: u32, b0: u32) -> f32 {
+    let sw = xs[b0 + lane8];
+    return int_dot_pair(blk0, b0, subgroupShuffle(sw, 0u), subgroupShuffle(sw, 1u))
+        + int_dot_pair(blk0 + 2u, b0 + 2u, subgroupShuffle(sw, 2u), subgroupShuffle(sw, 3u))
+        + int_dot_pair(blk0 + 4u, b0 + 4u, subgroupShuffle(sw, 4u), subgroupShuffle(sw, 5u))
+        + int_dot_pair(blk0 + 6u, b0 + 6u, subgroupShuffle(sw, 6u), subgroupShuffle(sw, 7u));
+}
+#endif
+#endif
+
+// Weight block `blk` (of the whole tensor) against activation block `xb`.
+fn int_dot_block(blk: u32, xb: u32) -> f32 {
+#ifdef W_Q8_0
+    return int_dot_block32(blk, xb, xs[xb]);
+#endif
+#ifdef W_Q4_0
+    return int_dot_block32(blk, xb, xs[xb]);
+#endif
+#ifdef W_Q4_1
+    return int_dot_block32(blk, xb, xs[xb]);
+#endif
+#ifdef W_Q5_0
+    return int_dot_block32(blk, xb, xs[xb]);
+#endif
+#ifdef W_Q5_1
+    return int_dot_block32(blk, xb, xs[xb]);
 #endif
 #ifdef W_Q4_K
     // xb is the weight block's column index; its 8 sub-blocks meet activation blocks 8xb + s.
@@ -532,7 +625,17 @@ fn partial(row: u32, first: u32, step: u32) -> acc_t {
         acc = acc + acc_t(int_dot_unit(row * blocks + b, i % UNITS, b));
     }
 #else
-    for (var b = first; b < blocks; b = b + step) {
+    var b = first;
+#ifdef INT_DOT_GROUPS
+    // Whole groups of eight blocks while rows have an even number of blocks (pairs then
+    // start on word boundaries); the rest block by block.
+    let groups = select(0u, blocks / 8u, blocks % 2u == 0u);
+    for (var g = 0u; g < groups; g = g + 1u) {
+        acc = acc + acc_t(int_dot_group(row * blocks + 8u * g, 8u * g));
+    }
+    b = 8u * groups;
+#endif
+    for (; b < blocks; b = b + step) {
         acc = acc + acc_t(int_dot_block(row * blocks + b, b));
     }
 #endif

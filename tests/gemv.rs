@@ -40,6 +40,10 @@ fn shapes(dtype: StorageDType) -> Vec<(u32, u32)> {
             (9, 7 * b),
             (33, b),
             (4, 4096.max(b)),
+            // Int-dot with shared activations takes eight blocks at a time while a row has an
+            // even number of blocks: one group and a tail of two; and an odd count (no groups).
+            (65, 10 * b),
+            (5, 9 * b),
             (129, 2 * b),
             (70_000, b),
         ]

@@ -248,6 +248,14 @@ impl KernelKey {
         }
         if self.int_dot {
             defines.push(Define::flag("INT_DOT"));
+            if self.dtype.block().elements == 32 {
+                defines.push(Define::flag("INT_DOT_32"));
+            }
+            // 32-element blocks with shared activations: eight blocks at a time, pairs read
+            // as whole words (gemv.wgsl's int_dot_group).
+            if self.reduction == Reduction::SerialShuffle && self.dtype.block().elements == 32 {
+                defines.push(Define::flag("INT_DOT_GROUPS"));
+            }
         }
         if self.vec4 {
             defines.push(Define::flag("VEC4"));
