@@ -406,29 +406,13 @@ fn int_dot_block(blk: u32, xb: u32) -> f32 {
     return kquant_total(base, acc);
 #endif
 #ifdef W_Q6_K
-    // 16-element groups with int8 scales; quants 0..63 packed from ql (low 4 bits) and qh
-    // (high 2 bits), offset 32 via the group's Σ xq.
+    // Each ql, qh and scale word is read once: a half h (128 elements) takes ql words
+    // 64h + 4m and 64h + 32 + 4m and qh word 32h + 4m for m = 0..7, which together hold four
+    // quant words, one in each of the half's four activation blocks.
     let base = blk * 210u;
-    var acc = 0.0;
-    for (var h = 0u; h < 2u; h = h + 1u) {
-        for (var qt = 0u; qt < 4u; qt = qt + 1u) {
-            let xbk = xb * 8u + 4u * h + qt;
-            let xw = x_window(xbk);
-            var part = 0.0;
-            for (var g = 0u; g < 2u; g = g + 1u) {
-                var s = 0;
-                for (var wj = 0u; wj < 4u; wj = wj + 1u) {
-                    let l = 16u * g + 4u * wj;
-                    let lw = (word_at(base + 64u * h + 32u * (qt & 1u) + l) >> (4u * (qt / 2u))) & 0x0f0f0f0fu;
-                    let hw = (word_at(base + 128u + 32u * h + l) >> (2u * qt)) & 0x03030303u;
-                    let xv = x_word(xw, xbk, 4u * g + wj);
-                    s = s + dot4I8Packed(lw | (hw << 4u), xv) - 32 * sum4(xv);
-                }
-                part = part + i8_of(byte_at(base + 192u + 8u * h + g + 2u * qt)) * f32(s);
-            }
-            acc = acc + xs[xbk].x * part;
-        }
-    }
+    let xsw = xs_window(xb * 8u);
+    let sc = vec4<u32>(word_at(base + 192u), word_at(base + 196u), word_at(base + 200u), word_at(base + 204u));
+    let acc = q6k_half(base, xb * 8u, 0u, sc, xsw) + q6k_half(base, xb * 8u, 1u, sc, xsw);
     return f16_at(base + 208u) * acc;
 #endif
 #ifdef W_Q5_K
@@ -456,6 +440,56 @@ fn int_dot_block(blk: u32, xb: u32) -> f32 {
     return kquant_total(base, acc);
 #endif
 }
+
+#ifdef W_Q6_K
+// Quant words of q6_k half h as signed int8 (q - 32, -32..31, so no offset term is needed):
+// ((q | 0x80) - 0x20) ^ 0x80 per byte subtracts 32 without borrowing across bytes.
+fn q6k_signed(lo4: u32, hi2: u32) -> u32 {
+    let q = (lo4 & 0x0f0f0f0fu) | ((hi2 & 0x03030303u) << 4u);
+    return ((q | 0x80808080u) - 0x20202020u) ^ 0x80808080u;
+}
+
+// Integer sums of group g (words 4g..4g+4 of each activation block) of q6_k half h, one per
+// activation block 4h + qt (windows xw0..xw3).
+fn q6k_group(base: u32, xb0: u32, h: u32, g: u32, xw0: u32, xw1: u32, xw2: u32, xw3: u32) -> vec4<i32> {
+    var s = vec4<i32>(0);
+    for (var m4 = 0u; m4 < 4u; m4 = m4 + 1u) {
+        let m = 4u * g + m4;
+        let a = word_at(base + 64u * h + 4u * m);
+        let b = word_at(base + 64u * h + 32u + 4u * m);
+        let hb = word_at(base + 128u + 32u * h + 4u * m);
+        let xa = xb0 + 4u * h;
+        s = s + vec4<i32>(
+            dot4I8Packed(q6k_signed(a, hb), x_word(xw0, xa, m)),
+            dot4I8Packed(q6k_signed(b, hb >> 2u), x_word(xw1, xa + 1u, m)),
+            dot4I8Packed(q6k_signed(a >> 4u, hb >> 4u), x_word(xw2, xa + 2u, m)),
+            dot4I8Packed(q6k_signed(b >> 4u, hb >> 6u), x_word(xw3, xa + 3u, m)),
+        );
+    }
+    return s;
+}
+
+// Half h of a q6_k block: Σ over its activation blocks 4h + qt of dx · Σ_g sc[8h + 2qt + g] ·
+// (group sum); `sc` holds the 16 int8 scales, `xsw` the block's activation-scale window.
+fn q6k_half(base: u32, xb0: u32, h: u32, sc: vec4<u32>, xsw: vec2<f32>) -> f32 {
+    let xa = xb0 + 4u * h;
+    let xw0 = x_window(xa);
+    let xw1 = x_window(xa + 1u);
+    let xw2 = x_window(xa + 2u);
+    let xw3 = x_window(xa + 3u);
+    let s0 = q6k_group(base, xb0, h, 0u, xw0, xw1, xw2, xw3);
+    let s1 = q6k_group(base, xb0, h, 1u, xw0, xw1, xw2, xw3);
+    var acc = 0.0;
+    for (var qt = 0u; qt < 4u; qt = qt + 1u) {
+        // Scales 8h + 2qt and 8h + 2qt + 1: word 2h + qt / 2, bytes 2 (qt % 2) and + 1.
+        let word = sc[2u * h + qt / 2u] >> (16u * (qt % 2u));
+        let g0 = f32(bitcast<i32>(word << 24u) >> 24u);
+        let g1 = f32(bitcast<i32>(word << 16u) >> 24u);
+        acc = acc + xs_of(xsw, xb0, 4u * h + qt).x * (g0 * f32(s0[qt]) + g1 * f32(s1[qt]));
+    }
+    return acc;
+}
+#endif
 
 // Four bits, one into bit 4 of each byte of a word (the fifth bit of q5 quants).
 fn spread_bit4(b: u32) -> u32 {
