@@ -22,9 +22,10 @@ use crate::ops::shader::Shader;
 use crate::ops::timing::median_seconds;
 use crate::ops::{dequantize, gemm, gemv};
 
-/// GEMV shape of the race: large enough to leave the caches on a CPU, small enough that the
-/// whole tune takes about a second on lavapipe.
-const GEMV_SHAPE: (u32, u32) = (1024, 1024);
+/// GEMV shape of the race: rows as long as a 7-8B model's (short rows favoured other layouts
+/// on lavapipe than the 4096-wide ones models have), large enough to leave the caches on a
+/// CPU, small enough that the whole tune takes a few seconds on lavapipe.
+const GEMV_SHAPE: (u32, u32) = (512, 4096);
 /// GEMM shape (rows, cols, activation rows).
 const GEMM_SHAPE: (u32, u32, u32) = (256, 256, 64);
 const RUNS: usize = 3;
@@ -121,7 +122,13 @@ fn race_gemv_layouts(gpu: &Gpu, w: &GpuTensor, int_dot: bool) -> Result<LayoutRa
     let caps = &gpu.caps;
     let g = &caps.geometry;
     let dtype = w.dtype;
-    let compute = if dtype == StorageDType::F16 && caps.f16().usable() {
+    // f16 weights race their layouts with f32 compute wherever that fallback runs (it always
+    // exists; native f16 is raced against it afterwards, in the layout found here). Racing
+    // with f16 compute let lavapipe's slow f16 arithmetic pick the layout for the f32 path.
+    let compute = if dtype == StorageDType::F16
+        && caps.f16().usable()
+        && !caps.selftest.passed(Primitive::Unpack2x16FloatHi)
+    {
         ComputeDType::F16
     } else {
         ComputeDType::F32
