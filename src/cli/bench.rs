@@ -103,12 +103,17 @@ pub struct BenchRow {
     /// Weight bytes read ÷ time (GEMV is memory-bound: this is its figure of merit).
     pub weight_gb_per_s: f64,
     pub gflop_per_s: f64,
-    /// gemv: weight_gb_per_s ÷ the streaming-read limit measured in this run.
+    /// gemv: weight_gb_per_s ÷ the streaming-read limit, timed again right before this
+    /// kernel (the run's best layout and width).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ratio_to_stream_read: Option<f64>,
-    /// gemm: gflop_per_s ÷ the FMA peak of the kernel's compute dtype measured in this run.
+    /// gemm: gflop_per_s ÷ the FMA peak of the kernel's compute dtype, timed again right
+    /// before this kernel.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ratio_to_fma_peak: Option<f64>,
+    /// The limit that ratio divides by (GB/s for gemv, GFLOP/s for gemm).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<f64>,
 }
 
 /// One dtype's share of a model pass.
@@ -291,6 +296,10 @@ fn bench_op(gpu: &Gpu, args: &Args, op: Op, limits: &Limits) -> Result<Vec<Bench
             let x = activations(gpu, n, shape.cols)?;
             let y = gpu.storage("bench y", u64::from(shape.rows) * u64::from(n) * 4)?;
             for key in &keys {
+                // The limit is timed next to each kernel: on a shared machine bandwidth drifts
+                // by tens of percent over a run, and a ratio is only fair against the limit of
+                // the same moment.
+                let near = limits.nearby(gpu)?;
                 let seconds =
                     median_seconds(gpu, &format!("the {op} benchmark"), 5, |enc| match op {
                         Op::Gemv => gemv::encode_gemv_tensor(gpu, enc, key, &w, [&x, &y], None),
@@ -310,8 +319,9 @@ fn bench_op(gpu: &Gpu, args: &Args, op: Op, limits: &Limits) -> Result<Vec<Bench
                     seconds,
                     weight_gb_per_s: gbs,
                     gflop_per_s: gflops,
-                    ratio_to_stream_read: limits.read_ratio(gbs),
-                    ratio_to_fma_peak: limits.fma_ratio(gflops, key.compute),
+                    ratio_to_stream_read: near.read_ratio(gbs),
+                    ratio_to_fma_peak: near.fma_ratio(gflops, key.compute),
+                    limit: near.limit(key.compute),
                 });
             }
         }
@@ -403,6 +413,8 @@ fn bench_model(
         .sum();
     let gbs = loaded.bytes as f64 / seconds / 1e9;
     let gflops = flops as f64 / seconds / 1e9;
+    // The limit of the same moment (see bench_op).
+    let limits = limits.nearby(gpu)?;
     let by_dtype = keys
         .iter()
         .map(|(dtype, path)| {
@@ -446,6 +458,36 @@ struct Limits {
 }
 
 impl Limits {
+    /// The same limits, timed again now (each in the configuration measured best).
+    fn nearby(&self, gpu: &Gpu) -> Result<Limits, CliError> {
+        Ok(Limits {
+            stream_read: match &self.stream_read {
+                Some(l) => Some(stream_read::remeasure(gpu, l)?),
+                None => None,
+            },
+            fma: self
+                .fma
+                .iter()
+                .map(|f| fma_peak::measure(gpu, f.dtype))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    /// The figure a kernel of `compute` dtype is divided by.
+    fn limit(&self, compute: ComputeDType) -> Option<f64> {
+        self.stream_read.as_ref().map(|l| l.gb_per_s).or_else(|| {
+            let peak_dtype = if compute == ComputeDType::F16 {
+                ComputeDType::F16
+            } else {
+                ComputeDType::F32
+            };
+            self.fma
+                .iter()
+                .find(|f| f.dtype == peak_dtype)
+                .map(|f| f.gflop_per_s)
+        })
+    }
+
     /// Weight GB/s as a share of the streaming-read limit (when measured).
     fn read_ratio(&self, gb_per_s: f64) -> Option<f64> {
         self.stream_read.as_ref().map(|l| gb_per_s / l.gb_per_s)
@@ -555,15 +597,19 @@ pub fn render(r: &BenchReport) -> String {
                 format!("{:.1} µs", b.seconds * 1e6),
                 format!("{:.1} GB/s", b.weight_gb_per_s),
                 format!("{:.1} GFLOP/s", b.gflop_per_s),
-                ratio.map_or("-".into(), |r| format!("{:.0}%", r * 100.0)),
+                match (ratio, b.limit) {
+                    (Some(r), Some(l)) => format!("{:.0}% of {l:.1}", r * 100.0),
+                    (Some(r), None) => format!("{:.0}%", r * 100.0),
+                    _ => "-".into(),
+                },
             ]
         })
         .collect();
     if !r.rows.is_empty() {
         let limit = if r.fma_peak.is_empty() {
-            "of read limit"
+            "of read limit (GB/s, timed next to it)"
         } else {
-            "of FMA peak"
+            "of FMA peak (GFLOP/s, timed next to it)"
         };
         out.push_str(&table(
             &[
