@@ -59,6 +59,13 @@ fn scale_min_of(words: vec4<u32>, j: u32) -> vec2<f32> {
     );
 }
 
+#ifdef W_F8_E4M3
+#include "fp8.wgsl"
+#endif
+#ifdef W_F8_E5M2
+#include "fp8.wgsl"
+#endif
+
 #ifdef W_NF4
 // bitsandbytes' NF4 code book.
 var<private> NF4_TABLE: array<f32, 16> = array<f32, 16>(
@@ -81,21 +88,10 @@ fn dequant(e: u32) -> f32 {
     return bitcast<f32>(select(word << 16u, word & 0xffff0000u, (e & 1u) == 1u));
 #endif
 #ifdef W_F8_E5M2
-    // E5M2 is the high byte of an f16.
-    return unpack2x16float(byte_at(e) << 8u).x;
+    return fp8(byte_at(e));
 #endif
 #ifdef W_F8_E4M3
-    let v = byte_at(e);
-    let sign = select(1.0, -1.0, (v & 0x80u) != 0u);
-    let exp = (v >> 3u) & 0xfu;
-    let man = v & 7u;
-    if (exp == 15u && man == 7u) {
-        return bitcast<f32>(0x7fc00000u);
-    }
-    if (exp == 0u) {
-        return sign * f32(man) * 0.001953125; // man / 8 * 2^-6
-    }
-    return sign * bitcast<f32>(((exp + 120u) << 23u) | (man << 20u));
+    return fp8(byte_at(e));
 #endif
 #ifdef W_Q8_0
     let base = (e / 32u) * 34u;

@@ -4,21 +4,23 @@
 //   W_F32   one f32 per u32 word
 //   W_F16   two f16 per word, low half first (little-endian)
 //   W_BF16  two bf16 per word; WGSL has no bf16, so a bf16 is the high 16 bits of an f32
+//   W_FP8   (with W_F8_E4M3 or W_F8_E5M2) four fp8 per word, low byte first (fp8.wgsl)
 // COMPUTE_F16 multiplies in f16 (`enable f16;`, needs shader-f16); otherwise f32.
 // Sums are f32, or f16 with ACCUM_F16 (needs shader-f16): the third precision level, there to
 // be measured against f32 (tests/gemv.rs reports the difference).
 // Outputs go to y[row_offset + row] (a part of a row-split tensor starts at its own buffer's
 // byte 0), plus bias[row_offset + row] when has_bias is set.
-// ELEMENTWISE (quantized, fp8, nf4 and any dtype blocks.wgsl decodes): each weight is
-// decoded by `dequant(e)` from blocks.wgsl, one element at a time, in f32. Correct for every
-// block layout; the word-wise paths below are the fast ones for f32/f16/bf16.
+// ELEMENTWISE (quantized and nf4: every dtype blocks.wgsl decodes but the word-wise ones):
+// each weight is decoded by `dequant(e)` from blocks.wgsl, one element at a time, in f32.
+// Correct for every block layout; the word-wise paths below are the fast ones for
+// f32/f16/bf16/fp8.
 // UNITWISE (q8_0, q4_0, q4_k, q6_k with a workgroup or subgroup per row): the row's
 // invocations share each block a quant word apart (`unit_dot` in blocks.wgsl).
 // BLOCKWISE (block dtypes, one invocation per row): invocations take whole blocks
 // (`block_dot` in blocks.wgsl), reading scales once and quants a word at a time; the unit of
 // work is a block. GPUs keep the element-wise path, where adjacent lanes read adjacent bytes.
-// VEC4 (f32/f16/bf16, when a row is a whole number of 16-byte units): W is read as
-// vec4<u32> (4 f32 or 8 f16/bf16; mat2x4<f16> with COMPUTE_F16) and x as vec4<f32>.
+// VEC4 (f32/f16/bf16/fp8, when a row is a whole number of 16-byte units): W is read as
+// vec4<u32> (4 f32, 8 f16/bf16 or 16 fp8; mat2x4<f16> with COMPUTE_F16) and x as vec4<f32>.
 // Row layout (REDUCE_*): ROWS_PER_WG rows per workgroup, THREADS_PER_ROW = WG_SIZE /
 // ROWS_PER_WG invocations sharing each row (a power of two).
 //   REDUCE_SERIAL     one invocation per row (CPU adapters; THREADS_PER_ROW = 1)
@@ -548,7 +550,16 @@ const THREADS_PER_ROW: u32 = WG_SIZE / ROWS_PER_WG;
 #ifdef W_F32
 const ELEMS_PER_WORD: u32 = 1u;
 #else
+#ifdef W_FP8
+const ELEMS_PER_WORD: u32 = 4u;
+#else
 const ELEMS_PER_WORD: u32 = 2u;
+#endif
+#endif
+
+#ifdef W_FP8
+// W_FP8 (f8_e4m3, f8_e5m2): four weights per word, decoded by fp8.wgsl into f32.
+#include "fp8.wgsl"
 #endif
 
 // The two f16 of a word as f32, through the f32-only unpack builtin.
@@ -561,11 +572,7 @@ fn unpack_f16_pair(word: u32) -> vec2<f32> {
 }
 
 #ifdef VEC4
-#ifdef W_F32
-const ELEMS_PER_UNIT: u32 = 4u;
-#else
-const ELEMS_PER_UNIT: u32 = 8u;
-#endif
+const ELEMS_PER_UNIT: u32 = 4u * ELEMS_PER_WORD;
 
 // Four bf16 (two words) as f32.
 fn bf16x4(a: u32, b: u32) -> vec4<f32> {
@@ -580,18 +587,27 @@ const X_PER_UNIT: u32 = ELEMS_PER_UNIT / 4u;
 
 // The contribution of unit `u` of W, which is unit `xu` of its row.
 fn unit_dot(u: u32, xu: u32) -> f32 {
+    let none = vec4<f32>(0.0);
 #ifdef W_F32
-    return unit_dot_x(u, x[xu], vec4<f32>(0.0));
+    return unit_dot_x(u, x[xu], none, none, none);
 #else
-    return unit_dot_x(u, x[2u * xu], x[2u * xu + 1u]);
+#ifdef W_FP8
+    return unit_dot_x(u, x[4u * xu], x[4u * xu + 1u], x[4u * xu + 2u], x[4u * xu + 3u]);
+#else
+    return unit_dot_x(u, x[2u * xu], x[2u * xu + 1u], none, none);
+#endif
 #endif
 }
 
-// Unit `u` of W against its activations: xa, and xb where a unit holds eight elements.
-fn unit_dot_x(u: u32, xa: vec4<f32>, xb: vec4<f32>) -> f32 {
+// Unit `u` of W against its activations: xa, then xb (eight-element units: f16, bf16) and
+// xc, xd (sixteen: fp8); the ones a dtype does not use are ignored.
+fn unit_dot_x(u: u32, xa: vec4<f32>, xb: vec4<f32>, xc: vec4<f32>, xd: vec4<f32>) -> f32 {
     let v = w[u];
 #ifdef W_F32
     return dot(bitcast<vec4<f32>>(v), xa);
+#endif
+#ifdef W_FP8
+    return dot(fp8x4(v.x), xa) + dot(fp8x4(v.y), xb) + dot(fp8x4(v.z), xc) + dot(fp8x4(v.w), xd);
 #endif
 #ifdef W_BF16
     return dot(bf16x4(v.x, v.y), xa) + dot(bf16x4(v.z, v.w), xb);
@@ -621,6 +637,11 @@ fn word_dot(wi: u32, row_start: u32) -> f32 {
 #ifdef W_F32
     return bitcast<f32>(word) * x[wi - row_start];
 #else
+#ifdef W_FP8
+    let e0 = wi * 4u;
+    let xv = vec4<f32>(x_at(e0, row_start), x_at(e0 + 1u, row_start), x_at(e0 + 2u, row_start), x_at(e0 + 3u, row_start));
+    return dot(fp8x4(word), xv);
+#else
     let e0 = wi * 2u;
     let x0 = x_at(e0, row_start);
     let x1 = x_at(e0 + 1u, row_start);
@@ -633,6 +654,7 @@ fn word_dot(wi: u32, row_start: u32) -> f32 {
 #else
     let wf = unpack_f16_pair(word);
     return wf.x * x0 + wf.y * x1;
+#endif
 #endif
 #endif
 #endif
@@ -703,9 +725,13 @@ fn partial(row: u32, first: u32, step: u32) -> acc_t {
     for (var c = 0u; c < units / UNITS_PER_WINDOW; c = c + 1u) {
         let window = x[8u * c + lane8];
         for (var j = 0u; j < UNITS_PER_WINDOW; j = j + 1u) {
-            let xa = subgroupShuffle(window, X_PER_UNIT * j);
-            let xb = subgroupShuffle(window, X_PER_UNIT * j + X_PER_UNIT - 1u);
-            acc = acc + acc_t(unit_dot_x(base + c * UNITS_PER_WINDOW + j, xa, xb));
+            let first = X_PER_UNIT * j;
+            let last = first + X_PER_UNIT - 1u;
+            let xa = subgroupShuffle(window, first);
+            let xb = subgroupShuffle(window, min(first + 1u, last));
+            let xc = subgroupShuffle(window, min(first + 2u, last));
+            let xd = subgroupShuffle(window, last);
+            acc = acc + acc_t(unit_dot_x(base + c * UNITS_PER_WINDOW + j, xa, xb, xc, xd));
         }
     }
 #else

@@ -10,7 +10,10 @@ fn needs(v: &ShaderVariant) -> (bool, bool) {
     let has = |n: &str| v.defines.iter().any(|d| d.name == n);
     (
         has("COMPUTE_F16") || has("ACCUM_F16") || has("SECTION_F16") || has("FMA_F16"),
-        has("REDUCE_SUBGROUP") || has("SECTION_SUBGROUP"),
+        has("REDUCE_SUBGROUP")
+            || has("SECTION_SUBGROUP")
+            || has("REDUCE_SERIAL_SHUFFLE")
+            || has("X_SHUFFLE"),
     )
 }
 
@@ -128,11 +131,11 @@ fn every_variant_validates_and_translates_to_all_backends() {
         .and_then(|mut w| w.write())
         .unwrap_or_else(|e| panic!("{} → GLSL: {e}", v.name));
     }
-    // The GL-only exclusions are exactly the f16/subgroup variants, never more.
+    // The GL-only exclusions are exactly the f16/subgroup/shuffle variants, never more.
     assert!(
         glsl_skipped
             .iter()
-            .all(|n| n.contains("f16") || n.contains("subgroup")),
+            .all(|n| n.contains("f16") || n.contains("subgroup") || n.contains("shuffle")),
         "{glsl_skipped:?}"
     );
 }

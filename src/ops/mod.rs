@@ -28,7 +28,11 @@ pub fn all_variants() -> Vec<ShaderVariant> {
     for (dtype, compute) in gemv_types {
         // Every row shape an adapter's geometry can produce: serial 64, workgroup 256/4, and
         // subgroup 256 / subgroup size for sizes 4..=128.
-        let mut shapes = vec![(Reduction::Serial, 64, 64), (Reduction::Workgroup, 256, 4)];
+        let mut shapes = vec![
+            (Reduction::Serial, 64, 64),
+            (Reduction::SerialShuffle, 64, 64),
+            (Reduction::Workgroup, 256, 4),
+        ];
         shapes.extend([4u32, 8, 16, 32, 64, 128].map(|s| (Reduction::Subgroup, 256, 256 / s)));
         for (reduction, workgroup_size, rows_per_workgroup) in shapes {
             let shape = GemvShape {
@@ -41,8 +45,14 @@ pub fn all_variants() -> Vec<ShaderVariant> {
             {
                 for workarounds in [vec![], vec![Workaround::F16UnpackHiViaShift]] {
                     let key = KernelKey::gemv(dtype, compute, reduction, shape, vec4, workarounds);
-                    if KernelKey::has_int_dot(dtype) {
-                        v.push(key.with_int_dot().variant());
+                    // Only what `for_cols` lets run (shuffles exist for some paths only).
+                    let runs = |k: &KernelKey| k.for_cols(4096).reduction == k.reduction;
+                    let dot = key.with_int_dot();
+                    if KernelKey::has_int_dot(dtype) && runs(&dot) {
+                        v.push(dot.variant());
+                    }
+                    if !runs(&key) {
+                        continue;
                     }
                     if key.can_sum_in_f16() {
                         v.push(key.with_accum(AccumDType::F16).variant());
@@ -57,7 +67,7 @@ pub fn all_variants() -> Vec<ShaderVariant> {
             v.extend(dequantize::variant(dtype, &workarounds));
         }
         for (compute, accum) in gemm::PRECISIONS {
-            for layout in gemm::LAYOUTS {
+            for layout in gemm::LAYOUTS.into_iter().chain([Reduction::SerialShuffle]) {
                 let key = gemm::key(dtype, compute, accum, layout);
                 for cols in [4, 1] {
                     v.push(gemm::variant(&gemm::for_cols(&key, cols)));

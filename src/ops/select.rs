@@ -141,16 +141,21 @@ impl KernelKey {
         }
     }
 
-    /// Whether the dtype has the word-wise (and VEC4) paths: f32, f16, bf16.
+    /// Whether the dtype has the word-wise (and VEC4) paths: f32, f16, bf16 and the two fp8
+    /// (one element per byte: four per word, sixteen per 16-byte unit).
     pub fn plain(dtype: StorageDType) -> bool {
         matches!(
             dtype,
-            StorageDType::F32 | StorageDType::F16 | StorageDType::Bf16
+            StorageDType::F32
+                | StorageDType::F16
+                | StorageDType::Bf16
+                | StorageDType::F8E4m3
+                | StorageDType::F8E5m2
         )
     }
 
     /// Whether the weights are decoded through `blocks.wgsl` (every dtype but the word-wise
-    /// f32/f16/bf16 paths).
+    /// f32/f16/bf16/fp8 paths).
     pub fn elementwise(&self) -> bool {
         !Self::plain(self.dtype)
     }
@@ -203,10 +208,10 @@ impl KernelKey {
 
     /// Elements per 16-byte unit of the VEC4 path.
     pub fn elements_per_vec4(&self) -> u32 {
-        if self.dtype == StorageDType::F32 {
-            4
-        } else {
-            8
+        match self.dtype {
+            StorageDType::F32 => 4,
+            StorageDType::F8E4m3 | StorageDType::F8E5m2 => 16,
+            _ => 8,
         }
     }
 
@@ -259,6 +264,10 @@ impl KernelKey {
         }
         if self.vec4 {
             defines.push(Define::flag("VEC4"));
+        }
+        if !self.elementwise() && matches!(self.dtype, StorageDType::F8E4m3 | StorageDType::F8E5m2)
+        {
+            defines.push(Define::flag("W_FP8"));
         }
         defines.push(Define::flag(match self.reduction {
             Reduction::Serial => "REDUCE_SERIAL",

@@ -20,6 +20,7 @@ use std::fmt::Write as _;
 pub enum Shader {
     SelfTest,
     Blocks,
+    Fp8,
     Dequantize,
     Gemv,
     Gemm,
@@ -29,9 +30,10 @@ pub enum Shader {
 }
 
 impl Shader {
-    pub const ALL: [Shader; 8] = [
+    pub const ALL: [Shader; 9] = [
         Self::SelfTest,
         Self::Blocks,
+        Self::Fp8,
         Self::Dequantize,
         Self::Gemv,
         Self::Gemm,
@@ -42,7 +44,7 @@ impl Shader {
 
     /// Files that are only ever `#include`d.
     pub fn is_include(self) -> bool {
-        self == Self::Blocks
+        matches!(self, Self::Blocks | Self::Fp8)
     }
 
     fn by_file(name: &str) -> Option<Self> {
@@ -54,6 +56,7 @@ impl Shader {
         match self {
             Self::SelfTest => "selftest.wgsl",
             Self::Blocks => "blocks.wgsl",
+            Self::Fp8 => "fp8.wgsl",
             Self::Dequantize => "dequantize.wgsl",
             Self::Gemv => "gemv.wgsl",
             Self::Gemm => "gemm.wgsl",
@@ -67,6 +70,7 @@ impl Shader {
         match self {
             Self::SelfTest => include_str!("../../shaders/selftest.wgsl"),
             Self::Blocks => include_str!("../../shaders/blocks.wgsl"),
+            Self::Fp8 => include_str!("../../shaders/fp8.wgsl"),
             Self::Dequantize => include_str!("../../shaders/dequantize.wgsl"),
             Self::Gemv => include_str!("../../shaders/gemv.wgsl"),
             Self::Gemm => include_str!("../../shaders/gemm.wgsl"),

@@ -25,7 +25,7 @@ use crate::ops::{dequantize, gemm, gemv};
 /// GEMV shape of the race: rows as long as a 7-8B model's (short rows favoured other layouts
 /// on lavapipe than the 4096-wide ones models have), large enough to leave the caches on a
 /// CPU, small enough that the whole tune takes a few seconds on lavapipe.
-const GEMV_SHAPE: (u32, u32) = (512, 4096);
+pub const GEMV_SHAPE: (u32, u32) = (512, 4096);
 /// GEMM shape (rows, cols, activation rows).
 const GEMM_SHAPE: (u32, u32, u32) = (256, 256, 64);
 const RUNS: usize = 3;
@@ -42,6 +42,7 @@ pub fn run_or_load(gpu: &Gpu) -> Result<Tuning, DeviceError> {
         Shader::Gemv,
         Shader::Gemm,
         Shader::Blocks,
+        Shader::Fp8,
         Shader::QuantizeQ8,
     ]
     .iter()
