@@ -303,7 +303,7 @@ fn int_dot_pair(blk: u32, xb: u32, sa: vec2<f32>, sb: vec2<f32>) -> f32 {
     var s_a = 0;
     for (var j = 0u; j < 8u; j = j + 1u) {
         let next = w[i + 1u + j];
-        s_a = s_a + dot4I8Packed((prev >> 16u) | (next << 16u), x_word(xwa, xb, j));
+        s_a = s_a + dot4I8Packed(mid_word(prev, next), x_word(xwa, xb, j));
         prev = next;
     }
     var s_b = 0;
@@ -322,9 +322,7 @@ fn int_dot_pair(blk: u32, xb: u32, sa: vec2<f32>, sb: vec2<f32>) -> f32 {
     let w2 = w[i + 2u];
     let w3 = w[i + 3u];
     let w4 = w[i + 4u];
-    let s_a = nibble_sum(
-        (w0 >> 16u) | (w1 << 16u), (w1 >> 16u) | (w2 << 16u),
-        (w2 >> 16u) | (w3 << 16u), (w3 >> 16u) | (w4 << 16u), xwa, xb);
+    let s_a = nibble_sum(mid_word(w0, w1), mid_word(w1, w2), mid_word(w2, w3), mid_word(w3, w4), xwa, xb);
     let s_b = nibble_sum(w[i + 5u], w[i + 6u], w[i + 7u], w[i + 8u], xwb, xb + 1u);
     return unpack2x16float(w0).x * sa.x * (f32(s_a) - 8.0 * sa.y)
         + unpack2x16float(w4 >> 16u).x * sb.x * (f32(s_b) - 8.0 * sb.y);
@@ -339,10 +337,7 @@ fn int_dot_pair(blk: u32, xb: u32, sa: vec2<f32>, sb: vec2<f32>) -> f32 {
     let w3 = w[i + 3u];
     let w4 = w[i + 4u];
     let w5 = w[i + 5u];
-    let s_a = nibble5_sum(
-        (w0 >> 16u) | (w1 << 16u),
-        (w1 >> 16u) | (w2 << 16u), (w2 >> 16u) | (w3 << 16u),
-        (w3 >> 16u) | (w4 << 16u), (w4 >> 16u) | (w5 << 16u), xwa, xb);
+    let s_a = nibble5_sum(mid_word(w0, w1), mid_word(w1, w2), mid_word(w2, w3), mid_word(w3, w4), mid_word(w4, w5), xwa, xb);
     let s_b = nibble5_sum(w[i + 6u], w[i + 7u], w[i + 8u], w[i + 9u], w[i + 10u], xwb, xb + 1u);
     return unpack2x16float(w0).x * sa.x * (f32(s_a) - 16.0 * sa.y)
         + unpack2x16float(w5 >> 16u).x * sb.x * (f32(s_b) - 16.0 * sb.y);
@@ -353,6 +348,11 @@ fn int_dot_pair(blk: u32, xb: u32, sa: vec2<f32>, sb: vec2<f32>) -> f32 {
 #ifdef W_Q5_1
     return int_dot_block32(blk, xb, sa) + int_dot_block32(blk + 1u, xb + 1u, sb);
 #endif
+}
+
+// The word that starts halfway through word a and ends halfway through the next one, b.
+fn mid_word(a: u32, b: u32) -> u32 {
+    return (a >> 16u) | (b << 16u);
 }
 
 // Eight blocks of a row from block b0 (blk0 in the tensor; both even): the eight activation

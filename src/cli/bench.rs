@@ -475,17 +475,20 @@ impl Limits {
 
     /// The figure a kernel of `compute` dtype is divided by.
     fn limit(&self, compute: ComputeDType) -> Option<f64> {
-        self.stream_read.as_ref().map(|l| l.gb_per_s).or_else(|| {
-            let peak_dtype = if compute == ComputeDType::F16 {
-                ComputeDType::F16
-            } else {
-                ComputeDType::F32
-            };
-            self.fma
-                .iter()
-                .find(|f| f.dtype == peak_dtype)
-                .map(|f| f.gflop_per_s)
-        })
+        self.stream_read
+            .as_ref()
+            .map(|l| l.gb_per_s)
+            .or_else(|| self.fma_peak(compute).map(|f| f.gflop_per_s))
+    }
+
+    /// The FMA peak a kernel of `compute` dtype is held to (i8 and f32 kernels: the f32 one).
+    fn fma_peak(&self, compute: ComputeDType) -> Option<&FmaResult> {
+        let peak_dtype = if compute == ComputeDType::F16 {
+            ComputeDType::F16
+        } else {
+            ComputeDType::F32
+        };
+        self.fma.iter().find(|f| f.dtype == peak_dtype)
     }
 
     /// Weight GB/s as a share of the streaming-read limit (when measured).
@@ -493,18 +496,9 @@ impl Limits {
         self.stream_read.as_ref().map(|l| gb_per_s / l.gb_per_s)
     }
 
-    /// GFLOP/s as a share of the FMA peak of `compute` (when measured; i8 and f32 kernels
-    /// are held to the f32 peak).
+    /// GFLOP/s as a share of the FMA peak of `compute` (when measured).
     fn fma_ratio(&self, gflop_per_s: f64, compute: ComputeDType) -> Option<f64> {
-        let peak_dtype = if compute == ComputeDType::F16 {
-            ComputeDType::F16
-        } else {
-            ComputeDType::F32
-        };
-        self.fma
-            .iter()
-            .find(|f| f.dtype == peak_dtype)
-            .map(|f| gflop_per_s / f.gflop_per_s)
+        self.fma_peak(compute).map(|f| gflop_per_s / f.gflop_per_s)
     }
 }
 
