@@ -421,6 +421,10 @@ fn int_dot_block(blk: u32, xb: u32) -> f32 {
     let base = blk * 176u;
     let sm = scale_min_words(base + 4u);
     let xsw = xs_window(xb * 8u);
+    // The 32 fifth-bit bytes serve all four chunks (bits 2c, 2c + 1): read once.
+    let hw = base / 4u + 4u;
+    let h_lo = vec4<u32>(w[hw], w[hw + 1u], w[hw + 2u], w[hw + 3u]);
+    let h_hi = vec4<u32>(w[hw + 4u], w[hw + 5u], w[hw + 6u], w[hw + 7u]);
     var acc = vec2<f32>(0.0);
     for (var c = 0u; c < 4u; c = c + 1u) {
         let xa = xb * 8u + 2u * c;
@@ -429,7 +433,7 @@ fn int_dot_block(blk: u32, xb: u32) -> f32 {
         var s = vec2<i32>(0);
         for (var j = 0u; j < 8u; j = j + 1u) {
             let q = w[(base + 48u + 32u * c + 4u * j) >> 2u];
-            let h = w[(base + 16u + 4u * j) >> 2u];
+            let h = select(h_lo[j % 4u], h_hi[j % 4u], j >= 4u);
             let lo = (q & 0x0f0f0f0fu) | (((h >> (2u * c)) & 0x01010101u) << 4u);
             let hi = ((q >> 4u) & 0x0f0f0f0fu) | (((h >> (2u * c + 1u)) & 0x01010101u) << 4u);
             s = s + vec2<i32>(
