@@ -642,6 +642,15 @@ fn bench_measures_f16_accumulation_where_f16_is_usable() {
     for row in rows {
         let k = row["kernel"].as_str().unwrap();
         assert!(k.contains("_f16acc_") && !k.contains("subgroup"), "{k}");
+        // Each ratio divides by the limit timed next to its kernel, carried with the row.
+        let limit = row["limit"].as_f64().unwrap();
+        let ratio = row["ratio_to_stream_read"].as_f64().unwrap();
+        let gbs = row["weight_gb_per_s"].as_f64().unwrap();
+        assert!(limit > 0.0, "{row}");
+        assert!(
+            (ratio - gbs / limit).abs() <= 1e-9 * ratio.max(1.0),
+            "{row}"
+        );
     }
     let out = wgllm(&["--adapter", "gl", "bench", "--accum", "f16"], &[]);
     assert_eq!(out.status.code(), Some(3));
