@@ -400,10 +400,13 @@ fn block_dot(blk: u32, k0: u32) -> f32 {
     var s = 0.0;
     for (var j = 0u; j < 8u; j = j + 1u) {
         let q = w[(base + 4u) / 4u + j];
+        // Word j's eight codes meet activations k..k+8, from one window (x_window8, gemv.wgsl).
+        let k = k0 + 8u * j;
+        let xw = x_window8(k);
         for (var b = 0u; b < 4u; b = b + 1u) {
             let byte = (q >> (8u * b)) & 0xffu;
-            let k = k0 + 8u * j + 2u * b;
-            s = s + NF4_TABLE[byte >> 4u] * x_at(k) + NF4_TABLE[byte & 0xfu] * x_at(k + 1u);
+            s = s + NF4_TABLE[byte >> 4u] * x_from8(xw, k, 2u * b)
+                + NF4_TABLE[byte & 0xfu] * x_from8(xw, k, 2u * b + 1u);
         }
     }
     return bitcast<f32>(w[base / 4u]) * s;

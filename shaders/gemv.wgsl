@@ -63,6 +63,24 @@ alias acc_t = f32;
 fn x_at(k: u32) -> f32 {
     return x[k];
 }
+
+// Activations k..k+8, one per lane (REDUCE_SERIAL_SHUFFLE; nothing otherwise): `x_from8`
+// hands element k + i of them to every lane (nf4's block_dot).
+fn x_window8(k: u32) -> f32 {
+#ifdef REDUCE_SERIAL_SHUFFLE
+    return x[k + lane8];
+#else
+    return 0.0;
+#endif
+}
+
+fn x_from8(window: f32, k: u32, i: u32) -> f32 {
+#ifdef REDUCE_SERIAL_SHUFFLE
+    return subgroupShuffle(window, i);
+#else
+    return x[k + i];
+#endif
+}
 #endif
 #endif
 

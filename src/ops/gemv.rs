@@ -383,8 +383,13 @@ pub fn reachable_variants(caps: &Capabilities, dtype: StorageDType) -> Vec<Kerne
                 if int_dot {
                     keys.push(key.with_int_dot());
                 }
-                // Shuffled activations exist for the VEC4 and int-dot paths only.
-                if reduction != Reduction::SerialShuffle || (plain && vec4) {
+                // Shuffled activations: the VEC4 path of plain dtypes, int-dot and nf4.
+                let shuffles = if plain {
+                    vec4
+                } else {
+                    KernelKey::has_shuffled_x(dtype, false)
+                };
+                if reduction != Reduction::SerialShuffle || shuffles {
                     keys.push(key);
                 }
             }

@@ -166,7 +166,7 @@ impl KernelKey {
     /// a subgroup per row (lanes 34 bytes apart instead of adjacent: uncoalesced); on lavapipe
     /// they were 5x faster than element-wise.
     pub fn blockwise(&self) -> bool {
-        BLOCK_DTYPES.contains(&self.dtype) && self.reduction == Reduction::Serial && !self.int_dot
+        BLOCK_DTYPES.contains(&self.dtype) && self.reduction.one_per_row() && !self.int_dot
     }
 
     /// Whether this variant shares blocks among a row's invocations a quant word apart
@@ -197,6 +197,13 @@ impl KernelKey {
         )
     }
 
+    /// Whether GEMV over `dtype` (its int-dot variant with `int_dot`) has a shared-activation
+    /// path (`Reduction::SerialShuffle`): the word-wise dtypes (16-byte path), every int-dot
+    /// kernel, and nf4's whole-block decoder.
+    pub fn has_shuffled_x(dtype: StorageDType, int_dot: bool) -> bool {
+        int_dot || Self::plain(dtype) || dtype == StorageDType::Nf4
+    }
+
     /// This GEMV key on the int-dot path (compute dtype i8).
     pub fn with_int_dot(&self) -> Self {
         Self {
@@ -222,7 +229,9 @@ impl KernelKey {
     pub fn for_cols(&self, cols: u32) -> Self {
         let vec4 =
             self.vec4 && !self.elementwise() && cols.is_multiple_of(self.elements_per_vec4());
-        let shuffles = self.op == Op::Gemv && cols.is_multiple_of(32) && (vec4 || self.int_dot);
+        let shuffles = self.op == Op::Gemv
+            && cols.is_multiple_of(32)
+            && (vec4 || Self::has_shuffled_x(self.dtype, self.int_dot) && !Self::plain(self.dtype));
         let reduction = match self.reduction {
             Reduction::SerialShuffle if !shuffles => Reduction::Serial,
             r => r,

@@ -159,7 +159,8 @@ fn race_gemv_layouts(gpu: &Gpu, w: &GpuTensor, int_dot: bool) -> Result<LayoutRa
             _ => None,
         },
         // Shuffled activations: the VEC4 (f32/f16/bf16) and int-dot paths.
-        serial_shuffle: if caps.subgroup_shuffle().usable() && (int_dot || KernelKey::plain(dtype))
+        serial_shuffle: if caps.subgroup_shuffle().usable()
+            && KernelKey::has_shuffled_x(dtype, int_dot)
         {
             Some(gemv_rate(gpu, &key(Reduction::SerialShuffle), w)?)
         } else {
