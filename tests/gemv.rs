@@ -14,7 +14,7 @@ use wgllm::ops::dequantize::{synthetic, DTYPES};
 use wgllm::ops::gemv::{
     encode_gemv, encode_gemv_tensor, reachable_variants, reference, GemvParams,
 };
-use wgllm::ops::select::{KernelKey, Reduction};
+use wgllm::ops::select::{select, KernelKey, Op, Reduction};
 use wgllm::ops::tolerance::{matmul_nmse, max_abs_error, nmse, MUL_MAT_NMSE};
 
 /// Awkward shapes on purpose, in blocks of the dtype (1 for plain floats): a single row and a
@@ -245,6 +245,24 @@ fn disabling_f16_selects_and_runs_the_fallback() {
         let key = path.key().unwrap();
         assert!(key.reduction != Reduction::Subgroup);
         check(&gpu, key, 129, 1757, 5);
+        // Disabling subgroups also removes the shuffled-activation layout, from the choice and
+        // from every reachable variant, whatever the autotune measured.
+        for dtype in DTYPES {
+            for key in reachable_variants(&gpu.caps, dtype)
+                .into_iter()
+                .chain(select(&gpu.caps, Op::Gemv, dtype, None).key().cloned())
+            {
+                assert!(
+                    !matches!(
+                        key.reduction,
+                        Reduction::Subgroup | Reduction::SerialShuffle
+                    ),
+                    "{} on {}",
+                    key.name(),
+                    label(&gpu)
+                );
+            }
+        }
     }
 }
 
