@@ -21,6 +21,7 @@ pub enum Shader {
     SelfTest,
     Blocks,
     Fp8,
+    IntDot,
     Dequantize,
     Gemv,
     Gemm,
@@ -30,10 +31,11 @@ pub enum Shader {
 }
 
 impl Shader {
-    pub const ALL: [Shader; 9] = [
+    pub const ALL: [Shader; 10] = [
         Self::SelfTest,
         Self::Blocks,
         Self::Fp8,
+        Self::IntDot,
         Self::Dequantize,
         Self::Gemv,
         Self::Gemm,
@@ -44,7 +46,7 @@ impl Shader {
 
     /// Files that are only ever `#include`d.
     pub fn is_include(self) -> bool {
-        matches!(self, Self::Blocks | Self::Fp8)
+        matches!(self, Self::Blocks | Self::Fp8 | Self::IntDot)
     }
 
     fn by_file(name: &str) -> Option<Self> {
@@ -57,6 +59,7 @@ impl Shader {
             Self::SelfTest => "selftest.wgsl",
             Self::Blocks => "blocks.wgsl",
             Self::Fp8 => "fp8.wgsl",
+            Self::IntDot => "int_dot.wgsl",
             Self::Dequantize => "dequantize.wgsl",
             Self::Gemv => "gemv.wgsl",
             Self::Gemm => "gemm.wgsl",
@@ -71,6 +74,7 @@ impl Shader {
             Self::SelfTest => include_str!("../../shaders/selftest.wgsl"),
             Self::Blocks => include_str!("../../shaders/blocks.wgsl"),
             Self::Fp8 => include_str!("../../shaders/fp8.wgsl"),
+            Self::IntDot => include_str!("../../shaders/int_dot.wgsl"),
             Self::Dequantize => include_str!("../../shaders/dequantize.wgsl"),
             Self::Gemv => include_str!("../../shaders/gemv.wgsl"),
             Self::Gemm => include_str!("../../shaders/gemm.wgsl"),

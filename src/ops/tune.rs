@@ -43,6 +43,7 @@ pub fn run_or_load(gpu: &Gpu) -> Result<Tuning, DeviceError> {
         Shader::Gemm,
         Shader::Blocks,
         Shader::Fp8,
+        Shader::IntDot,
         Shader::QuantizeQ8,
     ]
     .iter()
