@@ -18,8 +18,30 @@ pub fn median_seconds(
     gpu: &Gpu,
     what: &str,
     runs: usize,
-    mut encode: impl FnMut(&mut wgpu::CommandEncoder) -> Result<(), DeviceError>,
+    encode: impl FnMut(&mut wgpu::CommandEncoder) -> Result<(), DeviceError>,
 ) -> Result<f64, DeviceError> {
+    let times = timed_runs(gpu, what, runs, encode)?;
+    Ok(times[times.len() / 2])
+}
+
+/// As [`median_seconds`], but the fastest run: for choosing between kernels on a machine
+/// whose other load only ever adds time, the best run is the kernel's own speed.
+pub fn best_seconds(
+    gpu: &Gpu,
+    what: &str,
+    runs: usize,
+    encode: impl FnMut(&mut wgpu::CommandEncoder) -> Result<(), DeviceError>,
+) -> Result<f64, DeviceError> {
+    Ok(timed_runs(gpu, what, runs, encode)?[0])
+}
+
+/// The per-execution seconds of `runs` calibrated submissions, sorted.
+fn timed_runs(
+    gpu: &Gpu,
+    what: &str,
+    runs: usize,
+    mut encode: impl FnMut(&mut wgpu::CommandEncoder) -> Result<(), DeviceError>,
+) -> Result<Vec<f64>, DeviceError> {
     let mut submit = |reps: usize| -> Result<f64, DeviceError> {
         let mut encoder = gpu.device.create_command_encoder(&Default::default());
         for _ in 0..reps {
@@ -37,7 +59,7 @@ pub fn median_seconds(
         .map(|_| submit(reps))
         .collect::<Result<Vec<f64>, _>>()?;
     times.sort_by(f64::total_cmp);
-    Ok(times[times.len() / 2])
+    Ok(times)
 }
 
 /// A 1D count of invocations laid out as a 2D grid of workgroups of `wg` invocations.
