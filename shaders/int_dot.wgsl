@@ -343,7 +343,14 @@ fn int_dot_block(blk: u32, xb: u32) -> f32 {
     // quant words, one in each of the half's four activation blocks.
     let base = blk * 210u;
     let xsw = xs_window(xb * 8u);
-    let sc = vec4<u32>(word_at(base + 192u), word_at(base + 196u), word_at(base + 200u), word_at(base + 204u));
+    let sh = (base & 3u) * 8u;
+    let i = (base + 192u) >> 2u;
+    let w0 = w[i];
+    let w1 = w[i + 1u];
+    let w2 = w[i + 2u];
+    let w3 = w[i + 3u];
+    let w4 = w[i + 4u];
+    let sc = vec4<u32>(shifted(w0, w1, sh), shifted(w1, w2, sh), shifted(w2, w3, sh), shifted(w3, w4, sh));
     let acc = q6k_half(base, xb * 8u, 0u, sc, xsw) + q6k_half(base, xb * 8u, 1u, sc, xsw);
     return f16_at(base + 208u) * acc;
 #endif
@@ -385,16 +392,37 @@ fn q6k_signed(lo4: u32, hi2: u32) -> u32 {
     return ((q | 0x80808080u) - 0x20202020u) ^ 0x80808080u;
 }
 
+// The word that starts `sh` bits (0 or 16) into word `lo` and continues into `hi`, without a
+// branch: on llvmpipe both sides of a branch run (masked), so a branchy word_at costs three
+// loads where this costs the two it needs, and a stream of words shares them.
+fn shifted(lo: u32, hi: u32, sh: u32) -> u32 {
+    return select((lo >> sh) | (hi << ((32u - sh) & 31u)), lo, sh == 0u);
+}
+
 // Integer sums of group g (words 4g..4g+4 of each activation block) of q6_k half h, one per
-// activation block 4h + qt (windows xw0..xw3).
+// activation block 4h + qt (windows xw0..xw3). q6_k blocks are 210 bytes, so every other one
+// starts mid-word: the ql and qh words are read as three streams of five aligned words.
 fn q6k_group(base: u32, xb0: u32, h: u32, g: u32, xw0: u32, xw1: u32, xw2: u32, xw3: u32) -> vec4<i32> {
+    let sh = (base & 3u) * 8u;
+    let ia = (base + 64u * h + 16u * g) >> 2u;
+    let ib = (base + 64u * h + 32u + 16u * g) >> 2u;
+    let ih = (base + 128u + 32u * h + 16u * g) >> 2u;
+    var pa = w[ia];
+    var pb = w[ib];
+    var ph = w[ih];
+    let xa = xb0 + 4u * h;
     var s = vec4<i32>(0);
     for (var m4 = 0u; m4 < 4u; m4 = m4 + 1u) {
         let m = 4u * g + m4;
-        let a = word_at(base + 64u * h + 4u * m);
-        let b = word_at(base + 64u * h + 32u + 4u * m);
-        let hb = word_at(base + 128u + 32u * h + 4u * m);
-        let xa = xb0 + 4u * h;
+        let na = w[ia + m4 + 1u];
+        let nb = w[ib + m4 + 1u];
+        let nh = w[ih + m4 + 1u];
+        let a = shifted(pa, na, sh);
+        let b = shifted(pb, nb, sh);
+        let hb = shifted(ph, nh, sh);
+        pa = na;
+        pb = nb;
+        ph = nh;
         s = s + vec4<i32>(
             dot4I8Packed(q6k_signed(a, hb), x_word(xw0, xa, m)),
             dot4I8Packed(q6k_signed(b, hb >> 2u), x_word(xw1, xa + 1u, m)),
