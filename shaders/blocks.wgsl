@@ -166,12 +166,16 @@ fn dequant(e: u32) -> f32 {
 
 // Four bytes starting at byte b (any alignment), as one little-endian word.
 fn word_at(b: u32) -> u32 {
+    // Both words and a select, no branch: on CPU adapters both sides of a branch run
+    // (masked), so the branchy form cost three loads. The second word is clamped to the
+    // buffer, so a word at its very end never reads past it (and is then not used).
     let i = b >> 2u;
-    let s = (b & 3u) * 8u;
-    if (s == 0u) {
-        return w[i];
-    }
-    return (w[i] >> s) | (w[i + 1u] << (32u - s));
+    return shifted(w[i], w[min(i + 1u, arrayLength(&w) - 1u)], (b & 3u) * 8u);
+}
+
+// The word that starts `sh` bits (0, 8, 16 or 24) into word `lo` and continues into `hi`.
+fn shifted(lo: u32, hi: u32, sh: u32) -> u32 {
+    return select((lo >> sh) | (hi << ((32u - sh) & 31u)), lo, sh == 0u);
 }
 
 // The four bytes of a word as a vec4 of their low `bits` bits.

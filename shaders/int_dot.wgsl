@@ -392,16 +392,10 @@ fn q6k_signed(lo4: u32, hi2: u32) -> u32 {
     return ((q | 0x80808080u) - 0x20202020u) ^ 0x80808080u;
 }
 
-// The word that starts `sh` bits (0 or 16) into word `lo` and continues into `hi`, without a
-// branch: on llvmpipe both sides of a branch run (masked), so a branchy word_at costs three
-// loads where this costs the two it needs, and a stream of words shares them.
-fn shifted(lo: u32, hi: u32, sh: u32) -> u32 {
-    return select((lo >> sh) | (hi << ((32u - sh) & 31u)), lo, sh == 0u);
-}
-
 // Integer sums of group g (words 4g..4g+4 of each activation block) of q6_k half h, one per
 // activation block 4h + qt (windows xw0..xw3). q6_k blocks are 210 bytes, so every other one
-// starts mid-word: the ql and qh words are read as three streams of five aligned words.
+// starts mid-word: the ql and qh words are read as three streams of five aligned words
+// (`shifted` in blocks.wgsl), each word once.
 fn q6k_group(base: u32, xb0: u32, h: u32, g: u32, xw0: u32, xw1: u32, xw2: u32, xw3: u32) -> vec4<i32> {
     let sh = (base & 3u) * 8u;
     let ia = (base + 64u * h + 16u * g) >> 2u;
