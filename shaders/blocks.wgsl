@@ -22,16 +22,11 @@ fn i8_of(v: u32) -> f32 {
 }
 
 // The 6-bit scale (x) and min (y) of sub-block j of a q4_K/q5_K block whose 12 scale bytes
-// start at byte s (ggml's get_scale_min_k4).
+// start at byte s (4-aligned; ggml's get_scale_min_k4), without a branch on j: both sides
+// of a branch run on CPU adapters, and the byte-wise form read five bytes where the three
+// words hold them all.
 fn scale_min_k4(j: u32, s: u32) -> vec2<f32> {
-    if (j < 4u) {
-        return vec2<f32>(f32(byte_at(s + j) & 63u), f32(byte_at(s + j + 4u) & 63u));
-    }
-    let hi = byte_at(s + j + 4u);
-    return vec2<f32>(
-        f32((hi & 0xfu) | ((byte_at(s + j - 4u) >> 6u) << 4u)),
-        f32((hi >> 4u) | ((byte_at(s + j) >> 6u) << 4u)),
-    );
+    return scale_min_of(scale_min_words(s), j);
 }
 
 // The 12 scale bytes of a q4_K/q5_K block, at 4-aligned byte s, unpacked a word at a time:
