@@ -334,9 +334,11 @@ fn block_dot(blk: u32, k0: u32) -> f32 {
     let base = blk * 176u; // a multiple of 4
     var scaled = 0.0;
     var mins = 0.0;
+    // Every sub-block's scale and min from one read of the three scale words.
+    let sm = scale_min_words(base + 4u);
     for (var c = 0u; c < 4u; c = c + 1u) {
-        let sm_lo = scale_min_k4(2u * c, base + 4u);
-        let sm_hi = scale_min_k4(2u * c + 1u, base + 4u);
+        let sm_lo = scale_min_of(sm, 2u * c);
+        let sm_hi = scale_min_of(sm, 2u * c + 1u);
         var qx_lo = 0.0;
         var qx_hi = 0.0;
         var x_lo = 0.0;
@@ -418,9 +420,11 @@ fn block_dot(blk: u32, k0: u32) -> f32 {
     let base = blk * 144u; // a multiple of 4: quants are word-aligned
     var scaled = 0.0; // Σ sc · Σ(q·x)
     var mins = 0.0; // Σ m · Σx
+    // Every sub-block's scale and min from one read of the three scale words.
+    let sm = scale_min_words(base + 4u);
     for (var c = 0u; c < 4u; c = c + 1u) {
-        let sm_lo = scale_min_k4(2u * c, base + 4u);
-        let sm_hi = scale_min_k4(2u * c + 1u, base + 4u);
+        let sm_lo = scale_min_of(sm, 2u * c);
+        let sm_hi = scale_min_of(sm, 2u * c + 1u);
         var qx_lo = 0.0;
         var qx_hi = 0.0;
         var x_lo = 0.0;
@@ -494,8 +498,10 @@ fn unit_dot(blk: u32, u: u32, k0: u32) -> f32 {
     let c = u / 8u;
     let l0 = 4u * (u % 8u);
     let q = w[(base + 16u + 4u * u) >> 2u];
-    let sm_lo = scale_min_k4(2u * c, base + 4u);
-    let sm_hi = scale_min_k4(2u * c + 1u, base + 4u);
+    // Both sub-blocks' scales from one read of the three scale words.
+    let sm = scale_min_words(base + 4u);
+    let sm_lo = scale_min_of(sm, 2u * c);
+    let sm_hi = scale_min_of(sm, 2u * c + 1u);
     var qx_lo = 0.0;
     var qx_hi = 0.0;
     var x_lo = 0.0;

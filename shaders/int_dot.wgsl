@@ -146,8 +146,10 @@ fn kquant_total(base: u32, t: vec2<f32>) -> f32 {
 // (q5_k's fifth bits already in bit 4 of each byte).
 fn kquant_words(base: u32, xb0: u32, c: u32, j: u32, lo: u32, hi: u32) -> f32 {
     let t = kquant_pair(lo, hi, xb0, c, j);
-    let sm_lo = scale_min_k4(2u * c, base + 4u);
-    let sm_hi = scale_min_k4(2u * c + 1u, base + 4u);
+    // Both sub-blocks' scales from one read of the three scale words.
+    let sm = scale_min_words(base + 4u);
+    let sm_lo = scale_min_of(sm, 2u * c);
+    let sm_hi = scale_min_of(sm, 2u * c + 1u);
     let dx_lo = xs[xb0 + 2u * c].x;
     let dx_hi = xs[xb0 + 2u * c + 1u].x;
     return f16_at(base) * (sm_lo.x * dx_lo * t.x + sm_hi.x * dx_hi * t.y)
