@@ -136,18 +136,26 @@ impl CliError {
 
 /// Opens the adapter `selector` names (or the best one), with `WGLLM_DISABLE` applied.
 pub fn open_gpu(selector: Option<&str>) -> Result<crate::device::Gpu, CliError> {
-    let switches = crate::device::Switches::from_env()?;
-    let list = crate::device::AdapterList::enumerate();
-    let index = list.select(selector)?;
-    Ok(crate::device::Gpu::open(&list, index, switches)?)
+    open_with(selector, crate::device::Gpu::open)
 }
 
 /// [`open_gpu`] without the autotune, for commands that select no matmul kernel.
 pub fn open_gpu_untuned(selector: Option<&str>) -> Result<crate::device::Gpu, CliError> {
+    open_with(selector, crate::device::Gpu::open_untuned)
+}
+
+fn open_with(
+    selector: Option<&str>,
+    open: fn(
+        &crate::device::AdapterList,
+        usize,
+        crate::device::Switches,
+    ) -> Result<crate::device::Gpu, DeviceError>,
+) -> Result<crate::device::Gpu, CliError> {
     let switches = crate::device::Switches::from_env()?;
     let list = crate::device::AdapterList::enumerate();
     let index = list.select(selector)?;
-    Ok(crate::device::Gpu::open_untuned(&list, index, switches)?)
+    Ok(open(&list, index, switches)?)
 }
 
 /// Parses, resolves and runs.

@@ -383,13 +383,7 @@ pub fn reachable_variants(caps: &Capabilities, dtype: StorageDType) -> Vec<Kerne
                 if int_dot {
                     keys.push(key.with_int_dot());
                 }
-                // Shuffled activations: the VEC4 path of plain dtypes, int-dot and nf4.
-                let shuffles = if plain {
-                    vec4
-                } else {
-                    KernelKey::has_shuffled_x(dtype, false)
-                };
-                if reduction != Reduction::SerialShuffle || shuffles {
+                if reduction != Reduction::SerialShuffle || key.shares_x() {
                     keys.push(key);
                 }
             }

@@ -45,8 +45,9 @@ pub fn all_variants() -> Vec<ShaderVariant> {
             {
                 for workarounds in [vec![], vec![Workaround::F16UnpackHiViaShift]] {
                     let key = KernelKey::gemv(dtype, compute, reduction, shape, vec4, workarounds);
-                    // Only what `for_cols` lets run (shuffles exist for some paths only).
-                    let runs = |k: &KernelKey| k.for_cols(4096).reduction == k.reduction;
+                    // Shuffled activations exist for some paths only.
+                    let runs =
+                        |k: &KernelKey| k.reduction != Reduction::SerialShuffle || k.shares_x();
                     let dot = key.with_int_dot();
                     if KernelKey::has_int_dot(dtype) && runs(&dot) {
                         v.push(dot.variant());

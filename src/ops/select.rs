@@ -204,6 +204,18 @@ impl KernelKey {
         int_dot || Self::plain(dtype) || dtype == StorageDType::Nf4
     }
 
+    /// Whether this GEMV key's path reads activations in whole windows that lanes can share
+    /// (`Reduction::SerialShuffle`): the 16-byte path of the word-wise dtypes, every int-dot
+    /// kernel, nf4's whole-block decoder.
+    pub fn shares_x(&self) -> bool {
+        self.op == Op::Gemv
+            && if Self::plain(self.dtype) {
+                self.vec4
+            } else {
+                Self::has_shuffled_x(self.dtype, self.int_dot)
+            }
+    }
+
     /// This GEMV key on the int-dot path (compute dtype i8).
     pub fn with_int_dot(&self) -> Self {
         Self {
@@ -223,15 +235,18 @@ impl KernelKey {
     }
 
     /// This key, with VEC4 only if rows of `cols` elements are whole 16-byte units, and
-    /// activations shared by shuffles (`Reduction::SerialShuffle`) only on the paths that read
-    /// them in whole 32-element windows (VEC4 and int-dot, rows a multiple of 32); otherwise
-    /// the plain one-invocation-per-row layout.
+    /// activations shared by shuffles (`Reduction::SerialShuffle`) only on the paths that have
+    /// them ([`Self::shares_x`]) and rows a multiple of 32; otherwise the plain
+    /// one-invocation-per-row layout.
     pub fn for_cols(&self, cols: u32) -> Self {
         let vec4 =
             self.vec4 && !self.elementwise() && cols.is_multiple_of(self.elements_per_vec4());
-        let shuffles = self.op == Op::Gemv
-            && cols.is_multiple_of(32)
-            && (vec4 || Self::has_shuffled_x(self.dtype, self.int_dot) && !Self::plain(self.dtype));
+        let shuffles = cols.is_multiple_of(32)
+            && Self {
+                vec4,
+                ..self.clone()
+            }
+            .shares_x();
         let reduction = match self.reduction {
             Reduction::SerialShuffle if !shuffles => Reduction::Serial,
             r => r,
