@@ -455,6 +455,9 @@ fn bench_model(
 struct Limits {
     stream_read: Option<stream_read::StreamReadResult>,
     fma: Vec<FmaResult>,
+    /// The streaming-read source kept for timing the limit again next to each kernel (not
+    /// kept for a model pass, whose weights need the memory).
+    stream_source: Option<wgpu::Buffer>,
 }
 
 impl Limits {
@@ -462,7 +465,7 @@ impl Limits {
     fn nearby(&self, gpu: &Gpu) -> Result<Limits, CliError> {
         Ok(Limits {
             stream_read: match &self.stream_read {
-                Some(l) => Some(stream_read::remeasure(gpu, l)?),
+                Some(l) => Some(stream_read::remeasure(gpu, l, self.stream_source.as_ref())?),
                 None => None,
             },
             fma: self
@@ -470,6 +473,7 @@ impl Limits {
                 .iter()
                 .map(|f| fma_peak::measure(gpu, f.dtype))
                 .collect::<Result<_, _>>()?,
+            stream_source: None,
         })
     }
 
@@ -511,11 +515,16 @@ pub fn measure(gpu: &Gpu, args: &Args) -> Result<BenchReport, CliError> {
         BenchOp::Gemv => {
             eprintln!("measuring the streaming-read limit on {name}…");
             let l = stream_read::measure_limit(gpu)?;
+            let stream_source = match args.model {
+                None => Some(stream_read::source(gpu, l.bytes)?),
+                Some(_) => None,
+            };
             (
                 Op::Gemv,
                 Limits {
                     stream_read: Some(l),
                     fma: Vec::new(),
+                    stream_source,
                 },
             )
         }
@@ -530,6 +539,7 @@ pub fn measure(gpu: &Gpu, args: &Args) -> Result<BenchReport, CliError> {
                 Limits {
                     stream_read: None,
                     fma,
+                    stream_source: None,
                 },
             )
         }

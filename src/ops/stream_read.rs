@@ -105,15 +105,28 @@ pub fn measure(gpu: &Gpu, max_bytes: u64) -> Result<StreamReadResult, DeviceErro
 
 /// The fastest configuration of `limit` timed again, now: on a shared or throttling machine
 /// the bandwidth drifts over a long run, and a kernel's ratio is only fair against the limit
-/// measured next to it.
-pub fn remeasure(gpu: &Gpu, limit: &StreamReadResult) -> Result<StreamReadResult, DeviceError> {
-    let src = source(gpu, limit.bytes)?;
-    time_config(gpu, &src, limit.bytes, limit.layout, limit.invocations)
+/// measured next to it. `src` is a [`source`] of `limit.bytes`, which a caller timing many
+/// kernels keeps (filling up to 1 GiB again per kernel would dominate a GPU run); without
+/// one, a fresh one is made.
+pub fn remeasure(
+    gpu: &Gpu,
+    limit: &StreamReadResult,
+    src: Option<&wgpu::Buffer>,
+) -> Result<StreamReadResult, DeviceError> {
+    let fresh;
+    let src = match src {
+        Some(s) => s,
+        None => {
+            fresh = source(gpu, limit.bytes)?;
+            &fresh
+        }
+    };
+    time_config(gpu, src, limit.bytes, limit.layout, limit.invocations)
 }
 
 /// A buffer of `bytes` (a multiple of 16) filled with non-zero data: zeros can be faster than
 /// real data on some hardware.
-fn source(gpu: &Gpu, bytes: u64) -> Result<wgpu::Buffer, DeviceError> {
+pub fn source(gpu: &Gpu, bytes: u64) -> Result<wgpu::Buffer, DeviceError> {
     let src = gpu.storage("stream-read source", bytes)?;
     let pattern: Vec<u32> = (0..(1u32 << 20))
         .map(|i| i.wrapping_mul(2_654_435_761))

@@ -156,7 +156,7 @@ fn race_gemv_layouts(gpu: &Gpu, w: &GpuTensor, int_dot: bool) -> Result<LayoutRa
     if caps.subgroups().usable() && g.gemv_subgroup.is_some() {
         layouts.push(Reduction::Subgroup);
     }
-    if caps.subgroup_shuffle().usable() && KernelKey::has_shuffled_x(dtype, int_dot) {
+    if caps.subgroup_shuffle().usable() && key(Reduction::SerialShuffle).shares_x() {
         layouts.push(Reduction::SerialShuffle);
     }
     // Round-robin, each layout's best of ROUNDS: on a shared machine the speed drifts for
