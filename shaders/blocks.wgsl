@@ -33,9 +33,11 @@ fn scale_min_k4(j: u32, s: u32) -> vec2<f32> {
 // (scales of sub-blocks 0-3, scales of 4-7, mins of 0-3, mins of 4-7), one 6-bit value per
 // byte. get_scale_min_k4 for four sub-blocks at once, from three loads instead of up to 24.
 fn scale_min_words(s: u32) -> vec4<u32> {
-    let a = w[s >> 2u];
-    let b = w[(s >> 2u) + 1u];
-    let c = w[(s >> 2u) + 2u];
+    return scale_min_unpack(w[s >> 2u], w[(s >> 2u) + 1u], w[(s >> 2u) + 2u]);
+}
+
+// The same from the three scale words a, b, c.
+fn scale_min_unpack(a: u32, b: u32, c: u32) -> vec4<u32> {
     return vec4<u32>(
         a & 0x3f3f3f3fu,
         (c & 0x0f0f0f0fu) | ((a >> 2u) & 0x30303030u),

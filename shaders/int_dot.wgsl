@@ -75,6 +75,34 @@ fn xs_of(window: vec2<f32>, b0: u32, i: u32) -> vec2<f32> {
 #endif
 }
 
+#ifdef INT_DOT_VEC4
+// The weights again, 16 bytes per element (the same buffer, bound twice). On CPU adapters a
+// kernel costs about its count of per-lane loads, whatever their width: eight q8_0 blocks
+// are 17 of these loads against 68 word loads. Used where the blocks read this way start
+// on 16-byte boundaries (KernelKey::for_cols): groups of eight 32-element blocks in rows of
+// whole groups, and every q4_k (144-byte) and q5_k (176-byte) block.
+@group(0) @binding(6) var<storage, read> w4: array<vec4<u32>>;
+#endif
+
+// Words first..first + 4 of activation block b (window from x_window).
+fn x_words(window: u32, b: u32, first: u32) -> vec4<u32> {
+    return vec4<u32>(
+        x_word(window, b, first), x_word(window, b, first + 1u),
+        x_word(window, b, first + 2u), x_word(window, b, first + 3u),
+    );
+}
+
+// The four words of W from word i.
+fn w_words(i: u32) -> vec4<u32> {
+    return vec4<u32>(w[i], w[i + 1u], w[i + 2u], w[i + 3u]);
+}
+
+// Σ of four packed int8 dot products.
+fn dot4x4(q: vec4<u32>, xq: vec4<u32>) -> i32 {
+    return dot4I8Packed(q.x, xq.x) + dot4I8Packed(q.y, xq.y) + dot4I8Packed(q.z, xq.z)
+        + dot4I8Packed(q.w, xq.w);
+}
+
 // Σ of the four int8 in a packed word.
 fn sum4(v: u32) -> i32 {
     return dot4I8Packed(0x01010101u, v);
@@ -135,9 +163,8 @@ fn kquant_chunk(sm: vec4<u32>, xsw: vec2<f32>, xb0: u32, c: u32, s: vec2<i32>) -
 }
 
 // A q4_k/q5_k block's sum from its chunks' kquant_chunk totals: d·t.x − dmin·t.y, with d and
-// dmin the two f16 of the block's first word.
-fn kquant_total(base: u32, t: vec2<f32>) -> f32 {
-    let dm = w[base >> 2u];
+// dmin the two f16 of the block's first word, dm.
+fn kquant_total(dm: u32, t: vec2<f32>) -> f32 {
     return unpack2x16float(dm).x * t.x - unpack2x16float(dm >> 16u).x * t.y;
 }
 
@@ -185,8 +212,8 @@ fn nibble5_sum(qh: u32, q0: u32, q1: u32, q2: u32, q3: u32, xw: u32, xb: u32) ->
 // Quants are unsigned with an offset (q4_0: 8, q5_0: 16): Σ (q - o)·x = Σ q·x - o·Σ x; or
 // d·q + m (q4_1, q5_1): d·dx·Σ q·xq + m·dx·Σ xq.
 fn int_dot_block32(blk: u32, xb: u32, sx: vec2<f32>) -> f32 {
-    let xw = x_window(xb);
 #ifdef W_Q8_0
+    let xw = x_window(xb);
     let base = blk * 34u;
     var s = 0;
     for (var j = 0u; j < 8u; j = j + 1u) {
@@ -195,91 +222,55 @@ fn int_dot_block32(blk: u32, xb: u32, sx: vec2<f32>) -> f32 {
     return f16_at(base) * sx.x * f32(s);
 #endif
 #ifdef W_Q4_0
+    let xw = x_window(xb);
     let base = blk * 18u;
     let s = nibble_sum(word_at(base + 2u), word_at(base + 6u), word_at(base + 10u), word_at(base + 14u), xw, xb);
     return f16_at(base) * sx.x * (f32(s) - 8.0 * sx.y);
 #endif
 #ifdef W_Q4_1
     let i = blk * 5u;
-    let dm = w[i];
-    let s = nibble_sum(w[i + 1u], w[i + 2u], w[i + 3u], w[i + 4u], xw, xb);
-    return sx.x * (unpack2x16float(dm).x * f32(s) + unpack2x16float(dm >> 16u).x * sx.y);
+    return q4_1_block(w[i], vec4<u32>(w[i + 1u], w[i + 2u], w[i + 3u], w[i + 4u]), xb, sx);
 #endif
 #ifdef W_Q5_0
+    let xw = x_window(xb);
     let base = blk * 22u;
     let s = nibble5_sum(word_at(base + 2u), word_at(base + 6u), word_at(base + 10u), word_at(base + 14u), word_at(base + 18u), xw, xb);
     return f16_at(base) * sx.x * (f32(s) - 16.0 * sx.y);
 #endif
 #ifdef W_Q5_1
     let i = blk * 6u;
-    let dm = w[i];
-    let s = nibble5_sum(w[i + 1u], w[i + 2u], w[i + 3u], w[i + 4u], w[i + 5u], xw, xb);
-    return sx.x * (unpack2x16float(dm).x * f32(s) + unpack2x16float(dm >> 16u).x * sx.y);
+    return q5_1_block(w[i], w[i + 1u], vec4<u32>(w[i + 2u], w[i + 3u], w[i + 4u], w[i + 5u]), xb, sx);
 #endif
 }
 
-#ifdef INT_DOT_GROUPS
-// Two 32-element blocks from an even block `blk` (their 68, 36 or 44 bytes start on a word
-// boundary) against activation blocks xb, xb + 1 with scales sa, sb. q8_0, q4_0 and q5_0
-// blocks are 34, 18 and 22 bytes, so every other one starts mid-word and a block-at-a-time
-// reader loads two words per quant word; a pair is read as whole words, each once.
-fn int_dot_pair(blk: u32, xb: u32, sa: vec2<f32>, sb: vec2<f32>) -> f32 {
-    let xwa = x_window(xb);
-    let xwb = x_window(xb + 1u);
-#ifdef W_Q8_0
-    // Words 0..8: d_a, then block a's quants at byte 2 (each the high half of one word and
-    // the low half of the next); word 8's high half is d_b; words 9..17 block b's quants.
-    let i = (blk / 2u) * 17u;
-    let first = w[i];
-    var prev = first;
-    var s_a = 0;
-    for (var j = 0u; j < 8u; j = j + 1u) {
-        let next = w[i + 1u + j];
-        s_a = s_a + dot4I8Packed(mid_word(prev, next), x_word(xwa, xb, j));
-        prev = next;
-    }
-    var s_b = 0;
-    for (var j = 0u; j < 8u; j = j + 1u) {
-        s_b = s_b + dot4I8Packed(w[i + 9u + j], x_word(xwb, xb + 1u, j));
-    }
-    return unpack2x16float(first).x * sa.x * f32(s_a)
-        + unpack2x16float(prev >> 16u).x * sb.x * f32(s_b);
-#endif
-#ifdef W_Q4_0
-    // Words 0..4: d_a, block a's quants at byte 2; word 4's high half is d_b; words 5..9
-    // block b's quants.
-    let i = (blk / 2u) * 9u;
-    let w0 = w[i];
-    let w1 = w[i + 1u];
-    let w2 = w[i + 2u];
-    let w3 = w[i + 3u];
-    let w4 = w[i + 4u];
-    let s_a = nibble_sum(mid_word(w0, w1), mid_word(w1, w2), mid_word(w2, w3), mid_word(w3, w4), xwa, xb);
-    let s_b = nibble_sum(w[i + 5u], w[i + 6u], w[i + 7u], w[i + 8u], xwb, xb + 1u);
-    return unpack2x16float(w0).x * sa.x * (f32(s_a) - 8.0 * sa.y)
-        + unpack2x16float(w4 >> 16u).x * sb.x * (f32(s_b) - 8.0 * sb.y);
-#endif
-#ifdef W_Q5_0
-    // Words 0..5: d_a, qh_a at byte 2, block a's quants at byte 6; word 5's high half is
-    // d_b; word 6 qh_b; words 7..11 block b's quants.
-    let i = (blk / 2u) * 11u;
-    let w0 = w[i];
-    let w1 = w[i + 1u];
-    let w2 = w[i + 2u];
-    let w3 = w[i + 3u];
-    let w4 = w[i + 4u];
-    let w5 = w[i + 5u];
-    let s_a = nibble5_sum(mid_word(w0, w1), mid_word(w1, w2), mid_word(w2, w3), mid_word(w3, w4), mid_word(w4, w5), xwa, xb);
-    let s_b = nibble5_sum(w[i + 6u], w[i + 7u], w[i + 8u], w[i + 9u], w[i + 10u], xwb, xb + 1u);
-    return unpack2x16float(w0).x * sa.x * (f32(s_a) - 16.0 * sa.y)
-        + unpack2x16float(w5 >> 16u).x * sb.x * (f32(s_b) - 16.0 * sb.y);
-#endif
 #ifdef W_Q4_1
-    return int_dot_block32(blk, xb, sa) + int_dot_block32(blk + 1u, xb + 1u, sb);
+// A q4_1 block from its words: dm (d, m as two f16) and its four quant words, against
+// activation block xb with scale sx: d·dx·Σ q·xq + m·dx·Σ xq.
+fn q4_1_block(dm: u32, q: vec4<u32>, xb: u32, sx: vec2<f32>) -> f32 {
+    let s = nibble_sum(q.x, q.y, q.z, q.w, x_window(xb), xb);
+    return sx.x * (unpack2x16float(dm).x * f32(s) + unpack2x16float(dm >> 16u).x * sx.y);
+}
 #endif
+
 #ifdef W_Q5_1
-    return int_dot_block32(blk, xb, sa) + int_dot_block32(blk + 1u, xb + 1u, sb);
+// A q5_1 block from its words: dm, qh (the fifth bits) and its four quant words.
+fn q5_1_block(dm: u32, qh: u32, q: vec4<u32>, xb: u32, sx: vec2<f32>) -> f32 {
+    let s = nibble5_sum(qh, q.x, q.y, q.z, q.w, x_window(xb), xb);
+    return sx.x * (unpack2x16float(dm).x * f32(s) + unpack2x16float(dm >> 16u).x * sx.y);
+}
 #endif
+
+#ifdef INT_DOT_GROUPS
+// Whole groups of eight 32-element blocks (one invocation per row, rows of an even number of
+// blocks). q8_0, q4_0 and q5_0 blocks are 34, 18 and 22 bytes, so every other one starts
+// mid-word and a block-at-a-time reader loads two words per quant word; a pair starts on a
+// word boundary and is read as whole words, each once. The pair readers below take a pair's
+// words as vectors, from word loads (int_dot_pair) or from 16-byte loads (INT_DOT_VEC4).
+
+// The words that start halfway through each word of `lo` and end halfway through the word
+// after it, which `hi` holds (hi = lo shifted by one word).
+fn mid_words(lo: vec4<u32>, hi: vec4<u32>) -> vec4<u32> {
+    return (lo >> vec4<u32>(16u)) | (hi << vec4<u32>(16u));
 }
 
 // The word that starts halfway through word a and ends halfway through the next one, b.
@@ -287,14 +278,196 @@ fn mid_word(a: u32, b: u32) -> u32 {
     return (a >> 16u) | (b << 16u);
 }
 
+#ifdef W_Q8_0
+// Two q8_0 blocks from their 17 words (a, b, c, d: words 0..15, e: word 16) against
+// activation blocks xb, xb + 1 with scales sa, sb: word 0's low half is d_a, block a's quants
+// are words 0..8 shifted by half a word, word 8's high half is d_b, words 9..16 block b's.
+fn q8_0_pair(a: vec4<u32>, b: vec4<u32>, c: vec4<u32>, d: vec4<u32>, e: u32, xb: u32, sa: vec2<f32>, sb: vec2<f32>) -> f32 {
+    let xwa = x_window(xb);
+    let xwb = x_window(xb + 1u);
+    let s_a = dot4x4(mid_words(a, vec4<u32>(a.yzw, b.x)), x_words(xwa, xb, 0u))
+        + dot4x4(mid_words(b, vec4<u32>(b.yzw, c.x)), x_words(xwa, xb, 4u));
+    let s_b = dot4x4(vec4<u32>(c.yzw, d.x), x_words(xwb, xb + 1u, 0u))
+        + dot4x4(vec4<u32>(d.yzw, e), x_words(xwb, xb + 1u, 4u));
+    return unpack2x16float(a.x).x * sa.x * f32(s_a) + unpack2x16float(c.x >> 16u).x * sb.x * f32(s_b);
+}
+#endif
+
+#ifdef W_Q4_0
+// Two q4_0 blocks from their 9 words (a, b: words 0..7, e: word 8): word 0's low half is
+// d_a, block a's quants are words 0..4 shifted by half a word, word 4's high half is d_b,
+// words 5..8 block b's quants.
+fn q4_0_pair(a: vec4<u32>, b: vec4<u32>, e: u32, xb: u32, sa: vec2<f32>, sb: vec2<f32>) -> f32 {
+    let qa = mid_words(a, vec4<u32>(a.yzw, b.x));
+    let s_a = nibble_sum(qa.x, qa.y, qa.z, qa.w, x_window(xb), xb);
+    let s_b = nibble_sum(b.y, b.z, b.w, e, x_window(xb + 1u), xb + 1u);
+    return unpack2x16float(a.x).x * sa.x * (f32(s_a) - 8.0 * sa.y)
+        + unpack2x16float(b.x >> 16u).x * sb.x * (f32(s_b) - 8.0 * sb.y);
+}
+#endif
+
+#ifdef W_Q5_0
+// Two q5_0 blocks from their 11 words (a, b: words 0..7, c: words 8..10): word 0's low half
+// is d_a, qh_a and block a's quants are words 0..5 shifted by half a word, word 5's high half
+// is d_b, word 6 qh_b, words 7..10 block b's quants.
+fn q5_0_pair(a: vec4<u32>, b: vec4<u32>, c: vec3<u32>, xb: u32, sa: vec2<f32>, sb: vec2<f32>) -> f32 {
+    let qa = mid_words(vec4<u32>(a.yzw, b.x), vec4<u32>(a.zw, b.xy));
+    let s_a = nibble5_sum(mid_word(a.x, a.y), qa.x, qa.y, qa.z, qa.w, x_window(xb), xb);
+    let s_b = nibble5_sum(b.z, b.w, c.x, c.y, c.z, x_window(xb + 1u), xb + 1u);
+    return unpack2x16float(a.x).x * sa.x * (f32(s_a) - 16.0 * sa.y)
+        + unpack2x16float(b.y >> 16u).x * sb.x * (f32(s_b) - 16.0 * sb.y);
+}
+#endif
+
+// Two blocks from an even block `blk` against activation blocks xb, xb + 1 with scales sa, sb,
+// read as words.
+fn int_dot_pair(blk: u32, xb: u32, sa: vec2<f32>, sb: vec2<f32>) -> f32 {
+#ifdef W_Q8_0
+    let i = (blk / 2u) * 17u;
+    return q8_0_pair(w_words(i), w_words(i + 4u), w_words(i + 8u), w_words(i + 12u), w[i + 16u], xb, sa, sb);
+#endif
+#ifdef W_Q4_0
+    let i = (blk / 2u) * 9u;
+    return q4_0_pair(w_words(i), w_words(i + 4u), w[i + 8u], xb, sa, sb);
+#endif
+#ifdef W_Q5_0
+    let i = (blk / 2u) * 11u;
+    return q5_0_pair(w_words(i), w_words(i + 4u), vec3<u32>(w[i + 8u], w[i + 9u], w[i + 10u]), xb, sa, sb);
+#endif
+#ifdef W_Q4_1
+    return int_dot_block32(blk, xb, sa) + int_dot_block32(blk + 1u, xb + 1u, sb);
+#endif
+#ifdef W_Q5_1
+    return int_dot_block32(blk, xb, sa) + int_dot_block32(blk + 1u, xb + 1u, sb);
+#endif
+}
+
+#ifdef INT_DOT_VEC4
+// Eight blocks from block blk0 (a multiple of 8, whose group starts on a 16-byte boundary)
+// against activation blocks b0..b0 + 8, whose scales are in the window sw. A q8_0/q4_0/q5_0
+// pair p of W words starts at word pW = 4·(pW / 4) + p·(W % 4): its vectors are read
+// realigned by p·(W % 4) words.
+fn int_dot_group_vec4(blk0: u32, b0: u32, sw: vec2<f32>) -> f32 {
+#ifdef W_Q8_0
+    // 8 blocks = 272 bytes = 17 vectors; pair p starts at word 17p (vector 4p, component p).
+    let v = (blk0 / 8u) * 17u;
+    let v0 = w4[v];
+    let v1 = w4[v + 1u];
+    let v2 = w4[v + 2u];
+    let v3 = w4[v + 3u];
+    let v4 = w4[v + 4u];
+    var acc = q8_0_pair(v0, v1, v2, v3, v4.x, b0, xs_of(sw, b0, 0u), xs_of(sw, b0, 1u));
+    let v5 = w4[v + 5u];
+    let v6 = w4[v + 6u];
+    let v7 = w4[v + 7u];
+    let v8 = w4[v + 8u];
+    acc = acc + q8_0_pair(
+        vec4<u32>(v4.yzw, v5.x), vec4<u32>(v5.yzw, v6.x), vec4<u32>(v6.yzw, v7.x), vec4<u32>(v7.yzw, v8.x), v8.y,
+        b0 + 2u, xs_of(sw, b0, 2u), xs_of(sw, b0, 3u),
+    );
+    let v9 = w4[v + 9u];
+    let v10 = w4[v + 10u];
+    let v11 = w4[v + 11u];
+    let v12 = w4[v + 12u];
+    acc = acc + q8_0_pair(
+        vec4<u32>(v8.zw, v9.xy), vec4<u32>(v9.zw, v10.xy), vec4<u32>(v10.zw, v11.xy), vec4<u32>(v11.zw, v12.xy), v12.z,
+        b0 + 4u, xs_of(sw, b0, 4u), xs_of(sw, b0, 5u),
+    );
+    let v13 = w4[v + 13u];
+    let v14 = w4[v + 14u];
+    let v15 = w4[v + 15u];
+    let v16 = w4[v + 16u];
+    return acc + q8_0_pair(
+        vec4<u32>(v12.w, v13.xyz), vec4<u32>(v13.w, v14.xyz), vec4<u32>(v14.w, v15.xyz), vec4<u32>(v15.w, v16.xyz), v16.w,
+        b0 + 6u, xs_of(sw, b0, 6u), xs_of(sw, b0, 7u),
+    );
+#endif
+#ifdef W_Q4_0
+    // 8 blocks = 144 bytes = 9 vectors; pair p starts at word 9p (vector 2p, component p).
+    let v = (blk0 / 8u) * 9u;
+    let v0 = w4[v];
+    let v1 = w4[v + 1u];
+    let v2 = w4[v + 2u];
+    let v3 = w4[v + 3u];
+    let v4 = w4[v + 4u];
+    let v5 = w4[v + 5u];
+    let v6 = w4[v + 6u];
+    let v7 = w4[v + 7u];
+    let v8 = w4[v + 8u];
+    return q4_0_pair(v0, v1, v2.x, b0, xs_of(sw, b0, 0u), xs_of(sw, b0, 1u))
+        + q4_0_pair(vec4<u32>(v2.yzw, v3.x), vec4<u32>(v3.yzw, v4.x), v4.y, b0 + 2u, xs_of(sw, b0, 2u), xs_of(sw, b0, 3u))
+        + q4_0_pair(vec4<u32>(v4.zw, v5.xy), vec4<u32>(v5.zw, v6.xy), v6.z, b0 + 4u, xs_of(sw, b0, 4u), xs_of(sw, b0, 5u))
+        + q4_0_pair(vec4<u32>(v6.w, v7.xyz), vec4<u32>(v7.w, v8.xyz), v8.w, b0 + 6u, xs_of(sw, b0, 6u), xs_of(sw, b0, 7u));
+#endif
+#ifdef W_Q5_0
+    // 8 blocks = 176 bytes = 11 vectors; pair p starts at word 11p (vector 2p + p / 2...):
+    // words 0, 11, 22, 33 are v0.x, v2.w, v5.z, v8.y.
+    let v = (blk0 / 8u) * 11u;
+    let v0 = w4[v];
+    let v1 = w4[v + 1u];
+    let v2 = w4[v + 2u];
+    let v3 = w4[v + 3u];
+    let v4 = w4[v + 4u];
+    let v5 = w4[v + 5u];
+    let v6 = w4[v + 6u];
+    let v7 = w4[v + 7u];
+    let v8 = w4[v + 8u];
+    let v9 = w4[v + 9u];
+    let v10 = w4[v + 10u];
+    return q5_0_pair(v0, v1, v2.xyz, b0, xs_of(sw, b0, 0u), xs_of(sw, b0, 1u))
+        + q5_0_pair(vec4<u32>(v2.w, v3.xyz), vec4<u32>(v3.w, v4.xyz), vec3<u32>(v4.w, v5.xy), b0 + 2u, xs_of(sw, b0, 2u), xs_of(sw, b0, 3u))
+        + q5_0_pair(vec4<u32>(v5.zw, v6.xy), vec4<u32>(v6.zw, v7.xy), vec3<u32>(v7.zw, v8.x), b0 + 4u, xs_of(sw, b0, 4u), xs_of(sw, b0, 5u))
+        + q5_0_pair(vec4<u32>(v8.yzw, v9.x), vec4<u32>(v9.yzw, v10.x), v10.yzw, b0 + 6u, xs_of(sw, b0, 6u), xs_of(sw, b0, 7u));
+#endif
+#ifdef W_Q4_1
+    // 8 blocks = 160 bytes = 10 vectors; block j (5 words: dm, four quant words) starts at
+    // word 5j: four blocks per five vectors.
+    var acc = 0.0;
+    for (var h = 0u; h < 2u; h = h + 1u) {
+        let v = (blk0 / 8u) * 10u + 5u * h;
+        let v0 = w4[v];
+        let v1 = w4[v + 1u];
+        let v2 = w4[v + 2u];
+        let v3 = w4[v + 3u];
+        let v4 = w4[v + 4u];
+        let b = b0 + 4u * h;
+        acc = acc + q4_1_block(v0.x, vec4<u32>(v0.yzw, v1.x), b, xs_of(sw, b0, 4u * h))
+            + q4_1_block(v1.y, vec4<u32>(v1.zw, v2.xy), b + 1u, xs_of(sw, b0, 4u * h + 1u))
+            + q4_1_block(v2.z, vec4<u32>(v2.w, v3.xyz), b + 2u, xs_of(sw, b0, 4u * h + 2u))
+            + q4_1_block(v3.w, v4, b + 3u, xs_of(sw, b0, 4u * h + 3u));
+    }
+    return acc;
+#endif
+#ifdef W_Q5_1
+    // 8 blocks = 192 bytes = 12 vectors; block j (6 words: dm, qh, four quant words) starts
+    // at word 6j: two blocks per three vectors.
+    var acc = 0.0;
+    for (var h = 0u; h < 4u; h = h + 1u) {
+        let v = (blk0 / 8u) * 12u + 3u * h;
+        let v0 = w4[v];
+        let v1 = w4[v + 1u];
+        let v2 = w4[v + 2u];
+        let b = b0 + 2u * h;
+        acc = acc + q5_1_block(v0.x, v0.y, vec4<u32>(v0.zw, v1.xy), b, xs_of(sw, b0, 2u * h))
+            + q5_1_block(v1.z, v1.w, v2, b + 1u, xs_of(sw, b0, 2u * h + 1u));
+    }
+    return acc;
+#endif
+}
+#endif
+
 // Eight blocks of a row from block b0 (blk0 in the tensor; both even): the eight activation
-// scales arrive in one window, lane l loading block b0 + l's.
+// scales arrive in one window (lane l loading block b0 + l's, with shared activations).
 fn int_dot_group(blk0: u32, b0: u32) -> f32 {
-    let sw = xs[b0 + lane8];
-    return int_dot_pair(blk0, b0, subgroupShuffle(sw, 0u), subgroupShuffle(sw, 1u))
-        + int_dot_pair(blk0 + 2u, b0 + 2u, subgroupShuffle(sw, 2u), subgroupShuffle(sw, 3u))
-        + int_dot_pair(blk0 + 4u, b0 + 4u, subgroupShuffle(sw, 4u), subgroupShuffle(sw, 5u))
-        + int_dot_pair(blk0 + 6u, b0 + 6u, subgroupShuffle(sw, 6u), subgroupShuffle(sw, 7u));
+    let sw = xs_window(b0);
+#ifdef INT_DOT_VEC4
+    return int_dot_group_vec4(blk0, b0, sw);
+#else
+    return int_dot_pair(blk0, b0, xs_of(sw, b0, 0u), xs_of(sw, b0, 1u))
+        + int_dot_pair(blk0 + 2u, b0 + 2u, xs_of(sw, b0, 2u), xs_of(sw, b0, 3u))
+        + int_dot_pair(blk0 + 4u, b0 + 4u, xs_of(sw, b0, 4u), xs_of(sw, b0, 5u))
+        + int_dot_pair(blk0 + 6u, b0 + 6u, xs_of(sw, b0, 6u), xs_of(sw, b0, 7u));
+#endif
 }
 #endif
 #endif
@@ -318,26 +491,38 @@ fn int_dot_block(blk: u32, xb: u32) -> f32 {
 #endif
 #ifdef W_Q4_K
     // xb is the weight block's column index; its 8 sub-blocks meet activation blocks 8xb + s.
-    // Integer sums per sub-block first, scales once per sub-block.
-    let base = blk * 144u;
-    let sm = scale_min_words(base + 4u);
+    // Integer sums per sub-block first, scales once per sub-block. Words: d and dmin, three
+    // of scales, then chunk c's 32 quant bytes at word 4 + 8c.
+#ifdef INT_DOT_VEC4
+    let v = blk * 9u;
+    let head = w4[v];
+#else
+    let i = blk * 36u;
+    let head = w_words(i);
+#endif
+    let sm = scale_min_unpack(head.y, head.z, head.w);
     let xsw = xs_window(xb * 8u);
     var acc = vec2<f32>(0.0);
     for (var c = 0u; c < 4u; c = c + 1u) {
         let xa = xb * 8u + 2u * c;
         let xwa = x_window(xa);
         let xwb = x_window(xa + 1u);
-        var s = vec2<i32>(0);
-        for (var j = 0u; j < 8u; j = j + 1u) {
-            let q = w[(base + 16u + 32u * c + 4u * j) >> 2u];
-            s = s + vec2<i32>(
-                dot4I8Packed(q & 0x0f0f0f0fu, x_word(xwa, xa, j)),
-                dot4I8Packed((q >> 4u) & 0x0f0f0f0fu, x_word(xwb, xa + 1u, j)),
-            );
-        }
+#ifdef INT_DOT_VEC4
+        let q0 = w4[v + 1u + 2u * c];
+        let q1 = w4[v + 2u + 2u * c];
+#else
+        let q0 = w_words(i + 4u + 8u * c);
+        let q1 = w_words(i + 8u + 8u * c);
+#endif
+        let m = vec4<u32>(0x0f0f0f0fu);
+        let s = vec2<i32>(
+            dot4x4(q0 & m, x_words(xwa, xa, 0u)) + dot4x4(q1 & m, x_words(xwa, xa, 4u)),
+            dot4x4((q0 >> vec4<u32>(4u)) & m, x_words(xwb, xa + 1u, 0u))
+                + dot4x4((q1 >> vec4<u32>(4u)) & m, x_words(xwb, xa + 1u, 4u)),
+        );
         acc = acc + kquant_chunk(sm, xsw, xb * 8u, c, s);
     }
-    return kquant_total(base, acc);
+    return kquant_total(head.x, acc);
 #endif
 #ifdef W_Q6_K
     // Each ql, qh and scale word is read once: a half h (128 elements) takes ql words
@@ -357,32 +542,42 @@ fn int_dot_block(blk: u32, xb: u32) -> f32 {
     return f16_at(base + 208u) * acc;
 #endif
 #ifdef W_Q5_K
-    let base = blk * 176u;
-    let sm = scale_min_words(base + 4u);
+    // Words: d and dmin, three of scales, eight of fifth bits (bits 2c, 2c + 1 of each byte
+    // serve chunk c: read once for all four), then chunk c's quant bytes at word 12 + 8c.
+#ifdef INT_DOT_VEC4
+    let v = blk * 11u;
+    let head = w4[v];
+    let h_lo = w4[v + 1u];
+    let h_hi = w4[v + 2u];
+#else
+    let i = blk * 44u;
+    let head = w_words(i);
+    let h_lo = w_words(i + 4u);
+    let h_hi = w_words(i + 8u);
+#endif
+    let sm = scale_min_unpack(head.y, head.z, head.w);
     let xsw = xs_window(xb * 8u);
-    // The 32 fifth-bit bytes serve all four chunks (bits 2c, 2c + 1): read once.
-    let hw = base / 4u + 4u;
-    let h_lo = vec4<u32>(w[hw], w[hw + 1u], w[hw + 2u], w[hw + 3u]);
-    let h_hi = vec4<u32>(w[hw + 4u], w[hw + 5u], w[hw + 6u], w[hw + 7u]);
     var acc = vec2<f32>(0.0);
     for (var c = 0u; c < 4u; c = c + 1u) {
         let xa = xb * 8u + 2u * c;
         let xwa = x_window(xa);
         let xwb = x_window(xa + 1u);
-        var s = vec2<i32>(0);
-        for (var j = 0u; j < 8u; j = j + 1u) {
-            let q = w[(base + 48u + 32u * c + 4u * j) >> 2u];
-            let h = select(h_lo[j % 4u], h_hi[j % 4u], j >= 4u);
-            let lo = (q & 0x0f0f0f0fu) | (((h >> (2u * c)) & 0x01010101u) << 4u);
-            let hi = ((q >> 4u) & 0x0f0f0f0fu) | (((h >> (2u * c + 1u)) & 0x01010101u) << 4u);
-            s = s + vec2<i32>(
-                dot4I8Packed(lo, x_word(xwa, xa, j)),
-                dot4I8Packed(hi, x_word(xwb, xa + 1u, j)),
-            );
-        }
+#ifdef INT_DOT_VEC4
+        let q0 = w4[v + 3u + 2u * c];
+        let q1 = w4[v + 4u + 2u * c];
+#else
+        let q0 = w_words(i + 12u + 8u * c);
+        let q1 = w_words(i + 16u + 8u * c);
+#endif
+        let s = vec2<i32>(
+            dot4x4(q5k_quants(q0, h_lo, 2u * c), x_words(xwa, xa, 0u))
+                + dot4x4(q5k_quants(q1, h_hi, 2u * c), x_words(xwa, xa, 4u)),
+            dot4x4(q5k_quants(q0 >> vec4<u32>(4u), h_lo, 2u * c + 1u), x_words(xwb, xa + 1u, 0u))
+                + dot4x4(q5k_quants(q1 >> vec4<u32>(4u), h_hi, 2u * c + 1u), x_words(xwb, xa + 1u, 4u)),
+        );
         acc = acc + kquant_chunk(sm, xsw, xb * 8u, c, s);
     }
-    return kquant_total(base, acc);
+    return kquant_total(head.x, acc);
 #endif
 }
 
@@ -448,6 +643,14 @@ fn q6k_half(base: u32, xb0: u32, h: u32, sc: vec4<u32>, xsw: vec2<f32>) -> f32 {
         acc = acc + xs_of(xsw, xb0, 4u * h + qt).x * (g0 * f32(s0[qt]) + g1 * f32(s1[qt]));
     }
     return acc;
+}
+#endif
+
+#ifdef W_Q5_K
+// Four q5_k quant words (low four bits of each byte in q) with their fifth bits: bit `bit` of
+// each byte of h, moved to bit 4.
+fn q5k_quants(q: vec4<u32>, h: vec4<u32>, bit: u32) -> vec4<u32> {
+    return (q & vec4<u32>(0x0f0f0f0fu)) | (((h >> vec4<u32>(bit)) & vec4<u32>(0x01010101u)) << vec4<u32>(4u));
 }
 #endif
 

@@ -40,9 +40,11 @@ fn shapes(dtype: StorageDType) -> Vec<(u32, u32)> {
             (9, 7 * b),
             (33, b),
             (4, 4096.max(b)),
-            // Int-dot with shared activations takes eight blocks at a time while a row has an
-            // even number of blocks: one group and a tail of two; and an odd count (no groups).
+            // Int-dot with one invocation per row takes eight blocks at a time while a row
+            // has an even number of blocks: one group and a tail of two; and an odd count (no
+            // groups). Rows of whole groups (16 blocks of 32) are read 16 bytes at a time.
             (65, 10 * b),
+            (65, 16 * b),
             (5, 9 * b),
             (129, 2 * b),
             (70_000, b),
@@ -167,6 +169,11 @@ fn every_variant_matches_the_reference_on_every_adapter() {
             {
                 expected.insert(format!("{d}_i8_{r}_dot4"));
                 expected.insert(format!("{d}_i8_SerialShuffle_dot4"));
+                // Read 16 bytes at a time (every dtype but q6_k), one invocation per row.
+                if d != "q6_k" {
+                    expected.insert(format!("{d}_i8_Serial_v4_dot4"));
+                    expected.insert(format!("{d}_i8_SerialShuffle_v4_dot4"));
+                }
             }
         }
         if plain {

@@ -286,6 +286,9 @@ impl Gpu {
             what: format!("preprocessing {}", variant.name),
             detail: e.to_string(),
         })?;
+        // Laid out from every binding the module declares (see `declared_bindings`); a
+        // source naga cannot parse goes on to wgpu, whose error names the kernel.
+        let declared = crate::ops::shader::declared_bindings(&source).ok();
         let pipeline = self.scoped(&format!("compiling kernel {}", variant.name), 0, || {
             let module = self
                 .device
@@ -293,10 +296,11 @@ impl Gpu {
                     label: Some(&variant.name),
                     source: wgpu::ShaderSource::Wgsl(source.into()),
                 });
+            let layout = declared.map(|declared| self.pipeline_layout(&variant.name, &declared));
             self.device
                 .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                     label: Some(&variant.name),
-                    layout: None,
+                    layout: layout.as_ref(),
                     module: &module,
                     entry_point: Some("main"),
                     // Every kernel writes the workgroup memory it reads (each invocation fills
@@ -315,6 +319,45 @@ impl Gpu {
             m.insert(key, pipeline.clone());
         }
         Ok(pipeline)
+    }
+
+    /// The pipeline layout of a kernel with these group-0 buffer bindings.
+    fn pipeline_layout(
+        &self,
+        label: &str,
+        declared: &[crate::ops::shader::DeclaredBinding],
+    ) -> wgpu::PipelineLayout {
+        let entries: Vec<wgpu::BindGroupLayoutEntry> = declared
+            .iter()
+            .map(|b| wgpu::BindGroupLayoutEntry {
+                binding: b.binding,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty: if b.uniform {
+                        wgpu::BufferBindingType::Uniform
+                    } else {
+                        wgpu::BufferBindingType::Storage {
+                            read_only: b.read_only,
+                        }
+                    },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                count: None,
+            })
+            .collect();
+        let group = self
+            .device
+            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some(label),
+                entries: &entries,
+            });
+        self.device
+            .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(label),
+                bind_group_layouts: &[Some(&group)],
+                immediate_size: 0,
+            })
     }
 
     /// Records one dispatch of `pipeline` with `buffers` bound at 0, 1, 2 … of group 0.

@@ -315,6 +315,13 @@ fn encode_part(
     // Without a bias, x fills the binding (read-only like a bias; never read: has_bias is 0).
     let bias = bias.unwrap_or(x);
     match quantized {
+        // The 16-byte int-dot reader binds the weights a second time, as vectors.
+        Some(q) if key.int_dot_vec4() => gpu.encode_dispatch(
+            encoder,
+            &pipeline,
+            &[&uniform, w, &q.values, y, bias, &q.scales, w],
+            groups,
+        ),
         Some(q) => gpu.encode_dispatch(
             encoder,
             &pipeline,
@@ -371,7 +378,7 @@ pub fn reachable_variants(caps: &Capabilities, dtype: StorageDType) -> Vec<Kerne
     let mut keys = Vec::new();
     for &compute in &computes {
         for &(reduction, shape) in &reductions {
-            for vec4 in [true, false].into_iter().filter(|v| plain || !v) {
+            for vec4 in [true, false] {
                 let key = KernelKey::gemv(
                     dtype,
                     compute,
@@ -380,10 +387,12 @@ pub fn reachable_variants(caps: &Capabilities, dtype: StorageDType) -> Vec<Kerne
                     vec4,
                     caps.selftest.workarounds(),
                 );
-                if int_dot {
-                    keys.push(key.with_int_dot());
+                let dot = key.with_int_dot();
+                // Int-dot keys differ by vec4 only where it picks the 16-byte reader.
+                if int_dot && (!vec4 || dot.int_dot_vec4()) {
+                    keys.push(dot);
                 }
-                if reduction != Reduction::SerialShuffle || key.shares_x() {
+                if (plain || !vec4) && (reduction != Reduction::SerialShuffle || key.shares_x()) {
                     keys.push(key);
                 }
             }

@@ -41,7 +41,7 @@ pub fn all_variants() -> Vec<ShaderVariant> {
             };
             for vec4 in [false, true]
                 .into_iter()
-                .filter(|v| KernelKey::plain(dtype) || !v)
+                .filter(|v| KernelKey::reads_vec4(dtype, true) || !v)
             {
                 for workarounds in [vec![], vec![Workaround::F16UnpackHiViaShift]] {
                     let key = KernelKey::gemv(dtype, compute, reduction, shape, vec4, workarounds);
@@ -49,10 +49,11 @@ pub fn all_variants() -> Vec<ShaderVariant> {
                     let runs =
                         |k: &KernelKey| k.reduction != Reduction::SerialShuffle || k.shares_x();
                     let dot = key.with_int_dot();
-                    if KernelKey::has_int_dot(dtype) && runs(&dot) {
+                    if KernelKey::has_int_dot(dtype) && runs(&dot) && (!vec4 || dot.int_dot_vec4())
+                    {
                         v.push(dot.variant());
                     }
-                    if !runs(&key) {
+                    if !runs(&key) || (vec4 && !KernelKey::plain(dtype)) {
                         continue;
                     }
                     if key.can_sum_in_f16() {

@@ -216,6 +216,37 @@ impl KernelKey {
             }
     }
 
+    /// Int-dot dtypes whose groups of eight blocks the shared-activation layout can read as
+    /// 16-byte vectors (`int_dot_group_vec4` in int_dot.wgsl), where a row is whole groups.
+    pub fn has_int_dot_vec4(dtype: StorageDType) -> bool {
+        matches!(
+            dtype,
+            StorageDType::Q8_0
+                | StorageDType::Q4_0
+                | StorageDType::Q4_1
+                | StorageDType::Q5_0
+                | StorageDType::Q5_1
+                | StorageDType::Q4K
+                | StorageDType::Q5K
+        )
+    }
+
+    /// Whether this key's weights are read as 16-byte vectors where rows allow it
+    /// ([`Self::for_cols`] decides per shape): the word-wise dtypes, and the int-dot dtypes of
+    /// [`Self::has_int_dot_vec4`].
+    pub fn reads_vec4(dtype: StorageDType, int_dot: bool) -> bool {
+        Self::plain(dtype) || (int_dot && Self::has_int_dot_vec4(dtype))
+    }
+
+    /// Whether this variant is the int-dot kernel that reads groups of eight blocks as
+    /// 16-byte vectors (INT_DOT_VEC4; the weights are bound a second time, as vectors).
+    pub fn int_dot_vec4(&self) -> bool {
+        self.int_dot
+            && self.vec4
+            && self.reduction.one_per_row()
+            && Self::has_int_dot_vec4(self.dtype)
+    }
+
     /// This GEMV key on the int-dot path (compute dtype i8).
     pub fn with_int_dot(&self) -> Self {
         Self {
@@ -238,6 +269,9 @@ impl KernelKey {
     /// activations shared by shuffles (`Reduction::SerialShuffle`) only on the paths that have
     /// them ([`Self::shares_x`]) and rows a multiple of 32; otherwise the plain
     /// one-invocation-per-row layout.
+    ///
+    /// The int-dot 16-byte reader needs rows of whole groups of eight blocks starting on
+    /// 16-byte boundaries (a group of q8_0 is 272 bytes): `cols` a multiple of 256.
     pub fn for_cols(&self, cols: u32) -> Self {
         let vec4 =
             self.vec4 && !self.elementwise() && cols.is_multiple_of(self.elements_per_vec4());
@@ -251,10 +285,20 @@ impl KernelKey {
             Reduction::SerialShuffle if !shuffles => Reduction::Serial,
             r => r,
         };
-        Self {
+        let shaped = Self {
             vec4,
             reduction,
             ..self.clone()
+        };
+        let int_dot_vec4 = Self {
+            vec4: self.vec4,
+            ..shaped.clone()
+        }
+        .int_dot_vec4()
+            && cols.is_multiple_of(256);
+        Self {
+            vec4: vec4 || int_dot_vec4,
+            ..shaped
         }
     }
 
@@ -280,13 +324,15 @@ impl KernelKey {
             if self.dtype.block().elements == 32 {
                 defines.push(Define::flag("INT_DOT_32"));
             }
-            // 32-element blocks with shared activations: eight blocks at a time, pairs read
-            // as whole words (gemv.wgsl's int_dot_group).
-            if self.reduction == Reduction::SerialShuffle && self.dtype.block().elements == 32 {
+            // 32-element blocks, one invocation per row: eight blocks at a time, pairs read
+            // as whole words (int_dot.wgsl's int_dot_group).
+            if self.reduction.one_per_row() && self.dtype.block().elements == 32 {
                 defines.push(Define::flag("INT_DOT_GROUPS"));
             }
         }
-        if self.vec4 {
+        if self.int_dot_vec4() {
+            defines.push(Define::flag("INT_DOT_VEC4"));
+        } else if self.vec4 && !self.int_dot {
             defines.push(Define::flag("VEC4"));
         }
         if !self.elementwise() && matches!(self.dtype, StorageDType::F8E4m3 | StorageDType::F8E5m2)
@@ -556,7 +602,7 @@ fn select_int_dot(caps: &Capabilities, dtype: StorageDType) -> IntDot {
         ComputeDType::F32,
         reduction,
         shape,
-        false,
+        KernelKey::reads_vec4(dtype, true),
         caps.selftest.workarounds(),
     )
     .with_int_dot();

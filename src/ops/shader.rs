@@ -133,6 +133,47 @@ impl ShaderVariant {
     }
 }
 
+/// How a kernel declares one buffer binding of group 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeclaredBinding {
+    pub binding: u32,
+    /// `var<uniform>` rather than `var<storage>`.
+    pub uniform: bool,
+    /// `var<storage, read>`.
+    pub read_only: bool,
+}
+
+/// Every buffer binding a preprocessed WGSL module declares, in binding order, whether its
+/// entry point uses it or not. Pipelines are laid out from these, not from what the entry
+/// point happens to read: wgpu's derived layouts drop unused bindings, so the same buffer
+/// list could not bind variants that differ only in which ones they read (the 16-byte int-dot
+/// readers use the vector alias of the weights and not the word one).
+pub fn declared_bindings(source: &str) -> Result<Vec<DeclaredBinding>, String> {
+    let module = naga::front::wgsl::parse_str(source).map_err(|e| e.emit_to_string(source))?;
+    let mut bindings: Vec<DeclaredBinding> = module
+        .global_variables
+        .iter()
+        .filter_map(|(_, g)| {
+            let b = g.binding.as_ref().filter(|b| b.group == 0)?;
+            match g.space {
+                naga::AddressSpace::Uniform => Some(DeclaredBinding {
+                    binding: b.binding,
+                    uniform: true,
+                    read_only: true,
+                }),
+                naga::AddressSpace::Storage { access } => Some(DeclaredBinding {
+                    binding: b.binding,
+                    uniform: false,
+                    read_only: !access.contains(naga::StorageAccess::STORE),
+                }),
+                _ => None,
+            }
+        })
+        .collect();
+    bindings.sort_by_key(|b| b.binding);
+    Ok(bindings)
+}
+
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum PreprocessError {
     #[error("line {0}: #else or #endif without #ifdef")]
@@ -251,6 +292,23 @@ mod tests {
                 .trim(),
             ""
         );
+    }
+
+    #[test]
+    fn declared_bindings_include_unused_ones() {
+        let src = "@group(0) @binding(0) var<uniform> p: vec4<u32>;
+@group(0) @binding(1) var<storage, read> a: array<u32>;
+@group(0) @binding(3) var<storage, read_write> y: array<u32>;
+@group(0) @binding(2) var<storage, read> unused: array<vec4<u32>>;
+@compute @workgroup_size(1) fn main() { y[0] = a[0] + p.x; }";
+        let b = declared_bindings(src).unwrap();
+        assert_eq!(
+            b.iter().map(|b| b.binding).collect::<Vec<_>>(),
+            [0, 1, 2, 3]
+        );
+        assert!(b[0].uniform && !b[1].uniform && b[1].read_only && b[2].read_only);
+        assert!(!b[3].read_only && !b[3].uniform);
+        assert!(declared_bindings("fn broken(").is_err());
     }
 
     #[test]

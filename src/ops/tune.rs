@@ -143,7 +143,7 @@ fn race_gemv_layouts(gpu: &Gpu, w: &GpuTensor, int_dot: bool) -> Result<LayoutRa
             compute,
             r,
             g.gemv_shape(r),
-            KernelKey::plain(dtype),
+            KernelKey::reads_vec4(dtype, int_dot),
             caps.selftest.workarounds(),
         );
         if int_dot {
