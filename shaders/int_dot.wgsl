@@ -75,6 +75,20 @@ fn xs_of(window: vec2<f32>, b0: u32, i: u32) -> vec2<f32> {
 #endif
 }
 
+// The eight x words of an activation block: words 0..3 (its elements 0..15) and 4..7.
+struct XBlock {
+    lo: vec4<u32>,
+    hi: vec4<u32>,
+}
+
+// The words of a k-quant block's (or a group of eight blocks') eight activation blocks in
+// shared windows (INT_DOT_VEC4 with REDUCE_SERIAL_SHUFFLE): blocks 0..3 and 4..7, a 16-byte
+// vector per lane; nothing otherwise. `x_block8` hands block i's words to every lane.
+struct XWindows {
+    lo: vec4<u32>,
+    hi: vec4<u32>,
+}
+
 #ifdef INT_DOT_VEC4
 // The weights again, 16 bytes per element (the same buffer, bound twice). On CPU adapters a
 // kernel costs about its count of per-lane loads, whatever their width: eight q8_0 blocks
@@ -82,7 +96,47 @@ fn xs_of(window: vec2<f32>, b0: u32, i: u32) -> vec2<f32> {
 // on 16-byte boundaries (KernelKey::for_cols): groups of eight 32-element blocks in rows of
 // whole groups, and every q4_k (144-byte) and q5_k (176-byte) block.
 @group(0) @binding(6) var<storage, read> w4: array<vec4<u32>>;
+// The quantized activations again, 16 bytes (half a block) per element.
+@group(0) @binding(7) var<storage, read> x4: array<vec4<u32>>;
+
+// Activation blocks b0..b0 + 4 as one vector per lane (with REDUCE_SERIAL_SHUFFLE).
+fn x_window4(b0: u32) -> vec4<u32> {
+#ifdef REDUCE_SERIAL_SHUFFLE
+    return x4[2u * b0 + lane8];
+#else
+    return vec4<u32>(0u);
 #endif
+}
+#endif
+
+fn x_windows8(b0: u32) -> XWindows {
+#ifdef INT_DOT_VEC4
+    return XWindows(x_window4(b0), x_window4(b0 + 4u));
+#else
+    return XWindows(vec4<u32>(0u), vec4<u32>(0u));
+#endif
+}
+
+// Activation block b0 + i (i < 8): from the windows, or two 16-byte loads (INT_DOT_VEC4), or
+// one word window and eight shuffles / eight word loads.
+fn x_block8(windows: XWindows, b0: u32, i: u32) -> XBlock {
+#ifdef INT_DOT_VEC4
+#ifdef REDUCE_SERIAL_SHUFFLE
+    let window = select(windows.lo, windows.hi, i >= 4u);
+    return XBlock(subgroupShuffle(window, 2u * (i % 4u)), subgroupShuffle(window, 2u * (i % 4u) + 1u));
+#else
+    return XBlock(x4[2u * (b0 + i)], x4[2u * (b0 + i) + 1u]);
+#endif
+#else
+    return x_block(b0 + i);
+#endif
+}
+
+// Activation block b, read as words (shared through one window when REDUCE_SERIAL_SHUFFLE).
+fn x_block(b: u32) -> XBlock {
+    let window = x_window(b);
+    return XBlock(x_words(window, b, 0u), x_words(window, b, 4u));
+}
 
 // Words first..first + 4 of activation block b (window from x_window).
 fn x_words(window: u32, b: u32, first: u32) -> vec4<u32> {
@@ -184,28 +238,26 @@ fn kquant_words(base: u32, xb0: u32, c: u32, j: u32, lo: u32, hi: u32) -> f32 {
 }
 
 #ifdef INT_DOT_32
-// Σ q·xq of a q4_0/q4_1 block's four quant words against activation block xb (window xw):
-// low nibbles are elements 0..15, high nibbles 16..31.
-fn nibble_sum(q0: u32, q1: u32, q2: u32, q3: u32, xw: u32, xb: u32) -> i32 {
-    let q = vec4<u32>(q0, q1, q2, q3);
-    var s = 0;
-    for (var j = 0u; j < 4u; j = j + 1u) {
-        s = s + dot4I8Packed(q[j] & 0x0f0f0f0fu, x_word(xw, xb, j))
-            + dot4I8Packed((q[j] >> 4u) & 0x0f0f0f0fu, x_word(xw, xb, 4u + j));
-    }
-    return s;
+// Σ q·xq of a q4_0/q4_1 block's four quant words against its activation block: low nibbles
+// are elements 0..15, high nibbles 16..31.
+fn nibble_sum(q: vec4<u32>, xq: XBlock) -> i32 {
+    let m = vec4<u32>(0x0f0f0f0fu);
+    return dot4x4(q & m, xq.lo) + dot4x4((q >> vec4<u32>(4u)) & m, xq.hi);
 }
 
 // The same for q5_0/q5_1: the fifth bits from qh set bit 4 of each byte.
-fn nibble5_sum(qh: u32, q0: u32, q1: u32, q2: u32, q3: u32, xw: u32, xb: u32) -> i32 {
-    let q = vec4<u32>(q0, q1, q2, q3);
-    var s = 0;
-    for (var j = 0u; j < 4u; j = j + 1u) {
-        let lo = (q[j] & 0x0f0f0f0fu) | spread_bit4((qh >> (4u * j)) & 0xfu);
-        let hi = ((q[j] >> 4u) & 0x0f0f0f0fu) | spread_bit4((qh >> (16u + 4u * j)) & 0xfu);
-        s = s + dot4I8Packed(lo, x_word(xw, xb, j)) + dot4I8Packed(hi, x_word(xw, xb, 4u + j));
-    }
-    return s;
+fn nibble5_sum(qh: u32, q: vec4<u32>, xq: XBlock) -> i32 {
+    let m = vec4<u32>(0x0f0f0f0fu);
+    return dot4x4((q & m) | spread_bits16(qh), xq.lo)
+        + dot4x4(((q >> vec4<u32>(4u)) & m) | spread_bits16(qh >> 16u), xq.hi);
+}
+
+// The low 16 bits of h into bit 4 of each byte of four words, four bits per word.
+fn spread_bits16(h: u32) -> vec4<u32> {
+    return vec4<u32>(
+        spread_bit4(h & 0xfu), spread_bit4((h >> 4u) & 0xfu),
+        spread_bit4((h >> 8u) & 0xfu), spread_bit4((h >> 12u) & 0xfu),
+    );
 }
 
 // A 32-element weight block `blk` against activation block `xb`, whose (scale, Σ xq) is sx.
@@ -213,49 +265,49 @@ fn nibble5_sum(qh: u32, q0: u32, q1: u32, q2: u32, q3: u32, xw: u32, xb: u32) ->
 // d·q + m (q4_1, q5_1): d·dx·Σ q·xq + m·dx·Σ xq.
 fn int_dot_block32(blk: u32, xb: u32, sx: vec2<f32>) -> f32 {
 #ifdef W_Q8_0
-    let xw = x_window(xb);
+    let xq = x_block(xb);
     let base = blk * 34u;
-    var s = 0;
-    for (var j = 0u; j < 8u; j = j + 1u) {
-        s = s + dot4I8Packed(word_at(base + 2u + 4u * j), x_word(xw, xb, j));
-    }
+    let s = dot4x4(words_at(base + 2u), xq.lo) + dot4x4(words_at(base + 18u), xq.hi);
     return f16_at(base) * sx.x * f32(s);
 #endif
 #ifdef W_Q4_0
-    let xw = x_window(xb);
     let base = blk * 18u;
-    let s = nibble_sum(word_at(base + 2u), word_at(base + 6u), word_at(base + 10u), word_at(base + 14u), xw, xb);
+    let s = nibble_sum(words_at(base + 2u), x_block(xb));
     return f16_at(base) * sx.x * (f32(s) - 8.0 * sx.y);
 #endif
 #ifdef W_Q4_1
     let i = blk * 5u;
-    return q4_1_block(w[i], vec4<u32>(w[i + 1u], w[i + 2u], w[i + 3u], w[i + 4u]), xb, sx);
+    return q4_1_block(w[i], w_words(i + 1u), x_block(xb), sx);
 #endif
 #ifdef W_Q5_0
-    let xw = x_window(xb);
     let base = blk * 22u;
-    let s = nibble5_sum(word_at(base + 2u), word_at(base + 6u), word_at(base + 10u), word_at(base + 14u), word_at(base + 18u), xw, xb);
+    let s = nibble5_sum(word_at(base + 2u), words_at(base + 6u), x_block(xb));
     return f16_at(base) * sx.x * (f32(s) - 16.0 * sx.y);
 #endif
 #ifdef W_Q5_1
     let i = blk * 6u;
-    return q5_1_block(w[i], w[i + 1u], vec4<u32>(w[i + 2u], w[i + 3u], w[i + 4u], w[i + 5u]), xb, sx);
+    return q5_1_block(w[i], w[i + 1u], w_words(i + 2u), x_block(xb), sx);
 #endif
+}
+
+// The four words from (2-aligned) byte b.
+fn words_at(b: u32) -> vec4<u32> {
+    return vec4<u32>(word_at(b), word_at(b + 4u), word_at(b + 8u), word_at(b + 12u));
 }
 
 #ifdef W_Q4_1
 // A q4_1 block from its words: dm (d, m as two f16) and its four quant words, against
-// activation block xb with scale sx: d·dx·Σ q·xq + m·dx·Σ xq.
-fn q4_1_block(dm: u32, q: vec4<u32>, xb: u32, sx: vec2<f32>) -> f32 {
-    let s = nibble_sum(q.x, q.y, q.z, q.w, x_window(xb), xb);
+// its activation block xq with scale sx: d·dx·Σ q·xq + m·dx·Σ xq.
+fn q4_1_block(dm: u32, q: vec4<u32>, xq: XBlock, sx: vec2<f32>) -> f32 {
+    let s = nibble_sum(q, xq);
     return sx.x * (unpack2x16float(dm).x * f32(s) + unpack2x16float(dm >> 16u).x * sx.y);
 }
 #endif
 
 #ifdef W_Q5_1
 // A q5_1 block from its words: dm, qh (the fifth bits) and its four quant words.
-fn q5_1_block(dm: u32, qh: u32, q: vec4<u32>, xb: u32, sx: vec2<f32>) -> f32 {
-    let s = nibble5_sum(qh, q.x, q.y, q.z, q.w, x_window(xb), xb);
+fn q5_1_block(dm: u32, qh: u32, q: vec4<u32>, xq: XBlock, sx: vec2<f32>) -> f32 {
+    let s = nibble5_sum(qh, q, xq);
     return sx.x * (unpack2x16float(dm).x * f32(s) + unpack2x16float(dm >> 16u).x * sx.y);
 }
 #endif
@@ -280,15 +332,12 @@ fn mid_word(a: u32, b: u32) -> u32 {
 
 #ifdef W_Q8_0
 // Two q8_0 blocks from their 17 words (a, b, c, d: words 0..15, e: word 16) against
-// activation blocks xb, xb + 1 with scales sa, sb: word 0's low half is d_a, block a's quants
+// activation blocks xa, xb with scales sa, sb: word 0's low half is d_a, block a's quants
 // are words 0..8 shifted by half a word, word 8's high half is d_b, words 9..16 block b's.
-fn q8_0_pair(a: vec4<u32>, b: vec4<u32>, c: vec4<u32>, d: vec4<u32>, e: u32, xb: u32, sa: vec2<f32>, sb: vec2<f32>) -> f32 {
-    let xwa = x_window(xb);
-    let xwb = x_window(xb + 1u);
-    let s_a = dot4x4(mid_words(a, vec4<u32>(a.yzw, b.x)), x_words(xwa, xb, 0u))
-        + dot4x4(mid_words(b, vec4<u32>(b.yzw, c.x)), x_words(xwa, xb, 4u));
-    let s_b = dot4x4(vec4<u32>(c.yzw, d.x), x_words(xwb, xb + 1u, 0u))
-        + dot4x4(vec4<u32>(d.yzw, e), x_words(xwb, xb + 1u, 4u));
+fn q8_0_pair(a: vec4<u32>, b: vec4<u32>, c: vec4<u32>, d: vec4<u32>, e: u32, xa: XBlock, xb: XBlock, sa: vec2<f32>, sb: vec2<f32>) -> f32 {
+    let s_a = dot4x4(mid_words(a, vec4<u32>(a.yzw, b.x)), xa.lo)
+        + dot4x4(mid_words(b, vec4<u32>(b.yzw, c.x)), xa.hi);
+    let s_b = dot4x4(vec4<u32>(c.yzw, d.x), xb.lo) + dot4x4(vec4<u32>(d.yzw, e), xb.hi);
     return unpack2x16float(a.x).x * sa.x * f32(s_a) + unpack2x16float(c.x >> 16u).x * sb.x * f32(s_b);
 }
 #endif
@@ -297,10 +346,9 @@ fn q8_0_pair(a: vec4<u32>, b: vec4<u32>, c: vec4<u32>, d: vec4<u32>, e: u32, xb:
 // Two q4_0 blocks from their 9 words (a, b: words 0..7, e: word 8): word 0's low half is
 // d_a, block a's quants are words 0..4 shifted by half a word, word 4's high half is d_b,
 // words 5..8 block b's quants.
-fn q4_0_pair(a: vec4<u32>, b: vec4<u32>, e: u32, xb: u32, sa: vec2<f32>, sb: vec2<f32>) -> f32 {
-    let qa = mid_words(a, vec4<u32>(a.yzw, b.x));
-    let s_a = nibble_sum(qa.x, qa.y, qa.z, qa.w, x_window(xb), xb);
-    let s_b = nibble_sum(b.y, b.z, b.w, e, x_window(xb + 1u), xb + 1u);
+fn q4_0_pair(a: vec4<u32>, b: vec4<u32>, e: u32, xa: XBlock, xb: XBlock, sa: vec2<f32>, sb: vec2<f32>) -> f32 {
+    let s_a = nibble_sum(mid_words(a, vec4<u32>(a.yzw, b.x)), xa);
+    let s_b = nibble_sum(vec4<u32>(b.yzw, e), xb);
     return unpack2x16float(a.x).x * sa.x * (f32(s_a) - 8.0 * sa.y)
         + unpack2x16float(b.x >> 16u).x * sb.x * (f32(s_b) - 8.0 * sb.y);
 }
@@ -310,10 +358,10 @@ fn q4_0_pair(a: vec4<u32>, b: vec4<u32>, e: u32, xb: u32, sa: vec2<f32>, sb: vec
 // Two q5_0 blocks from their 11 words (a, b: words 0..7, c: words 8..10): word 0's low half
 // is d_a, qh_a and block a's quants are words 0..5 shifted by half a word, word 5's high half
 // is d_b, word 6 qh_b, words 7..10 block b's quants.
-fn q5_0_pair(a: vec4<u32>, b: vec4<u32>, c: vec3<u32>, xb: u32, sa: vec2<f32>, sb: vec2<f32>) -> f32 {
+fn q5_0_pair(a: vec4<u32>, b: vec4<u32>, c: vec3<u32>, xa: XBlock, xb: XBlock, sa: vec2<f32>, sb: vec2<f32>) -> f32 {
     let qa = mid_words(vec4<u32>(a.yzw, b.x), vec4<u32>(a.zw, b.xy));
-    let s_a = nibble5_sum(mid_word(a.x, a.y), qa.x, qa.y, qa.z, qa.w, x_window(xb), xb);
-    let s_b = nibble5_sum(b.z, b.w, c.x, c.y, c.z, x_window(xb + 1u), xb + 1u);
+    let s_a = nibble5_sum(mid_word(a.x, a.y), qa, xa);
+    let s_b = nibble5_sum(b.z, vec4<u32>(b.w, c), xb);
     return unpack2x16float(a.x).x * sa.x * (f32(s_a) - 16.0 * sa.y)
         + unpack2x16float(b.y >> 16u).x * sb.x * (f32(s_b) - 16.0 * sb.y);
 }
@@ -324,15 +372,15 @@ fn q5_0_pair(a: vec4<u32>, b: vec4<u32>, c: vec3<u32>, xb: u32, sa: vec2<f32>, s
 fn int_dot_pair(blk: u32, xb: u32, sa: vec2<f32>, sb: vec2<f32>) -> f32 {
 #ifdef W_Q8_0
     let i = (blk / 2u) * 17u;
-    return q8_0_pair(w_words(i), w_words(i + 4u), w_words(i + 8u), w_words(i + 12u), w[i + 16u], xb, sa, sb);
+    return q8_0_pair(w_words(i), w_words(i + 4u), w_words(i + 8u), w_words(i + 12u), w[i + 16u], x_block(xb), x_block(xb + 1u), sa, sb);
 #endif
 #ifdef W_Q4_0
     let i = (blk / 2u) * 9u;
-    return q4_0_pair(w_words(i), w_words(i + 4u), w[i + 8u], xb, sa, sb);
+    return q4_0_pair(w_words(i), w_words(i + 4u), w[i + 8u], x_block(xb), x_block(xb + 1u), sa, sb);
 #endif
 #ifdef W_Q5_0
     let i = (blk / 2u) * 11u;
-    return q5_0_pair(w_words(i), w_words(i + 4u), vec3<u32>(w[i + 8u], w[i + 9u], w[i + 10u]), xb, sa, sb);
+    return q5_0_pair(w_words(i), w_words(i + 4u), vec3<u32>(w[i + 8u], w[i + 9u], w[i + 10u]), x_block(xb), x_block(xb + 1u), sa, sb);
 #endif
 #ifdef W_Q4_1
     return int_dot_block32(blk, xb, sa) + int_dot_block32(blk + 1u, xb + 1u, sb);
@@ -348,6 +396,7 @@ fn int_dot_pair(blk: u32, xb: u32, sa: vec2<f32>, sb: vec2<f32>) -> f32 {
 // pair p of W words starts at word pW = 4·(pW / 4) + p·(W % 4): its vectors are read
 // realigned by p·(W % 4) words.
 fn int_dot_group_vec4(blk0: u32, b0: u32, sw: vec2<f32>) -> f32 {
+    let xw = x_windows8(b0);
 #ifdef W_Q8_0
     // 8 blocks = 272 bytes = 17 vectors; pair p starts at word 17p (vector 4p, component p).
     let v = (blk0 / 8u) * 17u;
@@ -356,14 +405,14 @@ fn int_dot_group_vec4(blk0: u32, b0: u32, sw: vec2<f32>) -> f32 {
     let v2 = w4[v + 2u];
     let v3 = w4[v + 3u];
     let v4 = w4[v + 4u];
-    var acc = q8_0_pair(v0, v1, v2, v3, v4.x, b0, xs_of(sw, b0, 0u), xs_of(sw, b0, 1u));
+    var acc = q8_0_pair(v0, v1, v2, v3, v4.x, x_block8(xw, b0, 0u), x_block8(xw, b0, 1u), xs_of(sw, b0, 0u), xs_of(sw, b0, 1u));
     let v5 = w4[v + 5u];
     let v6 = w4[v + 6u];
     let v7 = w4[v + 7u];
     let v8 = w4[v + 8u];
     acc = acc + q8_0_pair(
         vec4<u32>(v4.yzw, v5.x), vec4<u32>(v5.yzw, v6.x), vec4<u32>(v6.yzw, v7.x), vec4<u32>(v7.yzw, v8.x), v8.y,
-        b0 + 2u, xs_of(sw, b0, 2u), xs_of(sw, b0, 3u),
+        x_block8(xw, b0, 2u), x_block8(xw, b0, 3u), xs_of(sw, b0, 2u), xs_of(sw, b0, 3u),
     );
     let v9 = w4[v + 9u];
     let v10 = w4[v + 10u];
@@ -371,7 +420,7 @@ fn int_dot_group_vec4(blk0: u32, b0: u32, sw: vec2<f32>) -> f32 {
     let v12 = w4[v + 12u];
     acc = acc + q8_0_pair(
         vec4<u32>(v8.zw, v9.xy), vec4<u32>(v9.zw, v10.xy), vec4<u32>(v10.zw, v11.xy), vec4<u32>(v11.zw, v12.xy), v12.z,
-        b0 + 4u, xs_of(sw, b0, 4u), xs_of(sw, b0, 5u),
+        x_block8(xw, b0, 4u), x_block8(xw, b0, 5u), xs_of(sw, b0, 4u), xs_of(sw, b0, 5u),
     );
     let v13 = w4[v + 13u];
     let v14 = w4[v + 14u];
@@ -379,7 +428,7 @@ fn int_dot_group_vec4(blk0: u32, b0: u32, sw: vec2<f32>) -> f32 {
     let v16 = w4[v + 16u];
     return acc + q8_0_pair(
         vec4<u32>(v12.w, v13.xyz), vec4<u32>(v13.w, v14.xyz), vec4<u32>(v14.w, v15.xyz), vec4<u32>(v15.w, v16.xyz), v16.w,
-        b0 + 6u, xs_of(sw, b0, 6u), xs_of(sw, b0, 7u),
+        x_block8(xw, b0, 6u), x_block8(xw, b0, 7u), xs_of(sw, b0, 6u), xs_of(sw, b0, 7u),
     );
 #endif
 #ifdef W_Q4_0
@@ -394,10 +443,10 @@ fn int_dot_group_vec4(blk0: u32, b0: u32, sw: vec2<f32>) -> f32 {
     let v6 = w4[v + 6u];
     let v7 = w4[v + 7u];
     let v8 = w4[v + 8u];
-    return q4_0_pair(v0, v1, v2.x, b0, xs_of(sw, b0, 0u), xs_of(sw, b0, 1u))
-        + q4_0_pair(vec4<u32>(v2.yzw, v3.x), vec4<u32>(v3.yzw, v4.x), v4.y, b0 + 2u, xs_of(sw, b0, 2u), xs_of(sw, b0, 3u))
-        + q4_0_pair(vec4<u32>(v4.zw, v5.xy), vec4<u32>(v5.zw, v6.xy), v6.z, b0 + 4u, xs_of(sw, b0, 4u), xs_of(sw, b0, 5u))
-        + q4_0_pair(vec4<u32>(v6.w, v7.xyz), vec4<u32>(v7.w, v8.xyz), v8.w, b0 + 6u, xs_of(sw, b0, 6u), xs_of(sw, b0, 7u));
+    return q4_0_pair(v0, v1, v2.x, x_block8(xw, b0, 0u), x_block8(xw, b0, 1u), xs_of(sw, b0, 0u), xs_of(sw, b0, 1u))
+        + q4_0_pair(vec4<u32>(v2.yzw, v3.x), vec4<u32>(v3.yzw, v4.x), v4.y, x_block8(xw, b0, 2u), x_block8(xw, b0, 3u), xs_of(sw, b0, 2u), xs_of(sw, b0, 3u))
+        + q4_0_pair(vec4<u32>(v4.zw, v5.xy), vec4<u32>(v5.zw, v6.xy), v6.z, x_block8(xw, b0, 4u), x_block8(xw, b0, 5u), xs_of(sw, b0, 4u), xs_of(sw, b0, 5u))
+        + q4_0_pair(vec4<u32>(v6.w, v7.xyz), vec4<u32>(v7.w, v8.xyz), v8.w, x_block8(xw, b0, 6u), x_block8(xw, b0, 7u), xs_of(sw, b0, 6u), xs_of(sw, b0, 7u));
 #endif
 #ifdef W_Q5_0
     // 8 blocks = 176 bytes = 11 vectors; pair p starts at word 11p (vector 2p + p / 2...):
@@ -414,10 +463,10 @@ fn int_dot_group_vec4(blk0: u32, b0: u32, sw: vec2<f32>) -> f32 {
     let v8 = w4[v + 8u];
     let v9 = w4[v + 9u];
     let v10 = w4[v + 10u];
-    return q5_0_pair(v0, v1, v2.xyz, b0, xs_of(sw, b0, 0u), xs_of(sw, b0, 1u))
-        + q5_0_pair(vec4<u32>(v2.w, v3.xyz), vec4<u32>(v3.w, v4.xyz), vec3<u32>(v4.w, v5.xy), b0 + 2u, xs_of(sw, b0, 2u), xs_of(sw, b0, 3u))
-        + q5_0_pair(vec4<u32>(v5.zw, v6.xy), vec4<u32>(v6.zw, v7.xy), vec3<u32>(v7.zw, v8.x), b0 + 4u, xs_of(sw, b0, 4u), xs_of(sw, b0, 5u))
-        + q5_0_pair(vec4<u32>(v8.yzw, v9.x), vec4<u32>(v9.yzw, v10.x), v10.yzw, b0 + 6u, xs_of(sw, b0, 6u), xs_of(sw, b0, 7u));
+    return q5_0_pair(v0, v1, v2.xyz, x_block8(xw, b0, 0u), x_block8(xw, b0, 1u), xs_of(sw, b0, 0u), xs_of(sw, b0, 1u))
+        + q5_0_pair(vec4<u32>(v2.w, v3.xyz), vec4<u32>(v3.w, v4.xyz), vec3<u32>(v4.w, v5.xy), x_block8(xw, b0, 2u), x_block8(xw, b0, 3u), xs_of(sw, b0, 2u), xs_of(sw, b0, 3u))
+        + q5_0_pair(vec4<u32>(v5.zw, v6.xy), vec4<u32>(v6.zw, v7.xy), vec3<u32>(v7.zw, v8.x), x_block8(xw, b0, 4u), x_block8(xw, b0, 5u), xs_of(sw, b0, 4u), xs_of(sw, b0, 5u))
+        + q5_0_pair(vec4<u32>(v8.yzw, v9.x), vec4<u32>(v9.yzw, v10.x), v10.yzw, x_block8(xw, b0, 6u), x_block8(xw, b0, 7u), xs_of(sw, b0, 6u), xs_of(sw, b0, 7u));
 #endif
 #ifdef W_Q4_1
     // 8 blocks = 160 bytes = 10 vectors; block j (5 words: dm, four quant words) starts at
@@ -430,11 +479,11 @@ fn int_dot_group_vec4(blk0: u32, b0: u32, sw: vec2<f32>) -> f32 {
         let v2 = w4[v + 2u];
         let v3 = w4[v + 3u];
         let v4 = w4[v + 4u];
-        let b = b0 + 4u * h;
-        acc = acc + q4_1_block(v0.x, vec4<u32>(v0.yzw, v1.x), b, xs_of(sw, b0, 4u * h))
-            + q4_1_block(v1.y, vec4<u32>(v1.zw, v2.xy), b + 1u, xs_of(sw, b0, 4u * h + 1u))
-            + q4_1_block(v2.z, vec4<u32>(v2.w, v3.xyz), b + 2u, xs_of(sw, b0, 4u * h + 2u))
-            + q4_1_block(v3.w, v4, b + 3u, xs_of(sw, b0, 4u * h + 3u));
+        let i = 4u * h;
+        acc = acc + q4_1_block(v0.x, vec4<u32>(v0.yzw, v1.x), x_block8(xw, b0, i), xs_of(sw, b0, i))
+            + q4_1_block(v1.y, vec4<u32>(v1.zw, v2.xy), x_block8(xw, b0, i + 1u), xs_of(sw, b0, i + 1u))
+            + q4_1_block(v2.z, vec4<u32>(v2.w, v3.xyz), x_block8(xw, b0, i + 2u), xs_of(sw, b0, i + 2u))
+            + q4_1_block(v3.w, v4, x_block8(xw, b0, i + 3u), xs_of(sw, b0, i + 3u));
     }
     return acc;
 #endif
@@ -447,9 +496,9 @@ fn int_dot_group_vec4(blk0: u32, b0: u32, sw: vec2<f32>) -> f32 {
         let v0 = w4[v];
         let v1 = w4[v + 1u];
         let v2 = w4[v + 2u];
-        let b = b0 + 2u * h;
-        acc = acc + q5_1_block(v0.x, v0.y, vec4<u32>(v0.zw, v1.xy), b, xs_of(sw, b0, 2u * h))
-            + q5_1_block(v1.z, v1.w, v2, b + 1u, xs_of(sw, b0, 2u * h + 1u));
+        let i = 2u * h;
+        acc = acc + q5_1_block(v0.x, v0.y, vec4<u32>(v0.zw, v1.xy), x_block8(xw, b0, i), xs_of(sw, b0, i))
+            + q5_1_block(v1.z, v1.w, v2, x_block8(xw, b0, i + 1u), xs_of(sw, b0, i + 1u));
     }
     return acc;
 #endif
@@ -502,11 +551,11 @@ fn int_dot_block(blk: u32, xb: u32) -> f32 {
 #endif
     let sm = scale_min_unpack(head.y, head.z, head.w);
     let xsw = xs_window(xb * 8u);
+    let xw = x_windows8(xb * 8u);
     var acc = vec2<f32>(0.0);
     for (var c = 0u; c < 4u; c = c + 1u) {
-        let xa = xb * 8u + 2u * c;
-        let xwa = x_window(xa);
-        let xwb = x_window(xa + 1u);
+        let xa = x_block8(xw, xb * 8u, 2u * c);
+        let xh = x_block8(xw, xb * 8u, 2u * c + 1u);
 #ifdef INT_DOT_VEC4
         let q0 = w4[v + 1u + 2u * c];
         let q1 = w4[v + 2u + 2u * c];
@@ -516,9 +565,8 @@ fn int_dot_block(blk: u32, xb: u32) -> f32 {
 #endif
         let m = vec4<u32>(0x0f0f0f0fu);
         let s = vec2<i32>(
-            dot4x4(q0 & m, x_words(xwa, xa, 0u)) + dot4x4(q1 & m, x_words(xwa, xa, 4u)),
-            dot4x4((q0 >> vec4<u32>(4u)) & m, x_words(xwb, xa + 1u, 0u))
-                + dot4x4((q1 >> vec4<u32>(4u)) & m, x_words(xwb, xa + 1u, 4u)),
+            dot4x4(q0 & m, xa.lo) + dot4x4(q1 & m, xa.hi),
+            dot4x4((q0 >> vec4<u32>(4u)) & m, xh.lo) + dot4x4((q1 >> vec4<u32>(4u)) & m, xh.hi),
         );
         acc = acc + kquant_chunk(sm, xsw, xb * 8u, c, s);
     }
@@ -557,11 +605,11 @@ fn int_dot_block(blk: u32, xb: u32) -> f32 {
 #endif
     let sm = scale_min_unpack(head.y, head.z, head.w);
     let xsw = xs_window(xb * 8u);
+    let xw = x_windows8(xb * 8u);
     var acc = vec2<f32>(0.0);
     for (var c = 0u; c < 4u; c = c + 1u) {
-        let xa = xb * 8u + 2u * c;
-        let xwa = x_window(xa);
-        let xwb = x_window(xa + 1u);
+        let xa = x_block8(xw, xb * 8u, 2u * c);
+        let xh = x_block8(xw, xb * 8u, 2u * c + 1u);
 #ifdef INT_DOT_VEC4
         let q0 = w4[v + 3u + 2u * c];
         let q1 = w4[v + 4u + 2u * c];
@@ -570,10 +618,9 @@ fn int_dot_block(blk: u32, xb: u32) -> f32 {
         let q1 = w_words(i + 16u + 8u * c);
 #endif
         let s = vec2<i32>(
-            dot4x4(q5k_quants(q0, h_lo, 2u * c), x_words(xwa, xa, 0u))
-                + dot4x4(q5k_quants(q1, h_hi, 2u * c), x_words(xwa, xa, 4u)),
-            dot4x4(q5k_quants(q0 >> vec4<u32>(4u), h_lo, 2u * c + 1u), x_words(xwb, xa + 1u, 0u))
-                + dot4x4(q5k_quants(q1 >> vec4<u32>(4u), h_hi, 2u * c + 1u), x_words(xwb, xa + 1u, 4u)),
+            dot4x4(q5k_quants(q0, h_lo, 2u * c), xa.lo) + dot4x4(q5k_quants(q1, h_hi, 2u * c), xa.hi),
+            dot4x4(q5k_quants(q0 >> vec4<u32>(4u), h_lo, 2u * c + 1u), xh.lo)
+                + dot4x4(q5k_quants(q1 >> vec4<u32>(4u), h_hi, 2u * c + 1u), xh.hi),
         );
         acc = acc + kquant_chunk(sm, xsw, xb * 8u, c, s);
     }

@@ -315,11 +315,11 @@ fn encode_part(
     // Without a bias, x fills the binding (read-only like a bias; never read: has_bias is 0).
     let bias = bias.unwrap_or(x);
     match quantized {
-        // The 16-byte int-dot reader binds the weights a second time, as vectors.
+        // The 16-byte int-dot reader binds the weights and x a second time, as vectors.
         Some(q) if key.int_dot_vec4() => gpu.encode_dispatch(
             encoder,
             &pipeline,
-            &[&uniform, w, &q.values, y, bias, &q.scales, w],
+            &[&uniform, w, &q.values, y, bias, &q.scales, w, &q.values],
             groups,
         ),
         Some(q) => gpu.encode_dispatch(
