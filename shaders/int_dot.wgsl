@@ -151,6 +151,17 @@ fn w_words(i: u32) -> vec4<u32> {
     return vec4<u32>(w[i], w[i + 1u], w[i + 2u], w[i + 3u]);
 }
 
+// The words that start halfway through each word of `lo` and end halfway through the word
+// after it, which `hi` holds (hi = lo shifted by one word).
+fn mid_words(lo: vec4<u32>, hi: vec4<u32>) -> vec4<u32> {
+    return (lo >> vec4<u32>(16u)) | (hi << vec4<u32>(16u));
+}
+
+// The word that starts halfway through word a and ends halfway through the next one, b.
+fn mid_word(a: u32, b: u32) -> u32 {
+    return (a >> 16u) | (b << 16u);
+}
+
 // Σ of four packed int8 dot products.
 fn dot4x4(q: vec4<u32>, xq: vec4<u32>) -> i32 {
     return dot4I8Packed(q.x, xq.x) + dot4I8Packed(q.y, xq.y) + dot4I8Packed(q.z, xq.z)
@@ -318,17 +329,6 @@ fn q5_1_block(dm: u32, qh: u32, q: vec4<u32>, xq: XBlock, sx: vec2<f32>) -> f32 
 // mid-word and a block-at-a-time reader loads two words per quant word; a pair starts on a
 // word boundary and is read as whole words, each once. The pair readers below take a pair's
 // words as vectors, from word loads (int_dot_pair) or from 16-byte loads (INT_DOT_VEC4).
-
-// The words that start halfway through each word of `lo` and end halfway through the word
-// after it, which `hi` holds (hi = lo shifted by one word).
-fn mid_words(lo: vec4<u32>, hi: vec4<u32>) -> vec4<u32> {
-    return (lo >> vec4<u32>(16u)) | (hi << vec4<u32>(16u));
-}
-
-// The word that starts halfway through word a and ends halfway through the next one, b.
-fn mid_word(a: u32, b: u32) -> u32 {
-    return (a >> 16u) | (b << 16u);
-}
 
 #ifdef W_Q8_0
 // Two q8_0 blocks from their 17 words (a, b, c, d: words 0..15, e: word 16) against
@@ -576,18 +576,22 @@ fn int_dot_block(blk: u32, xb: u32) -> f32 {
     // Each ql, qh and scale word is read once: a half h (128 elements) takes ql words
     // 64h + 4m and 64h + 32 + 4m and qh word 32h + 4m for m = 0..7, which together hold four
     // quant words, one in each of the half's four activation blocks.
+#ifdef INT_DOT_VEC4
+    return q6k_block_vec4(blk, xb);
+#else
     let base = blk * 210u;
     let xsw = xs_window(xb * 8u);
     let sh = (base & 3u) * 8u;
     let i = (base + 192u) >> 2u;
-    let w0 = w[i];
-    let w1 = w[i + 1u];
-    let w2 = w[i + 2u];
-    let w3 = w[i + 3u];
-    let w4 = w[i + 4u];
-    let sc = vec4<u32>(shifted(w0, w1, sh), shifted(w1, w2, sh), shifted(w2, w3, sh), shifted(w3, w4, sh));
+    let s0 = w[i];
+    let s1 = w[i + 1u];
+    let s2 = w[i + 2u];
+    let s3 = w[i + 3u];
+    let s4 = w[i + 4u];
+    let sc = vec4<u32>(shifted(s0, s1, sh), shifted(s1, s2, sh), shifted(s2, s3, sh), shifted(s3, s4, sh));
     let acc = q6k_half(base, xb * 8u, 0u, sc, xsw) + q6k_half(base, xb * 8u, 1u, sc, xsw);
     return f16_at(base + 208u) * acc;
+#endif
 #endif
 #ifdef W_Q5_K
     // Words: d and dmin, three of scales, eight of fifth bits (bits 2c, 2c + 1 of each byte
@@ -681,6 +685,12 @@ fn q6k_half(base: u32, xb0: u32, h: u32, sc: vec4<u32>, xsw: vec2<f32>) -> f32 {
     let xw3 = x_window(xa + 3u);
     let s0 = q6k_group(base, xb0, h, 0u, xw0, xw1, xw2, xw3);
     let s1 = q6k_group(base, xb0, h, 1u, xw0, xw1, xw2, xw3);
+    return q6k_scaled(s0, s1, h, sc, xsw, xb0);
+}
+
+// Half h of a q6_k block from its integer sums (s0, s1: groups 0 and 1, one per activation
+// block 4h + qt), with the 16 int8 scales `sc` and the activation scales' window xsw.
+fn q6k_scaled(s0: vec4<i32>, s1: vec4<i32>, h: u32, sc: vec4<u32>, xsw: vec2<f32>, xb0: u32) -> f32 {
     var acc = 0.0;
     for (var qt = 0u; qt < 4u; qt = qt + 1u) {
         // Scales 8h + 2qt and 8h + 2qt + 1: word 2h + qt / 2, bytes 2 (qt % 2) and + 1.
@@ -691,6 +701,90 @@ fn q6k_half(base: u32, xb0: u32, h: u32, sc: vec4<u32>, xsw: vec2<f32>) -> f32 {
     }
     return acc;
 }
+
+#ifdef INT_DOT_VEC4
+// q6k_signed for four words.
+fn q6k_signed4(lo4: vec4<u32>, hi2: vec4<u32>) -> vec4<u32> {
+    let q = (lo4 & vec4<u32>(0x0f0f0f0fu)) | ((hi2 & vec4<u32>(0x03030303u)) << vec4<u32>(4u));
+    return ((q | vec4<u32>(0x80808080u)) - vec4<u32>(0x20202020u)) ^ vec4<u32>(0x80808080u);
+}
+
+// The four words that start `o` words (0..4) into a and continue into b.
+fn words_from(a: vec4<u32>, b: vec4<u32>, o: u32) -> vec4<u32> {
+    let one = vec4<u32>(a.yzw, b.x);
+    let two = vec4<u32>(a.zw, b.xy);
+    let three = vec4<u32>(a.w, b.xyz);
+    return select(select(select(select(b, three, o == 3u), two, o == 2u), one, o == 1u), a, o == 0u);
+}
+
+// The 16 bytes that start `o` words and `half` half-words into vector a (continuing into b):
+// a q6_k block starts 2j bytes into its first vector, for block j of its group of eight.
+fn realigned(a: vec4<u32>, b: vec4<u32>, o: u32, half: bool) -> vec4<u32> {
+    let whole = words_from(a, b, o);
+    return select(whole, mid_words(whole, words_from(a, b, o + 1u)), half);
+}
+
+// A q6_k block read as 16-byte vectors: eight blocks are 1680 bytes, 105 vectors, so where a
+// row is whole groups of eight (KernelKey::for_cols) block j of a group starts 2j bytes into
+// vector ⌊210j / 16⌋ and spans 14 vectors. Each is loaded once (against 66 word loads) and
+// realigned in registers: ql (vectors 0..7), qh (8..11), the scales (12), d (in 13).
+fn q6k_block_vec4(blk: u32, xb: u32) -> f32 {
+    let j = blk % 8u;
+    let v = (blk / 8u) * 105u + (210u * j) / 16u;
+    let o = j / 2u;
+    let half = j % 2u == 1u;
+    let xsw = xs_window(xb * 8u);
+    let xw = x_windows8(xb * 8u);
+    let l0 = w4[v];
+    let l1 = w4[v + 1u];
+    let l2 = w4[v + 2u];
+    let l3 = w4[v + 3u];
+    let l4 = w4[v + 4u];
+    let l5 = w4[v + 5u];
+    let l6 = w4[v + 6u];
+    let l7 = w4[v + 7u];
+    let l8 = w4[v + 8u];
+    let l9 = w4[v + 9u];
+    let l10 = w4[v + 10u];
+    let l11 = w4[v + 11u];
+    let l12 = w4[v + 12u];
+    let l13 = w4[v + 13u];
+    let sc = realigned(l12, l13, o, half);
+    // d: block bytes 208, 209, which are 2j bytes into vector 13.
+    let d = unpack2x16float(l13[o] >> select(0u, 16u, half)).x;
+    let acc = q6k_half_vec4(
+        realigned(l0, l1, o, half), realigned(l1, l2, o, half), realigned(l2, l3, o, half), realigned(l3, l4, o, half),
+        realigned(l8, l9, o, half), realigned(l9, l10, o, half), 0u, sc, xsw, xw, xb * 8u,
+    );
+    return d * (acc + q6k_half_vec4(
+        realigned(l4, l5, o, half), realigned(l5, l6, o, half), realigned(l6, l7, o, half), realigned(l7, l8, o, half),
+        realigned(l10, l11, o, half), realigned(l11, l12, o, half), 1u, sc, xsw, xw, xb * 8u,
+    ));
+}
+
+// Half h of a q6_k block from its realigned vectors: ql a0, a1 (bytes 64h, 64h + 16), b0, b1
+// (64h + 32, + 48) and qh h0, h1 (128 + 32h, + 16).
+fn q6k_half_vec4(a0: vec4<u32>, a1: vec4<u32>, b0: vec4<u32>, b1: vec4<u32>, h0: vec4<u32>, h1: vec4<u32>, h: u32, sc: vec4<u32>, xsw: vec2<f32>, xw: XWindows, xb0: u32) -> f32 {
+    let x0 = x_block8(xw, xb0, 4u * h);
+    let x1 = x_block8(xw, xb0, 4u * h + 1u);
+    let x2 = x_block8(xw, xb0, 4u * h + 2u);
+    let x3 = x_block8(xw, xb0, 4u * h + 3u);
+    let four = vec4<u32>(4u);
+    let s0 = vec4<i32>(
+        dot4x4(q6k_signed4(a0, h0), x0.lo),
+        dot4x4(q6k_signed4(b0, h0 >> vec4<u32>(2u)), x1.lo),
+        dot4x4(q6k_signed4(a0 >> four, h0 >> four), x2.lo),
+        dot4x4(q6k_signed4(b0 >> four, h0 >> vec4<u32>(6u)), x3.lo),
+    );
+    let s1 = vec4<i32>(
+        dot4x4(q6k_signed4(a1, h1), x0.hi),
+        dot4x4(q6k_signed4(b1, h1 >> vec4<u32>(2u)), x1.hi),
+        dot4x4(q6k_signed4(a1 >> four, h1 >> four), x2.hi),
+        dot4x4(q6k_signed4(b1 >> four, h1 >> vec4<u32>(6u)), x3.hi),
+    );
+    return q6k_scaled(s0, s1, h, sc, xsw, xb0);
+}
+#endif
 #endif
 
 #ifdef W_Q5_K

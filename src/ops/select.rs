@@ -228,7 +228,19 @@ impl KernelKey {
                 | StorageDType::Q5_1
                 | StorageDType::Q4K
                 | StorageDType::Q5K
+                | StorageDType::Q6K
         )
+    }
+
+    /// The row length, in elements, that the int-dot 16-byte reader needs rows to be a
+    /// multiple of, so that what it reads as vectors starts on 16-byte boundaries: eight
+    /// 32-element blocks (272, 144, 160, 176 or 192 bytes), one q4_k/q5_k block (144 or 176
+    /// bytes), eight q6_k blocks (1680 bytes).
+    pub fn int_dot_vec4_granule(dtype: StorageDType) -> u32 {
+        match dtype {
+            StorageDType::Q6K => 8 * 256,
+            _ => 256,
+        }
     }
 
     /// Whether this key's weights are read as 16-byte vectors where rows allow it
@@ -270,8 +282,7 @@ impl KernelKey {
     /// them ([`Self::shares_x`]) and rows a multiple of 32; otherwise the plain
     /// one-invocation-per-row layout.
     ///
-    /// The int-dot 16-byte reader needs rows of whole groups of eight blocks starting on
-    /// 16-byte boundaries (a group of q8_0 is 272 bytes): `cols` a multiple of 256.
+    /// The int-dot 16-byte reader needs rows of [`Self::int_dot_vec4_granule`] elements.
     pub fn for_cols(&self, cols: u32) -> Self {
         let vec4 =
             self.vec4 && !self.elementwise() && cols.is_multiple_of(self.elements_per_vec4());
@@ -295,7 +306,7 @@ impl KernelKey {
             ..shaped.clone()
         }
         .int_dot_vec4()
-            && cols.is_multiple_of(256);
+            && cols.is_multiple_of(Self::int_dot_vec4_granule(self.dtype));
         Self {
             vec4: vec4 || int_dot_vec4,
             ..shaped
