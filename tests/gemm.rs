@@ -12,7 +12,9 @@ use wgllm::device::tensor::{upload_tensor, PartLimits};
 use wgllm::device::{Gpu, Switches};
 use wgllm::dtype::{AccumDType, StorageDType};
 use wgllm::ops::dequantize::{synthetic, DTYPES};
-use wgllm::ops::gemm::{encode_gemm, key, reachable_variants, reference, LAYOUTS, PRECISIONS};
+use wgllm::ops::gemm::{
+    encode_gemm, for_cols, key, reachable_variants, reference, LAYOUTS, PRECISIONS,
+};
 use wgllm::ops::select::{select, KernelKey, Op, Reduction};
 use wgllm::ops::tolerance::{matmul_nmse, max_abs_error, nmse, MUL_MAT_NMSE};
 
@@ -25,6 +27,9 @@ fn shapes(dtype: StorageDType) -> Vec<(u32, u32, u32)> {
     v.extend([(1, b, 2), (65, b, 3), (129, 3 * b, 65), (64, 8 * b, 64)]);
     if b == 1 {
         v.extend([(33, 1, 2), (17, 15, 5), (70, 1757, 9), (3, 17, 130)]);
+        // Rows of whole 16-byte units for every plain dtype (fp8's are 16 elements), so the
+        // row layouts read W as units (W_UNITS); n = 17 spans two shuffled tiles.
+        v.extend([(5, 48, 17), (65, 64, 9)]);
     }
     v
 }
@@ -116,6 +121,7 @@ fn every_dtype_and_precision_matches_the_reference_on_every_adapter() {
                 let t = std::time::Instant::now();
                 for (i, shape) in shapes(dtype).into_iter().enumerate() {
                     check(&gpu, &key, shape, None, 200 + i as u64);
+                    ran.insert(for_cols(&key, shape.1).name());
                 }
                 eprintln!(
                     "{} on {}: {:.2} s",
@@ -138,7 +144,19 @@ fn every_dtype_and_precision_matches_the_reference_on_every_adapter() {
                     LAYOUTS
                         .into_iter()
                         .chain([Reduction::SerialShuffle])
-                        .map(move |l| key(d, c, a, l).name())
+                        .flat_map(move |l| {
+                            // The row layouts also run with vec4 rows (and W_UNITS for
+                            // plain dtypes).
+                            let k = key(d, c, a, l);
+                            let v4 = l.one_per_row().then(|| {
+                                KernelKey {
+                                    vec4: true,
+                                    ..k.clone()
+                                }
+                                .name()
+                            });
+                            [Some(k.name()), v4].into_iter().flatten()
+                        })
                 })
         })
         .collect();

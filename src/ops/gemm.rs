@@ -100,11 +100,14 @@ pub fn reachable_variants(caps: &Capabilities, dtype: StorageDType) -> Vec<Kerne
         .collect()
 }
 
-/// The key that runs for rows of `cols` elements: the row layout loads activations as vec4
-/// when rows are whole vec4s (every block-quantized dtype; most plain shapes); shuffled
-/// activations need that, and fall back to the plain row layout otherwise.
+/// The key that runs for rows of `cols` elements: the row layouts load activations as vec4
+/// when rows are whole vec4s (every block-quantized dtype; most plain shapes), and plain
+/// dtypes' weights as 16-byte units (W_UNITS) when rows are whole units too; shuffled
+/// activations need vec4, and fall back to the plain row layout otherwise.
 pub fn for_cols(key: &KernelKey, cols: u32) -> KernelKey {
-    let vec4 = key.reduction.one_per_row() && cols.is_multiple_of(4);
+    let vec4 = key.reduction.one_per_row()
+        && cols.is_multiple_of(4)
+        && (!KernelKey::plain(key.dtype) || cols.is_multiple_of(key.elements_per_vec4()));
     KernelKey {
         vec4,
         reduction: match key.reduction {
@@ -113,6 +116,12 @@ pub fn for_cols(key: &KernelKey, cols: u32) -> KernelKey {
         },
         ..key.clone()
     }
+}
+
+/// Whether a (for_cols) GEMM key reads W as 16-byte units: the plain dtypes in the row
+/// layouts with vec4 rows (W is then bound a second time, as vectors).
+fn reads_units(key: &KernelKey) -> bool {
+    key.vec4 && KernelKey::plain(key.dtype)
 }
 
 /// The shader variant of a GEMM key.
@@ -126,6 +135,9 @@ pub fn variant(key: &KernelKey) -> ShaderVariant {
     }
     if key.vec4 {
         defines.push(Define::flag("X_VEC4"));
+    }
+    if reads_units(key) {
+        defines.push(Define::flag("W_UNITS"));
     }
     ShaderVariant {
         shader: Shader::Gemm,
@@ -209,12 +221,21 @@ pub fn encode_gemm(
             n.div_ceil(n_per_group).max(1),
             1,
         ];
-        gpu.encode_dispatch(
-            encoder,
-            &pipeline,
-            &[&uniform, &part.buffer, x, y, b],
-            groups,
-        )?;
+        if reads_units(key) {
+            gpu.encode_dispatch(
+                encoder,
+                &pipeline,
+                &[&uniform, &part.buffer, x, y, b, &part.buffer],
+                groups,
+            )?;
+        } else {
+            gpu.encode_dispatch(
+                encoder,
+                &pipeline,
+                &[&uniform, &part.buffer, x, y, b],
+                groups,
+            )?;
+        }
     }
     Ok(())
 }
