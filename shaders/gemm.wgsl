@@ -49,25 +49,94 @@ struct Params {
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
 
 #ifdef W_UNITS
-// Plain dtypes (f32, f16, bf16, fp8) with rows of whole 16-byte units, row layouts: W read
-// again as vectors (the same buffer bound twice), one load per UNIT_ELEMS weights where
-// dequant4 loads a word per one to four. On CPU adapters a kernel costs about its count of
-// per-lane loads: f32 GEMM 1024x4096, n = 128, shuffled layout, 50-55 -> 38 ms.
+// Row layouts with W read again as 16-byte vectors (the same buffer bound twice), a unit of
+// UNIT_ELEMS weights at a time: the plain dtypes (f32, f16, bf16, fp8: one vector per 4, 8
+// or 16) in rows of whole vectors, and q4_k / q5_k (a 64-element chunk of a block: its
+// scales' vector and two of quants, plus two of fifth bits for q5_k). dequant4 loads one to
+// five words per four weights. On CPU adapters a kernel costs about its count of per-lane
+// loads: f32 GEMM 1024x4096, n = 128, shuffled layout, 50-55 -> 38 ms.
 @group(0) @binding(5) var<storage, read> w4: array<vec4<u32>>;
 #ifdef W_F32
 const UNIT_ELEMS: u32 = 4u;
-#else
+#endif
 #ifdef W_F16
 const UNIT_ELEMS: u32 = 8u;
-#else
+#endif
 #ifdef W_BF16
 const UNIT_ELEMS: u32 = 8u;
-#else
+#endif
+#ifdef W_F8_E4M3
 const UNIT_ELEMS: u32 = 16u;
 #endif
+#ifdef W_F8_E5M2
+const UNIT_ELEMS: u32 = 16u;
 #endif
+#ifdef W_Q4_K
+const UNIT_ELEMS: u32 = 64u;
+#endif
+#ifdef W_Q5_K
+const UNIT_ELEMS: u32 = 64u;
 #endif
 const STEP: u32 = UNIT_ELEMS;
+
+#ifdef W_KQUANT_UNIT
+// Chunk c of a q4_k/q5_k block: its 32 quant bytes (q0, q1; the low nibbles are sub-block
+// 2c, the high ones 2c + 1), q5_k's 32 fifth-bit bytes (h0, h1; bits 2c and 2c + 1), and
+// the two sub-blocks' (d·scale, dmin·min).
+struct WUnit {
+    q0: vec4<u32>,
+    q1: vec4<u32>,
+    h0: vec4<u32>,
+    h1: vec4<u32>,
+    scales: vec4<f32>,
+}
+
+// The unit (chunk) that starts at element e of W.
+fn load_unit(e: u32) -> WUnit {
+    let c = (e % 256u) / 64u;
+#ifdef W_Q4_K
+    let v = (e / 256u) * 9u;
+    let head = w4[v];
+    let q0 = w4[v + 1u + 2u * c];
+    let q1 = w4[v + 2u + 2u * c];
+    let h0 = vec4<u32>(0u);
+    let h1 = vec4<u32>(0u);
+#else
+    let v = (e / 256u) * 11u;
+    let head = w4[v];
+    let q0 = w4[v + 3u + 2u * c];
+    let q1 = w4[v + 4u + 2u * c];
+    let h0 = w4[v + 1u] >> vec4<u32>(2u * c);
+    let h1 = w4[v + 2u] >> vec4<u32>(2u * c);
+#endif
+    let sm = scale_min_unpack(head.y, head.z, head.w);
+    let d = unpack2x16float(head.x).x;
+    let dmin = unpack2x16float(head.x >> 16u).x;
+    let lo = scale_min_of(sm, 2u * c);
+    let hi = scale_min_of(sm, 2u * c + 1u);
+    return WUnit(q0, q1, h0, h1, vec4<f32>(d * lo.x, dmin * lo.y, d * hi.x, dmin * hi.y));
+}
+
+// Elements 4s..4s+4 of a unit, as f32: sub-block 2c + s / 8, bytes 4 (s % 8)...
+fn unit_part(u: WUnit, s: u32) -> vec4<f32> {
+    let upper = s >= 8u;
+    let j = s % 8u;
+    let word = select(u.q0, u.q1, j >= 4u)[j % 4u] >> select(0u, 4u, upper);
+    var q = word & 0x0f0f0f0fu;
+#ifdef W_Q5_K
+    let h = select(u.h0, u.h1, j >= 4u)[j % 4u] >> select(0u, 1u, upper);
+    q = q | ((h & 0x01010101u) << 4u);
+#endif
+    let sc = select(u.scales.xy, u.scales.zw, upper);
+    return sc.x * bytes4(q, 0xffu) - vec4<f32>(sc.y);
+}
+#else
+alias WUnit = vec4<u32>;
+
+// The 16-byte unit that starts at element e of W.
+fn load_unit(e: u32) -> WUnit {
+    return w4[e / UNIT_ELEMS];
+}
 
 // Elements 4s..4s+4 of unit u, as f32.
 fn unit_part(u: vec4<u32>, s: u32) -> vec4<f32> {
@@ -98,6 +167,7 @@ fn unit_part(u: vec4<u32>, s: u32) -> vec4<f32> {
     return fp8x4(u[s]);
 #endif
 }
+#endif
 #else
 const STEP: u32 = 4u;
 #endif
@@ -206,8 +276,8 @@ fn main(
     var b3 = vec4<acc_t>(0.0);
     for (var k0 = 0u; k0 < p.cols; k0 = k0 + STEP) {
 #ifdef W_UNITS
-        let ua = w4[(wa + k0) / UNIT_ELEMS];
-        let ub = w4[(wb + k0) / UNIT_ELEMS];
+        let ua = load_unit(wa + k0);
+        let ub = load_unit(wb + k0);
 #endif
         for (var s = 0u; s < STEP / 4u; s = s + 1u) {
             let k = k0 + 4u * s;
@@ -278,10 +348,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     var hi3 = vec4<acc_t>(0.0);
     for (var k0 = 0u; k0 < p.cols; k0 = k0 + STEP) {
 #ifdef W_UNITS
-        let u0 = w4[(wb0 + k0) / UNIT_ELEMS];
-        let u1 = w4[(wb1 + k0) / UNIT_ELEMS];
-        let u2 = w4[(wb2 + k0) / UNIT_ELEMS];
-        let u3 = w4[(wb3 + k0) / UNIT_ELEMS];
+        let u0 = load_unit(wb0 + k0);
+        let u1 = load_unit(wb1 + k0);
+        let u2 = load_unit(wb2 + k0);
+        let u3 = load_unit(wb3 + k0);
 #endif
         for (var s = 0u; s < STEP / 4u; s = s + 1u) {
             let k = k0 + 4u * s;

@@ -118,10 +118,16 @@ pub fn for_cols(key: &KernelKey, cols: u32) -> KernelKey {
     }
 }
 
-/// Whether a (for_cols) GEMM key reads W as 16-byte units: the plain dtypes in the row
-/// layouts with vec4 rows (W is then bound a second time, as vectors).
+/// Whether a (for_cols) GEMM key reads W as 16-byte units: the plain dtypes and q4_k/q5_k in
+/// the row layouts with vec4 rows (W is then bound a second time, as vectors).
 fn reads_units(key: &KernelKey) -> bool {
-    key.vec4 && KernelKey::plain(key.dtype)
+    key.vec4 && (KernelKey::plain(key.dtype) || kquant_units(key.dtype))
+}
+
+/// Dtypes whose GEMM units are 64-element chunks of a 16-byte-aligned block (q4_k: 144
+/// bytes, q5_k: 176).
+fn kquant_units(dtype: StorageDType) -> bool {
+    matches!(dtype, StorageDType::Q4K | StorageDType::Q5K)
 }
 
 /// The shader variant of a GEMM key.
@@ -138,6 +144,9 @@ pub fn variant(key: &KernelKey) -> ShaderVariant {
     }
     if reads_units(key) {
         defines.push(Define::flag("W_UNITS"));
+        if kquant_units(key.dtype) {
+            defines.push(Define::flag("W_KQUANT_UNIT"));
+        }
     }
     ShaderVariant {
         shader: Shader::Gemm,
