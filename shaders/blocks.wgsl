@@ -170,6 +170,22 @@ fn word_at(b: u32) -> u32 {
     return shifted(w[i], w[min(i + 1u, arrayLength(&w) - 1u)], (b & 3u) * 8u);
 }
 
+// Four bits, one into bit 4 of each byte of a word (the fifth bit of q5 quants).
+fn spread_bit4(b: u32) -> u32 {
+    return ((b & 1u) << 4u) | ((b & 2u) << 11u) | ((b & 4u) << 18u) | ((b & 8u) << 25u);
+}
+
+// The words that start halfway through each word of `lo` and end halfway through the word
+// after it, which `hi` holds (hi = lo shifted by one word).
+fn mid_words(lo: vec4<u32>, hi: vec4<u32>) -> vec4<u32> {
+    return (lo >> vec4<u32>(16u)) | (hi << vec4<u32>(16u));
+}
+
+// The word that starts halfway through word a and ends halfway through the next one, b.
+fn mid_word(a: u32, b: u32) -> u32 {
+    return (a >> 16u) | (b << 16u);
+}
+
 // The word that starts `sh` bits (0, 8, 16 or 24) into word `lo` and continues into `hi`.
 fn shifted(lo: u32, hi: u32, sh: u32) -> u32 {
     return select((lo >> sh) | (hi << ((32u - sh) & 31u)), lo, sh == 0u);

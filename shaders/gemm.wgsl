@@ -55,7 +55,9 @@ struct Params {
 // scales' vector and two of quants, plus two of fifth bits for q5_k). dequant4 loads one to
 // five words per four weights. On CPU adapters a kernel costs about its count of per-lane
 // loads: f32 GEMM 1024x4096, n = 128, shuffled layout, 50-55 -> 38 ms.
+#ifdef W_VEC_UNITS
 @group(0) @binding(5) var<storage, read> w4: array<vec4<u32>>;
+#endif
 #ifdef W_F32
 const UNIT_ELEMS: u32 = 4u;
 #endif
@@ -77,7 +79,126 @@ const UNIT_ELEMS: u32 = 64u;
 #ifdef W_Q5_K
 const UNIT_ELEMS: u32 = 64u;
 #endif
+#ifdef W_BLOCK_UNIT
+const UNIT_ELEMS: u32 = 32u;
+#endif
 const STEP: u32 = UNIT_ELEMS;
+
+#ifdef W_BLOCK_UNIT
+// A 32-element unit of a block dtype read as words, each once (dequant4 loads its block's
+// scales and two words per four weights): a whole q8_0/q4_0/q4_1/q5_0/q5_1 block, or a
+// quarter of a q6_k half. `lo`, `hi`: quant words (q8_0: eight int8 words; q4/q5: four
+// nibble words in lo; q6_k: eight words of 6-bit values); `scale`: (d, m) or (d, —), or
+// q6_k's d·scale of elements 0..15 and 16..31; `qh`: q5's fifth bits.
+struct WUnit {
+    lo: vec4<u32>,
+    hi: vec4<u32>,
+    scale: vec2<f32>,
+    qh: u32,
+}
+
+// The four words from even byte X: five word loads (the fifth only used mid-word).
+fn words4_at(X: u32) -> vec4<u32> {
+    let i = X >> 2u;
+    let a = vec4<u32>(w[i], w[i + 1u], w[i + 2u], w[i + 3u]);
+    let e = w[min(i + 4u, arrayLength(&w) - 1u)];
+    return select(mid_words(a, vec4<u32>(a.yzw, e)), a, (X & 2u) == 0u);
+}
+
+// The eight words from even byte X (nine loads).
+fn words8_at(X: u32) -> array<vec4<u32>, 2> {
+    let i = X >> 2u;
+    let a = vec4<u32>(w[i], w[i + 1u], w[i + 2u], w[i + 3u]);
+    let b = vec4<u32>(w[i + 4u], w[i + 5u], w[i + 6u], w[i + 7u]);
+    let e = w[min(i + 8u, arrayLength(&w) - 1u)];
+    let aligned = (X & 2u) == 0u;
+    return array<vec4<u32>, 2>(
+        select(mid_words(a, vec4<u32>(a.yzw, b.x)), a, aligned),
+        select(mid_words(b, vec4<u32>(b.yzw, e)), b, aligned),
+    );
+}
+
+// The unit that starts at element e of W.
+fn load_unit(e: u32) -> WUnit {
+#ifdef W_Q8_0
+    let base = (e / 32u) * 34u;
+    let q = words8_at(base + 2u);
+    return WUnit(q[0], q[1], vec2<f32>(f16_at(base), 0.0), 0u);
+#endif
+#ifdef W_Q4_0
+    let base = (e / 32u) * 18u;
+    return WUnit(words4_at(base + 2u), vec4<u32>(0u), vec2<f32>(f16_at(base), 0.0), 0u);
+#endif
+#ifdef W_Q4_1
+    let i = (e / 32u) * 5u;
+    let dm = w[i];
+    let q = vec4<u32>(w[i + 1u], w[i + 2u], w[i + 3u], w[i + 4u]);
+    return WUnit(q, vec4<u32>(0u), vec2<f32>(unpack2x16float(dm).x, unpack2x16float(dm >> 16u).x), 0u);
+#endif
+#ifdef W_Q5_0
+    let base = (e / 32u) * 22u;
+    return WUnit(words4_at(base + 6u), vec4<u32>(0u), vec2<f32>(f16_at(base), 0.0), word_at(base + 2u));
+#endif
+#ifdef W_Q5_1
+    let i = (e / 32u) * 6u;
+    let dm = w[i];
+    let q = vec4<u32>(w[i + 2u], w[i + 3u], w[i + 4u], w[i + 5u]);
+    return WUnit(q, vec4<u32>(0u), vec2<f32>(unpack2x16float(dm).x, unpack2x16float(dm >> 16u).x), w[i + 1u]);
+#endif
+#ifdef W_Q6_K
+    // Quarter qt of half h: low four bits from ql bytes 64h + 32 (qt % 2) (nibble qt / 2),
+    // high two from qh bytes 128 + 32h (bits 2qt); scales 8h + 2qt and + 1.
+    let base = (e / 256u) * 210u;
+    let j = e % 256u;
+    let h = j / 128u;
+    let qt = (j % 128u) / 32u;
+    let ql = words8_at(base + 64u * h + 32u * (qt % 2u));
+    let qh = words8_at(base + 128u + 32u * h);
+    let nib = vec4<u32>(4u * (qt / 2u));
+    let two = vec4<u32>(2u * qt);
+    let lo = ((ql[0] >> nib) & vec4<u32>(0x0f0f0f0fu)) | (((qh[0] >> two) & vec4<u32>(0x03030303u)) << vec4<u32>(4u));
+    let hi = ((ql[1] >> nib) & vec4<u32>(0x0f0f0f0fu)) | (((qh[1] >> two) & vec4<u32>(0x03030303u)) << vec4<u32>(4u));
+    let sc = word_at(base + 192u + 8u * h + 2u * qt);
+    let d = f16_at(base + 208u);
+    return WUnit(lo, hi, vec2<f32>(d * i8_of(sc & 0xffu), d * i8_of((sc >> 8u) & 0xffu)), 0u);
+#endif
+}
+
+// Elements 4s..4s+4 of a unit, as f32.
+fn unit_part(u: WUnit, s: u32) -> vec4<f32> {
+#ifdef W_Q8_0
+    let q = select(u.lo, u.hi, s >= 4u)[s % 4u];
+    return u.scale.x * vec4<f32>(i8_of(q & 0xffu), i8_of((q >> 8u) & 0xffu), i8_of((q >> 16u) & 0xffu), i8_of(q >> 24u));
+#endif
+#ifdef W_Q6_K
+    let q = select(u.lo, u.hi, s >= 4u)[s % 4u];
+    return select(u.scale.x, u.scale.y, s >= 4u) * (bytes4(q, 0xffu) - vec4<f32>(32.0));
+#endif
+#ifdef W_Q4_0
+    return u.scale.x * (bytes4(nibbles_of(u, s), 0xffu) - vec4<f32>(8.0));
+#endif
+#ifdef W_Q4_1
+    return u.scale.x * bytes4(nibbles_of(u, s), 0xffu) + vec4<f32>(u.scale.y);
+#endif
+#ifdef W_Q5_0
+    return u.scale.x * (bytes4(nibbles_of(u, s) | fifth_bits(u.qh, s), 0xffu) - vec4<f32>(16.0));
+#endif
+#ifdef W_Q5_1
+    return u.scale.x * bytes4(nibbles_of(u, s) | fifth_bits(u.qh, s), 0xffu) + vec4<f32>(u.scale.y);
+#endif
+}
+
+// Elements 4s..4s+4 of a q4/q5 unit's nibbles, one per byte: elements 0..15 are the low
+// nibbles of its four quant words, 16..31 the high ones.
+fn nibbles_of(u: WUnit, s: u32) -> u32 {
+    return (u.lo[s % 4u] >> select(0u, 4u, s >= 4u)) & 0x0f0f0f0fu;
+}
+
+// Bits 4s..4s+4 of qh, into bit 4 of each byte.
+fn fifth_bits(qh: u32, s: u32) -> u32 {
+    return spread_bit4((qh >> (4u * s)) & 0xfu);
+}
+#endif
 
 #ifdef W_KQUANT_UNIT
 // Chunk c of a q4_k/q5_k block: its 32 quant bytes (q0, q1; the low nibbles are sub-block
@@ -130,7 +251,9 @@ fn unit_part(u: WUnit, s: u32) -> vec4<f32> {
     let sc = select(u.scales.xy, u.scales.zw, upper);
     return sc.x * bytes4(q, 0xffu) - vec4<f32>(sc.y);
 }
-#else
+#endif
+#ifdef W_VEC_UNITS
+#ifndef W_KQUANT_UNIT
 alias WUnit = vec4<u32>;
 
 // The 16-byte unit that starts at element e of W.
@@ -167,6 +290,7 @@ fn unit_part(u: vec4<u32>, s: u32) -> vec4<f32> {
     return fp8x4(u[s]);
 #endif
 }
+#endif
 #endif
 #else
 const STEP: u32 = 4u;

@@ -151,17 +151,6 @@ fn w_words(i: u32) -> vec4<u32> {
     return vec4<u32>(w[i], w[i + 1u], w[i + 2u], w[i + 3u]);
 }
 
-// The words that start halfway through each word of `lo` and end halfway through the word
-// after it, which `hi` holds (hi = lo shifted by one word).
-fn mid_words(lo: vec4<u32>, hi: vec4<u32>) -> vec4<u32> {
-    return (lo >> vec4<u32>(16u)) | (hi << vec4<u32>(16u));
-}
-
-// The word that starts halfway through word a and ends halfway through the next one, b.
-fn mid_word(a: u32, b: u32) -> u32 {
-    return (a >> 16u) | (b << 16u);
-}
-
 // Σ of four packed int8 dot products.
 fn dot4x4(q: vec4<u32>, xq: vec4<u32>) -> i32 {
     return dot4I8Packed(q.x, xq.x) + dot4I8Packed(q.y, xq.y) + dot4I8Packed(q.z, xq.z)
@@ -794,8 +783,3 @@ fn q5k_quants(q: vec4<u32>, h: vec4<u32>, bit: u32) -> vec4<u32> {
     return (q & vec4<u32>(0x0f0f0f0fu)) | (((h >> vec4<u32>(bit)) & vec4<u32>(0x01010101u)) << vec4<u32>(4u));
 }
 #endif
-
-// Four bits, one into bit 4 of each byte of a word (the fifth bit of q5 quants).
-fn spread_bit4(b: u32) -> u32 {
-    return ((b & 1u) << 4u) | ((b & 2u) << 11u) | ((b & 4u) << 18u) | ((b & 8u) << 25u);
-}

@@ -118,10 +118,16 @@ pub fn for_cols(key: &KernelKey, cols: u32) -> KernelKey {
     }
 }
 
-/// Whether a (for_cols) GEMM key reads W as 16-byte units: the plain dtypes and q4_k/q5_k in
-/// the row layouts with vec4 rows (W is then bound a second time, as vectors).
+/// Whether a (for_cols) GEMM key reads W a unit at a time (W_UNITS): every dtype but nf4 in the
+/// row layouts with vec4 rows.
 fn reads_units(key: &KernelKey) -> bool {
-    key.vec4 && (KernelKey::plain(key.dtype) || kquant_units(key.dtype))
+    key.vec4 && key.dtype != StorageDType::Nf4
+}
+
+/// Whether a GEMM key's units are read as 16-byte vectors (W_VEC_UNITS: W bound a second
+/// time): the plain dtypes and q4_k/q5_k; the other block dtypes read theirs as words.
+fn binds_vectors(key: &KernelKey) -> bool {
+    reads_units(key) && (KernelKey::plain(key.dtype) || kquant_units(key.dtype))
 }
 
 /// Dtypes whose GEMM units are 64-element chunks of a 16-byte-aligned block (q4_k: 144
@@ -144,8 +150,13 @@ pub fn variant(key: &KernelKey) -> ShaderVariant {
     }
     if reads_units(key) {
         defines.push(Define::flag("W_UNITS"));
+        if binds_vectors(key) {
+            defines.push(Define::flag("W_VEC_UNITS"));
+        }
         if kquant_units(key.dtype) {
             defines.push(Define::flag("W_KQUANT_UNIT"));
+        } else if !KernelKey::plain(key.dtype) {
+            defines.push(Define::flag("W_BLOCK_UNIT"));
         }
     }
     ShaderVariant {
@@ -230,7 +241,7 @@ pub fn encode_gemm(
             n.div_ceil(n_per_group).max(1),
             1,
         ];
-        if reads_units(key) {
+        if binds_vectors(key) {
             gpu.encode_dispatch(
                 encoder,
                 &pipeline,
