@@ -86,8 +86,8 @@ const STEP: u32 = UNIT_ELEMS;
 
 #ifdef W_BLOCK_UNIT
 // A 32-element unit of a block dtype read as words, each once (dequant4 loads its block's
-// scales and two words per four weights): a whole q8_0/q4_0/q4_1/q5_0/q5_1 block, or a
-// quarter of a q6_k half. `lo`, `hi`: quant words (q8_0: eight int8 words; q4/q5: four
+// scales and two words per four weights): a whole q8_0/q4_0/q4_1/q5_0/q5_1 block, half an
+// nf4 block (`scale`: its absmax), or a quarter of a q6_k half. `lo`, `hi`: quant words (q8_0: eight int8 words; q4/q5: four
 // nibble words in lo; q6_k: eight words of 6-bit values); `scale`: (d, m) or (d, —), or
 // q6_k's d·scale of elements 0..15 and 16..31; `qh`: q5's fifth bits.
 struct WUnit {
@@ -145,6 +145,14 @@ fn load_unit(e: u32) -> WUnit {
     let q = vec4<u32>(w[i + 2u], w[i + 3u], w[i + 4u], w[i + 5u]);
     return WUnit(q, vec4<u32>(0u), vec2<f32>(unpack2x16float(dm).x, unpack2x16float(dm >> 16u).x), w[i + 1u]);
 #endif
+#ifdef W_NF4
+    // Half a 64-element block: its f32 absmax, then four words of codes (two per byte,
+    // high nibble first).
+    let i = (e / 64u) * 9u;
+    let c = 4u * ((e % 64u) / 32u);
+    let q = vec4<u32>(w[i + 1u + c], w[i + 2u + c], w[i + 3u + c], w[i + 4u + c]);
+    return WUnit(q, vec4<u32>(0u), vec2<f32>(bitcast<f32>(w[i]), 0.0), 0u);
+#endif
 #ifdef W_Q6_K
     // Quarter qt of half h: low four bits from ql bytes 64h + 32 (qt % 2) (nibble qt / 2),
     // high two from qh bytes 128 + 32h (bits 2qt); scales 8h + 2qt and + 1.
@@ -176,6 +184,14 @@ fn unit_part(u: WUnit, s: u32) -> vec4<f32> {
 #endif
 #ifdef W_Q4_0
     return u.scale.x * (bytes4(nibbles_of(u, s), 0xffu) - vec4<f32>(8.0));
+#endif
+#ifdef W_NF4
+    // Elements 4s..4s+4: bytes 2s and 2s + 1 of the codes, high nibble first.
+    let b = u.lo[s / 2u] >> (16u * (s % 2u));
+    return u.scale.x * vec4<f32>(
+        NF4_TABLE[(b >> 4u) & 0xfu], NF4_TABLE[b & 0xfu],
+        NF4_TABLE[(b >> 12u) & 0xfu], NF4_TABLE[(b >> 8u) & 0xfu],
+    );
 #endif
 #ifdef W_Q4_1
     return u.scale.x * bytes4(nibbles_of(u, s), 0xffu) + vec4<f32>(u.scale.y);

@@ -118,10 +118,10 @@ pub fn for_cols(key: &KernelKey, cols: u32) -> KernelKey {
     }
 }
 
-/// Whether a (for_cols) GEMM key reads W a unit at a time (W_UNITS): every dtype but nf4 in the
-/// row layouts with vec4 rows.
+/// Whether a (for_cols) GEMM key reads W a unit at a time (W_UNITS): every dtype, in the row
+/// layouts with vec4 rows.
 fn reads_units(key: &KernelKey) -> bool {
-    key.vec4 && key.dtype != StorageDType::Nf4
+    key.vec4
 }
 
 /// Whether a GEMM key's units are read as 16-byte vectors (W_VEC_UNITS: W bound a second
