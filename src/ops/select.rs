@@ -622,6 +622,14 @@ fn select_int_dot(caps: &Capabilities, dtype: StorageDType) -> IntDot {
     } else {
         "emulated by the driver"
     };
+    let vectors = if key.int_dot_vec4() {
+        format!(
+            "; weights and activations read 16 bytes at a time where rows are a multiple of {} elements",
+            KernelKey::int_dot_vec4_granule(dtype)
+        )
+    } else {
+        String::new()
+    };
     IntDot::Chosen(KernelPath::Native {
         key,
         feature: match reduction_feature {
@@ -630,7 +638,7 @@ fn select_int_dot(caps: &Capabilities, dtype: StorageDType) -> IntDot {
         },
         detail: format!(
             "activations quantized to int8 per 32-element block; {dtype} blocks multiplied in packed int8 \
-             dot products, block sums exact in i32, scaled and summed in f32 ({evidence})"
+             dot products, block sums exact in i32, scaled and summed in f32{vectors} ({evidence})"
         ),
     })
 }
@@ -657,12 +665,14 @@ fn select_gemm(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
     let layout = caps.geometry.gemm_layout;
     let tiles = if layout == Reduction::SerialShuffle {
         format!(
-            "one invocation per 2 weight rows, {} activation rows per workgroup shared by subgroupShuffle, no barriers",
+            "one invocation per 2 weight rows, {} activation rows per workgroup shared by subgroupShuffle, no barriers; \
+             weights read a unit (16 bytes, a block or a chunk of one) at a time where rows are whole vec4s",
             gemm::SHUFFLE_LAYOUT_N
         )
     } else if layout == Reduction::Serial {
         format!(
-            "one invocation per 4 weight rows, {} activation rows per workgroup, no barriers",
+            "one invocation per 4 weight rows, {} activation rows per workgroup, no barriers; weights read a \
+             unit (16 bytes, a block or a chunk of one) at a time where rows are whole vec4s",
             gemm::ROWS_LAYOUT_N
         )
     } else {
