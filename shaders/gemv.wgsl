@@ -32,6 +32,10 @@
 //                     subgroupShuffle (VEC4 and INT_DOT; rows a multiple of 32 elements;
 //                     subgroups of at least eight). On CPU adapters a load of the same x[k] by
 //                     every lane is still one load per lane: this removes seven of eight.
+// INT_DOT_VEC4 (int-dot with one invocation per row, where what it reads starts on 16-byte
+//   boundaries: KernelKey::for_cols): the weights and quantized activations are bound a
+//   second time as array<vec4<u32>> (bindings 6, 7) and read 16 bytes per load, realigned in
+//   registers (int_dot.wgsl).
 // Driver workarounds (from the self-test): F16_UNPACK_HI_VIA_SHIFT.
 // With COMPUTE_F16, f16 weights are bound as array<vec2<f16>> (same bytes, one pair per
 // word): naga 30 mistypes `bitcast<vec2<f16>>(u32)` as f32, so that route is closed.

@@ -216,22 +216,6 @@ impl KernelKey {
             }
     }
 
-    /// Int-dot dtypes whose groups of eight blocks the shared-activation layout can read as
-    /// 16-byte vectors (`int_dot_group_vec4` in int_dot.wgsl), where a row is whole groups.
-    pub fn has_int_dot_vec4(dtype: StorageDType) -> bool {
-        matches!(
-            dtype,
-            StorageDType::Q8_0
-                | StorageDType::Q4_0
-                | StorageDType::Q4_1
-                | StorageDType::Q5_0
-                | StorageDType::Q5_1
-                | StorageDType::Q4K
-                | StorageDType::Q5K
-                | StorageDType::Q6K
-        )
-    }
-
     /// The row length, in elements, that the int-dot 16-byte reader needs rows to be a
     /// multiple of, so that what it reads as vectors starts on 16-byte boundaries: eight
     /// 32-element blocks (272, 144, 160, 176 or 192 bytes), one q4_k/q5_k block (144 or 176
@@ -244,10 +228,11 @@ impl KernelKey {
     }
 
     /// Whether this key's weights are read as 16-byte vectors where rows allow it
-    /// ([`Self::for_cols`] decides per shape): the word-wise dtypes, and the int-dot dtypes of
-    /// [`Self::has_int_dot_vec4`].
+    /// ([`Self::for_cols`] decides per shape): the word-wise dtypes, and every int-dot kernel
+    /// with one invocation per row (`int_dot_group_vec4`, q4_k/q5_k's and q6_k's block readers
+    /// in int_dot.wgsl).
     pub fn reads_vec4(dtype: StorageDType, int_dot: bool) -> bool {
-        Self::plain(dtype) || (int_dot && Self::has_int_dot_vec4(dtype))
+        Self::plain(dtype) || (int_dot && Self::has_int_dot(dtype))
     }
 
     /// Whether this variant is the int-dot kernel that reads groups of eight blocks as
@@ -256,7 +241,7 @@ impl KernelKey {
         self.int_dot
             && self.vec4
             && self.reduction.one_per_row()
-            && Self::has_int_dot_vec4(self.dtype)
+            && Self::has_int_dot(self.dtype)
     }
 
     /// This GEMV key on the int-dot path (compute dtype i8).
