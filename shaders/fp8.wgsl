@@ -11,15 +11,14 @@ fn fp8(v: u32) -> f32 {
 #ifdef W_F8_E4M3
 // E4M3 (no infinities; S.1111.111 is NaN): exponent bias 7, subnormals m/8 · 2^-6.
 // Branch-free (selects, not ifs): SIMD lanes decoding different bytes would otherwise run
-// every branch.
+// every branch. The magnitude's seven bits shifted into place are an f32 with exponent
+// exp + 120 (bias 127 − 7) once 120 << 23 is added; the sign is or-ed in as a bit.
 fn fp8(v: u32) -> f32 {
-    let sign = select(1.0, -1.0, (v & 0x80u) != 0u);
-    let exp = (v >> 3u) & 0xfu;
-    let man = v & 7u;
-    let normal = bitcast<f32>(((exp + 120u) << 23u) | (man << 20u));
-    let subnormal = f32(man) * 0.001953125; // man / 8 * 2^-6
-    let value = sign * select(normal, subnormal, exp == 0u);
-    return select(value, bitcast<f32>(0x7fc00000u), exp == 15u && man == 7u);
+    let mag = v & 0x7fu;
+    let normal = bitcast<f32>((mag << 20u) + 0x3c000000u);
+    let subnormal = f32(mag) * 0.001953125; // exp 0: man / 8 * 2^-6
+    let value = bitcast<u32>(select(normal, subnormal, mag < 8u)) | ((v & 0x80u) << 24u);
+    return select(bitcast<f32>(value), bitcast<f32>(0x7fc00000u), mag == 0x7fu);
 }
 #endif
 

@@ -93,6 +93,36 @@ fn gpu_dequantize_equals_the_reference_on_every_adapter() {
     assert_eq!(ran.len(), DTYPES.len());
 }
 
+/// Every one of the 256 codes of both fp8 dtypes (zeros of both signs, subnormals, the
+/// largest normals, NaN) decodes to the reference's f32 bit for bit; NaN codes to a NaN.
+#[test]
+fn every_fp8_code_decodes_exactly_on_every_adapter() {
+    for gpu in all_gpus(Switches::default()) {
+        for d in [StorageDType::F8E4m3, StorageDType::F8E5m2] {
+            let raw: Vec<u8> = (0..=255u8).collect();
+            let want = reference(d, &raw).unwrap();
+            let src = gpu.upload("src", &raw).unwrap();
+            let out = guarded_output(&gpu, 256);
+            let mut enc = gpu.device.create_command_encoder(&Default::default());
+            dequantize::encode(&gpu, &mut enc, d, 256, &src, &out).unwrap();
+            gpu.submit_and_wait("fp8 codes", enc).unwrap();
+            let what = format!("every {d} code on {}", label(&gpu));
+            let got = read_guarded(&gpu, &out, 256, &what);
+            for (code, (g, w)) in got.iter().zip(&want).enumerate() {
+                if w.is_nan() {
+                    assert!(g.is_nan(), "{what}: code {code:#04x} gave {g}, want NaN");
+                } else {
+                    assert_eq!(
+                        g.to_bits(),
+                        w.to_bits(),
+                        "{what}: code {code:#04x} gave {g:e}, want {w:e}"
+                    );
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn the_one_shot_run_refuses_what_has_no_kernel() {
     let gpu = all_gpus(Switches::default()).remove(0);

@@ -238,10 +238,7 @@ impl KernelKey {
     /// Whether this variant is the int-dot kernel that reads groups of eight blocks as
     /// 16-byte vectors (INT_DOT_VEC4; the weights are bound a second time, as vectors).
     pub fn int_dot_vec4(&self) -> bool {
-        self.int_dot
-            && self.vec4
-            && self.reduction.one_per_row()
-            && Self::has_int_dot(self.dtype)
+        self.int_dot && self.vec4 && self.reduction.one_per_row() && Self::has_int_dot(self.dtype)
     }
 
     /// This GEMV key on the int-dot path (compute dtype i8).
