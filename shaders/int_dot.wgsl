@@ -92,9 +92,9 @@ struct XWindows {
 #ifdef INT_DOT_VEC4
 // The weights again, 16 bytes per element (the same buffer, bound twice). On CPU adapters a
 // kernel costs about its count of per-lane loads, whatever their width: eight q8_0 blocks
-// are 17 of these loads against 68 word loads. Used where the blocks read this way start
-// on 16-byte boundaries (KernelKey::for_cols): groups of eight 32-element blocks in rows of
-// whole groups, and every q4_k (144-byte) and q5_k (176-byte) block.
+// are 17 of these loads against 68 word loads. Used for groups of eight 32-element blocks
+// in rows of whole groups (which then start on 16-byte boundaries: KernelKey::for_cols),
+// every q4_k (144-byte) and q5_k (176-byte) block, and every q6_k block, realigned.
 @group(0) @binding(6) var<storage, read> w4: array<vec4<u32>>;
 // The quantized activations again, 16 bytes (half a block) per element.
 @group(0) @binding(7) var<storage, read> x4: array<vec4<u32>>;
@@ -713,10 +713,11 @@ fn realigned(a: vec4<u32>, b: vec4<u32>, o: u32, half: bool) -> vec4<u32> {
     return select(whole, mid_words(whole, words_from(a, b, o + 1u)), half);
 }
 
-// A q6_k block read as 16-byte vectors: eight blocks are 1680 bytes, 105 vectors, so where a
-// row is whole groups of eight (KernelKey::for_cols) block j of a group starts 2j bytes into
-// vector ⌊210j / 16⌋ and spans 14 vectors. Each is loaded once (against 66 word loads) and
-// realigned in registers: ql (vectors 0..7), qh (8..11), the scales (12), d (in 13).
+// A q6_k block read as 16-byte vectors: block `blk` starts at byte 210·blk, which is 2j bytes
+// into vector ⌊210·blk / 16⌋ for j = blk % 8 (210 ≡ 2 mod 16), and spans 14 vectors (buffers
+// are whole vectors, so the last block's are there too). Each is loaded once (against 66
+// word loads) and realigned in registers: ql (vectors 0..7), qh (8..11), the scales (12),
+// d (in 13).
 fn q6k_block_vec4(blk: u32, xb: u32) -> f32 {
     let j = blk % 8u;
     let v = (blk / 8u) * 105u + (210u * j) / 16u;

@@ -217,18 +217,20 @@ impl Gpu {
         Ok(value)
     }
 
-    /// A storage buffer filled from `bytes` (padded to wgpu's 4-byte copy alignment).
+    /// A storage buffer filled from `bytes` (padded with zeros to whole 16-byte vectors:
+    /// [`super::tensor::BUFFER_ALIGN`]).
     pub fn upload(&self, label: &str, bytes: &[u8]) -> Result<wgpu::Buffer, DeviceError> {
-        let size = (bytes.len() as u64).div_ceil(4).max(1) * 4;
-        let buffer = self.storage(label, size)?;
+        let buffer = self.storage(label, bytes.len() as u64)?;
         let total = bytes.len() as u64;
         super::tensor::write_chunked(self, label, &buffer, bytes, &mut |_, _| {}, (0, total))?;
         Ok(buffer)
     }
 
-    /// An uninitialised (zeroed by wgpu) storage buffer of `size` bytes.
+    /// An uninitialised (zeroed by wgpu) storage buffer of `size` bytes, padded to whole
+    /// 16-byte vectors ([`super::tensor::BUFFER_ALIGN`]).
     pub fn storage(&self, label: &str, size: u64) -> Result<wgpu::Buffer, DeviceError> {
         let limit = self.caps.summary.limits.max_buffer_size;
+        let size = size.max(1).div_ceil(super::tensor::BUFFER_ALIGN) * super::tensor::BUFFER_ALIGN;
         if size > limit {
             return Err(DeviceError::Limit {
                 what: format!("buffer '{label}'"),
@@ -239,7 +241,7 @@ impl Gpu {
         self.scoped(&format!("allocating {label}"), size, || {
             self.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(label),
-                size: size.max(4).div_ceil(4) * 4,
+                size,
                 usage: wgpu::BufferUsages::STORAGE
                     | wgpu::BufferUsages::COPY_DST
                     | wgpu::BufferUsages::COPY_SRC,

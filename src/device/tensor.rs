@@ -17,6 +17,12 @@ use super::{DeviceError, Gpu};
 use crate::dtype::StorageDType;
 use std::ops::Range;
 
+/// Every storage buffer's size is a multiple of this: kernels view weights and activations as
+/// `array<vec4<u32>>` (16-byte loads, which cost what a word load does on CPU adapters), and
+/// then every byte must lie in a whole vector. Beyond wgpu's 4-byte copy alignment, this
+/// costs at most 12 bytes per buffer.
+pub const BUFFER_ALIGN: u64 = 16;
+
 /// Bytes written per `write_buffer` call while uploading.
 pub const STAGING_CHUNK: u64 = 64 << 20;
 
@@ -26,7 +32,7 @@ pub struct TensorPart {
     /// The part's first row in the whole tensor (where its outputs go).
     pub first_row: u32,
     pub rows: u32,
-    /// Bytes of weight data (the buffer is padded to a multiple of 4).
+    /// Bytes of weight data (the buffer is padded to a multiple of [`BUFFER_ALIGN`]).
     pub bytes: u64,
 }
 
@@ -62,8 +68,8 @@ impl PartLimits {
 
     pub fn from_limits(max_binding: u64, max_buffer: u64) -> Self {
         Self {
-            // Parts are padded to whole words.
-            max_bytes: max_binding.min(max_buffer) / 4 * 4,
+            // Parts are padded to whole vectors.
+            max_bytes: max_binding.min(max_buffer) / BUFFER_ALIGN * BUFFER_ALIGN,
             max_elements: u64::from(u32::MAX),
         }
     }
@@ -94,9 +100,10 @@ pub fn split_rows(
     let row_bytes = dtype
         .bytes_for(cols)
         .ok_or(SplitError::PartialBlocks { dtype, cols })?;
-    // A part of n rows occupies n * row_bytes rounded up to a word.
+    // A part of n rows occupies n * row_bytes rounded up to a whole vector.
     let fits = |n: u64| {
-        (n * row_bytes).div_ceil(4) * 4 <= limits.max_bytes && n * cols <= limits.max_elements
+        (n * row_bytes).div_ceil(BUFFER_ALIGN) * BUFFER_ALIGN <= limits.max_bytes
+            && n * cols <= limits.max_elements
     };
     if !fits(1) {
         return Err(SplitError::RowTooLarge {
@@ -266,11 +273,11 @@ mod tests {
 
     #[test]
     fn odd_row_bytes_are_padded_within_the_limit() {
-        // f16 rows of 3 elements are 6 bytes: 5 rows are 30 bytes, padded to 32 > 30.
+        // f16 rows of 3 elements are 6 bytes: 3 rows are 18 bytes, padded to 32 > 30.
         let r = split_rows(StorageDType::F16, 11, 3, limits(30)).unwrap();
         assert!(
             r.iter()
-                .all(|p| ((p.end - p.start) * 6).div_ceil(4) * 4 <= 30),
+                .all(|p| ((p.end - p.start) * 6).div_ceil(BUFFER_ALIGN) * BUFFER_ALIGN <= 30),
             "{r:?}"
         );
         assert_eq!(r.last().unwrap().end, 11);

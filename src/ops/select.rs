@@ -217,15 +217,11 @@ impl KernelKey {
     }
 
     /// The row length, in elements, that the int-dot 16-byte reader needs rows to be a
-    /// multiple of, so that what it reads as vectors starts on 16-byte boundaries: eight
-    /// 32-element blocks (272, 144, 160, 176 or 192 bytes), one q4_k/q5_k block (144 or 176
-    /// bytes), eight q6_k blocks (1680 bytes).
-    pub fn int_dot_vec4_granule(dtype: StorageDType) -> u32 {
-        match dtype {
-            StorageDType::Q6K => 8 * 256,
-            _ => 256,
-        }
-    }
+    /// multiple of: 256, so that groups of eight 32-element blocks start on 16-byte
+    /// boundaries (272, 144, 160, 176 or 192 bytes each); q4_k/q5_k blocks (144 and 176
+    /// bytes) always do, and q6_k's 210-byte blocks are realigned wherever they start
+    /// (buffers are whole vectors: `BUFFER_ALIGN`).
+    pub const INT_DOT_VEC4_GRANULE: u32 = 256;
 
     /// Whether this key's weights are read as 16-byte vectors where rows allow it
     /// ([`Self::for_cols`] decides per shape): the word-wise dtypes, and every int-dot kernel
@@ -264,7 +260,7 @@ impl KernelKey {
     /// them ([`Self::shares_x`]) and rows a multiple of 32; otherwise the plain
     /// one-invocation-per-row layout.
     ///
-    /// The int-dot 16-byte reader needs rows of [`Self::int_dot_vec4_granule`] elements.
+    /// The int-dot 16-byte reader needs rows of [`Self::INT_DOT_VEC4_GRANULE`] elements.
     pub fn for_cols(&self, cols: u32) -> Self {
         let vec4 =
             self.vec4 && !self.elementwise() && cols.is_multiple_of(self.elements_per_vec4());
@@ -288,7 +284,7 @@ impl KernelKey {
             ..shaped.clone()
         }
         .int_dot_vec4()
-            && cols.is_multiple_of(Self::int_dot_vec4_granule(self.dtype));
+            && cols.is_multiple_of(Self::INT_DOT_VEC4_GRANULE);
         Self {
             vec4: vec4 || int_dot_vec4,
             ..shaped
@@ -607,7 +603,7 @@ fn select_int_dot(caps: &Capabilities, dtype: StorageDType) -> IntDot {
     let vectors = if key.int_dot_vec4() {
         format!(
             "; weights and activations read 16 bytes at a time where rows are a multiple of {} elements",
-            KernelKey::int_dot_vec4_granule(dtype)
+            KernelKey::INT_DOT_VEC4_GRANULE
         )
     } else {
         String::new()

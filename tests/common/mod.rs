@@ -70,9 +70,10 @@ impl Rng {
 pub const SENTINEL_WORDS: usize = 1024;
 pub const SENTINEL: u32 = 0x7FC0_DEAD; // a NaN payload no kernel writes
 
-/// An output buffer of `n` f32 followed by the sentinel region, all pre-filled with sentinel.
+/// An output buffer of `n` f32 followed by the sentinel region, all pre-filled with sentinel
+/// (to the buffer's end: buffers are whole 16-byte vectors).
 pub fn guarded_output(gpu: &Gpu, n: usize) -> wgpu::Buffer {
-    let words = vec![SENTINEL; n + SENTINEL_WORDS];
+    let words = vec![SENTINEL; (n + SENTINEL_WORDS).div_ceil(4) * 4];
     gpu.upload("guarded output", bytemuck::cast_slice(&words))
         .expect("allocating output")
 }
