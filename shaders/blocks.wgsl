@@ -186,6 +186,22 @@ fn mid_word(a: u32, b: u32) -> u32 {
     return (a >> 16u) | (b << 16u);
 }
 
+// The four words that start `o` words (0..4) into a and continue into b.
+fn words_from(a: vec4<u32>, b: vec4<u32>, o: u32) -> vec4<u32> {
+    let one = vec4<u32>(a.yzw, b.x);
+    let two = vec4<u32>(a.zw, b.xy);
+    let three = vec4<u32>(a.w, b.xyz);
+    return select(select(select(select(b, three, o == 3u), two, o == 2u), one, o == 1u), a, o == 0u);
+}
+
+// The 16 bytes that start `o` words and `half` half-words into vector a (continuing into b):
+// for data at an even byte address read as 16-byte vectors (a q6_k block starts 2j bytes
+// into its first vector, for block j of its group of eight).
+fn realigned(a: vec4<u32>, b: vec4<u32>, o: u32, half: bool) -> vec4<u32> {
+    let whole = words_from(a, b, o);
+    return select(whole, mid_words(whole, words_from(a, b, o + 1u)), half);
+}
+
 // The word that starts `sh` bits (0, 8, 16 or 24) into word `lo` and continues into `hi`.
 fn shifted(lo: u32, hi: u32, sh: u32) -> u32 {
     return select((lo >> sh) | (hi << ((32u - sh) & 31u)), lo, sh == 0u);

@@ -49,15 +49,13 @@ struct Params {
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
 
 #ifdef W_UNITS
-// Row layouts with W read again as 16-byte vectors (the same buffer bound twice), a unit of
-// UNIT_ELEMS weights at a time: the plain dtypes (f32, f16, bf16, fp8: one vector per 4, 8
+// Row layouts with W read again as 16-byte vectors (the same buffer bound twice: buffers
+// are whole vectors, so every byte is in the view), a unit of UNIT_ELEMS weights at a time: the plain dtypes (f32, f16, bf16, fp8: one vector per 4, 8
 // or 16) in rows of whole vectors, and q4_k / q5_k (a 64-element chunk of a block: its
 // scales' vector and two of quants, plus two of fifth bits for q5_k). dequant4 loads one to
 // five words per four weights. On CPU adapters a kernel costs about its count of per-lane
 // loads: f32 GEMM 1024x4096, n = 128, shuffled layout, 50-55 -> 38 ms.
-#ifdef W_VEC_UNITS
 @group(0) @binding(5) var<storage, read> w4: array<vec4<u32>>;
-#endif
 #ifdef W_F32
 const UNIT_ELEMS: u32 = 4u;
 #endif
@@ -85,8 +83,9 @@ const UNIT_ELEMS: u32 = 32u;
 const STEP: u32 = UNIT_ELEMS;
 
 #ifdef W_BLOCK_UNIT
-// A 32-element unit of a block dtype read as words, each once (dequant4 loads its block's
-// scales and two words per four weights): a whole q8_0/q4_0/q4_1/q5_0/q5_1 block, half an
+// A 32-element unit of a block dtype, each of its bytes loaded once, 16 at a time where
+// the unit's blocks start mid-vector (dequant4 loads its block's scales and two words per
+// four weights): a whole q8_0/q4_0/q4_1/q5_0/q5_1 block, half an
 // nf4 block (`scale`: its absmax), or a quarter of a q6_k half. `lo`, `hi`: quant words (q8_0: eight int8 words; q4/q5: four
 // nibble words in lo; q6_k: eight words of 6-bit values); `scale`: (d, m) or (d, —), or
 // q6_k's d·scale of elements 0..15 and 16..31; `qh`: q5's fifth bits.
@@ -97,25 +96,27 @@ struct WUnit {
     qh: u32,
 }
 
-// The four words from even byte X: five word loads (the fifth only used mid-word).
-fn words4_at(X: u32) -> vec4<u32> {
-    let i = X >> 2u;
-    let a = vec4<u32>(w[i], w[i + 1u], w[i + 2u], w[i + 3u]);
-    let e = w[min(i + 4u, arrayLength(&w) - 1u)];
-    return select(mid_words(a, vec4<u32>(a.yzw, e)), a, (X & 2u) == 0u);
+// The vector at index v of W's vector view, or its last one past the end (whose words are
+// then never used: buffers are whole vectors, so every byte of W is in range).
+fn w4_at(v: u32) -> vec4<u32> {
+    return w4[min(v, arrayLength(&w4) - 1u)];
 }
 
-// The eight words from even byte X (nine loads).
+// The 16 bytes from even byte X: two vector loads, realigned.
+fn words4_at(X: u32) -> vec4<u32> {
+    let v = X / 16u;
+    return realigned(w4[v], w4_at(v + 1u), (X % 16u) / 4u, (X & 2u) != 0u);
+}
+
+// The 32 bytes from even byte X: three vector loads, realigned.
 fn words8_at(X: u32) -> array<vec4<u32>, 2> {
-    let i = X >> 2u;
-    let a = vec4<u32>(w[i], w[i + 1u], w[i + 2u], w[i + 3u]);
-    let b = vec4<u32>(w[i + 4u], w[i + 5u], w[i + 6u], w[i + 7u]);
-    let e = w[min(i + 8u, arrayLength(&w) - 1u)];
-    let aligned = (X & 2u) == 0u;
-    return array<vec4<u32>, 2>(
-        select(mid_words(a, vec4<u32>(a.yzw, b.x)), a, aligned),
-        select(mid_words(b, vec4<u32>(b.yzw, e)), b, aligned),
-    );
+    let v = X / 16u;
+    let o = (X % 16u) / 4u;
+    let half = (X & 2u) != 0u;
+    let a = w4[v];
+    let b = w4_at(v + 1u);
+    let c = w4_at(v + 2u);
+    return array<vec4<u32>, 2>(realigned(a, b, o, half), realigned(b, c, o, half));
 }
 
 // The unit that starts at element e of W.
@@ -268,8 +269,7 @@ fn unit_part(u: WUnit, s: u32) -> vec4<f32> {
     return sc.x * bytes4(q, 0xffu) - vec4<f32>(sc.y);
 }
 #endif
-#ifdef W_VEC_UNITS
-#ifndef W_KQUANT_UNIT
+#ifdef W_PLAIN_UNIT
 alias WUnit = vec4<u32>;
 
 // The 16-byte unit that starts at element e of W.
@@ -306,7 +306,6 @@ fn unit_part(u: vec4<u32>, s: u32) -> vec4<f32> {
     return fp8x4(u[s]);
 #endif
 }
-#endif
 #endif
 #else
 const STEP: u32 = 4u;

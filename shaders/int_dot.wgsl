@@ -698,21 +698,6 @@ fn q6k_signed4(lo4: vec4<u32>, hi2: vec4<u32>) -> vec4<u32> {
     return ((q | vec4<u32>(0x80808080u)) - vec4<u32>(0x20202020u)) ^ vec4<u32>(0x80808080u);
 }
 
-// The four words that start `o` words (0..4) into a and continue into b.
-fn words_from(a: vec4<u32>, b: vec4<u32>, o: u32) -> vec4<u32> {
-    let one = vec4<u32>(a.yzw, b.x);
-    let two = vec4<u32>(a.zw, b.xy);
-    let three = vec4<u32>(a.w, b.xyz);
-    return select(select(select(select(b, three, o == 3u), two, o == 2u), one, o == 1u), a, o == 0u);
-}
-
-// The 16 bytes that start `o` words and `half` half-words into vector a (continuing into b):
-// a q6_k block starts 2j bytes into its first vector, for block j of its group of eight.
-fn realigned(a: vec4<u32>, b: vec4<u32>, o: u32, half: bool) -> vec4<u32> {
-    let whole = words_from(a, b, o);
-    return select(whole, mid_words(whole, words_from(a, b, o + 1u)), half);
-}
-
 // A q6_k block read as 16-byte vectors: block `blk` starts at byte 210·blk, which is 2j bytes
 // into vector ⌊210·blk / 16⌋ for j = blk % 8 (210 ≡ 2 mod 16), and spans 14 vectors (buffers
 // are whole vectors, so the last block's are there too). Each is loaded once (against 66

@@ -124,12 +124,6 @@ fn reads_units(key: &KernelKey) -> bool {
     key.vec4
 }
 
-/// Whether a GEMM key's units are read as 16-byte vectors (W_VEC_UNITS: W bound a second
-/// time): the plain dtypes and q4_k/q5_k; the other block dtypes read theirs as words.
-fn binds_vectors(key: &KernelKey) -> bool {
-    reads_units(key) && (KernelKey::plain(key.dtype) || kquant_units(key.dtype))
-}
-
 /// Dtypes whose GEMM units are 64-element chunks of a 16-byte-aligned block (q4_k: 144
 /// bytes, q5_k: 176).
 fn kquant_units(dtype: StorageDType) -> bool {
@@ -150,12 +144,11 @@ pub fn variant(key: &KernelKey) -> ShaderVariant {
     }
     if reads_units(key) {
         defines.push(Define::flag("W_UNITS"));
-        if binds_vectors(key) {
-            defines.push(Define::flag("W_VEC_UNITS"));
-        }
-        if kquant_units(key.dtype) {
+        if KernelKey::plain(key.dtype) {
+            defines.push(Define::flag("W_PLAIN_UNIT"));
+        } else if kquant_units(key.dtype) {
             defines.push(Define::flag("W_KQUANT_UNIT"));
-        } else if !KernelKey::plain(key.dtype) {
+        } else {
             defines.push(Define::flag("W_BLOCK_UNIT"));
         }
     }
@@ -241,7 +234,8 @@ pub fn encode_gemm(
             n.div_ceil(n_per_group).max(1),
             1,
         ];
-        if binds_vectors(key) {
+        // The unit readers bind W a second time, as 16-byte vectors.
+        if reads_units(key) {
             gpu.encode_dispatch(
                 encoder,
                 &pipeline,
