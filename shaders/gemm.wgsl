@@ -50,11 +50,14 @@ struct Params {
 
 #ifdef W_UNITS
 // Row layouts with W read again as 16-byte vectors (the same buffer bound twice: buffers
-// are whole vectors, so every byte is in the view), a unit of UNIT_ELEMS weights at a time: the plain dtypes (f32, f16, bf16, fp8: one vector per 4, 8
-// or 16) in rows of whole vectors, and q4_k / q5_k (a 64-element chunk of a block: its
-// scales' vector and two of quants, plus two of fifth bits for q5_k). dequant4 loads one to
-// five words per four weights. On CPU adapters a kernel costs about its count of per-lane
-// loads: f32 GEMM 1024x4096, n = 128, shuffled layout, 50-55 -> 38 ms.
+// are whole vectors, so every byte is in the view), a unit of UNIT_ELEMS weights at a time:
+// - the plain dtypes (f32, f16, bf16, fp8: one vector per 4, 8 or 16) in rows of whole
+//   vectors (W_PLAIN_UNIT);
+// - q4_k / q5_k: a 64-element chunk of a block, its scales' vector and two of quants, plus
+//   two of fifth bits for q5_k (W_KQUANT_UNIT);
+// - the other block dtypes: 32 elements (W_BLOCK_UNIT, below).
+// dequant4 loads one to five words per four weights. On CPU adapters a kernel costs about its
+// count of per-lane loads: f32 GEMM 1024x4096, n = 128, shuffled layout, 50-55 -> 38 ms.
 @group(0) @binding(5) var<storage, read> w4: array<vec4<u32>>;
 #ifdef W_F32
 const UNIT_ELEMS: u32 = 4u;
@@ -83,12 +86,14 @@ const UNIT_ELEMS: u32 = 32u;
 const STEP: u32 = UNIT_ELEMS;
 
 #ifdef W_BLOCK_UNIT
-// A 32-element unit of a block dtype, each of its bytes loaded once, 16 at a time where
-// the unit's blocks start mid-vector (dequant4 loads its block's scales and two words per
-// four weights): a whole q8_0/q4_0/q4_1/q5_0/q5_1 block, half an
-// nf4 block (`scale`: its absmax), or a quarter of a q6_k half. `lo`, `hi`: quant words (q8_0: eight int8 words; q4/q5: four
-// nibble words in lo; q6_k: eight words of 6-bit values); `scale`: (d, m) or (d, —), or
-// q6_k's d·scale of elements 0..15 and 16..31; `qh`: q5's fifth bits.
+// A 32-element unit of a block dtype, each of its bytes loaded once, 16 at a time where the
+// unit's blocks start mid-vector: a whole q8_0/q4_0/q4_1/q5_0/q5_1 block, half an nf4 block
+// or a quarter of a q6_k half.
+// - `lo`, `hi`: quant words (q8_0: eight int8 words; q4/q5/nf4: four nibble words in lo;
+//   q6_k: eight words of 6-bit values);
+// - `scale`: (d, m), (d, —), nf4's (absmax, —), or q6_k's d·scale of elements 0..15 and
+//   16..31;
+// - `qh`: q5's fifth bits.
 struct WUnit {
     lo: vec4<u32>,
     hi: vec4<u32>,
