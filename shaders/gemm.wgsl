@@ -58,31 +58,8 @@ struct Params {
 // - the other block dtypes: 32 elements (W_BLOCK_UNIT, below).
 // dequant4 loads one to five words per four weights. On CPU adapters a kernel costs about its
 // count of per-lane loads: f32 GEMM 1024x4096, n = 128, shuffled layout, 50-55 -> 38 ms.
+// UNIT_ELEMS (a valued define: ops/gemm.rs's unit_elements) is the weights per unit.
 @group(0) @binding(5) var<storage, read> w4: array<vec4<u32>>;
-#ifdef W_F32
-const UNIT_ELEMS: u32 = 4u;
-#endif
-#ifdef W_F16
-const UNIT_ELEMS: u32 = 8u;
-#endif
-#ifdef W_BF16
-const UNIT_ELEMS: u32 = 8u;
-#endif
-#ifdef W_F8_E4M3
-const UNIT_ELEMS: u32 = 16u;
-#endif
-#ifdef W_F8_E5M2
-const UNIT_ELEMS: u32 = 16u;
-#endif
-#ifdef W_Q4_K
-const UNIT_ELEMS: u32 = 64u;
-#endif
-#ifdef W_Q5_K
-const UNIT_ELEMS: u32 = 64u;
-#endif
-#ifdef W_BLOCK_UNIT
-const UNIT_ELEMS: u32 = 32u;
-#endif
 const STEP: u32 = UNIT_ELEMS;
 
 #ifdef W_BLOCK_UNIT

@@ -124,6 +124,18 @@ fn reads_units(key: &KernelKey) -> bool {
     key.vec4
 }
 
+/// Weights per unit of a unit-reading key: a 16-byte vector of a plain dtype, a 64-element
+/// chunk of q4_k/q5_k, 32 elements of the other block dtypes.
+fn unit_elements(key: &KernelKey) -> u32 {
+    if KernelKey::plain(key.dtype) {
+        key.elements_per_vec4()
+    } else if kquant_units(key.dtype) {
+        64
+    } else {
+        32
+    }
+}
+
 /// Dtypes whose GEMM units are 64-element chunks of a 16-byte-aligned block (q4_k: 144
 /// bytes, q5_k: 176).
 fn kquant_units(dtype: StorageDType) -> bool {
@@ -144,6 +156,7 @@ pub fn variant(key: &KernelKey) -> ShaderVariant {
     }
     if reads_units(key) {
         defines.push(Define::flag("W_UNITS"));
+        defines.push(Define::value("UNIT_ELEMS", unit_elements(key)));
         if KernelKey::plain(key.dtype) {
             defines.push(Define::flag("W_PLAIN_UNIT"));
         } else if kquant_units(key.dtype) {
