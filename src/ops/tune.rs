@@ -39,7 +39,8 @@ pub fn disabled() -> bool {
 
 /// The cached tuning of this adapter, or a fresh measurement (then cached).
 pub fn run_or_load(gpu: &Gpu) -> Result<Tuning, DeviceError> {
-    // The kernels measured and this file (what is measured, and how) fingerprint the result.
+    // The kernels measured, the code that picks their variants, and this file (what is
+    // measured, and how) fingerprint the result.
     let mut sources: String = [
         Shader::Gemv,
         Shader::Gemm,
@@ -52,6 +53,10 @@ pub fn run_or_load(gpu: &Gpu) -> Result<Tuning, DeviceError> {
     .map(|sh| sh.source())
     .collect();
     sources.push_str(include_str!("tune.rs"));
+    // Which variant runs for a shape (for_cols: vectors, units, layouts) is decided here.
+    sources.push_str(include_str!("select.rs"));
+    sources.push_str(include_str!("gemv.rs"));
+    sources.push_str(include_str!("gemm.rs"));
     let key = format!(
         "{}|{:?}|{:016x}",
         adapter_key(gpu),
