@@ -212,49 +212,6 @@ fn bytes4(q: u32, mask: u32) -> vec4<f32> {
     return vec4<f32>(f32(q & mask), f32((q >> 8u) & mask), f32((q >> 16u) & mask), f32((q >> 24u) & mask));
 }
 
-// Elements e..e+4 (e a multiple of 4, so all four share a block and its scales): the same
-// values as four `dequant` calls, with the block's scales and quant word read once. The GEMM
-// row layout decodes four weights per row per step this way.
-fn dequant4(e: u32) -> vec4<f32> {
-#ifdef W_Q8_0
-    let base = (e / 32u) * 34u;
-    let q = word_at(base + 2u + e % 32u);
-    return f16_at(base) * vec4<f32>(i8_of(q), i8_of(q >> 8u), i8_of(q >> 16u), i8_of(q >> 24u));
-#else
-#ifdef W_Q4_0
-    let base = (e / 32u) * 18u;
-    let j = e % 32u;
-    let q = word_at(base + 2u + j % 16u) >> (4u * (j / 16u));
-    return f16_at(base) * (bytes4(q, 0xfu) - vec4<f32>(8.0));
-#else
-#ifdef W_Q4_K
-    let base = (e / 256u) * 144u;
-    let j = e % 256u;
-    let chunk = j / 64u;
-    let upper = (j % 64u) / 32u;
-    let sm = scale_min_k4(2u * chunk + upper, base + 4u);
-    let q = w[(base + 16u + 32u * chunk + j % 32u) >> 2u] >> (4u * upper);
-    return f16_at(base) * sm.x * bytes4(q, 0xfu) - vec4<f32>(f16_at(base + 2u) * sm.y);
-#else
-#ifdef W_Q6_K
-    let base = (e / 256u) * 210u;
-    let j = e % 256u;
-    let half = j / 128u;
-    let quarter = (j % 128u) / 32u;
-    let l = j % 32u;
-    let low = (word_at(base + 64u * half + l + 32u * (quarter & 1u)) >> (4u * (quarter / 2u))) & 0x0f0f0f0fu;
-    let high = (word_at(base + 128u + 32u * half + l) >> (2u * quarter)) & 0x03030303u;
-    let scale = i8_of(byte_at(base + 192u + 8u * half + l / 16u + 2u * quarter));
-    return f16_at(base + 208u) * scale * (bytes4(low | (high << 4u), 0xffu) - vec4<f32>(32.0));
-#else
-    return vec4<f32>(dequant(e), dequant(e + 1u), dequant(e + 2u), dequant(e + 3u));
-#endif
-#endif
-#endif
-#endif
-}
-
-
 #ifdef BLOCKWISE
 // Whole-block dot products for GEMV: each invocation decodes a block once (scales read once,
 // quants four at a time from u32 words) instead of element by element. `x_at(k)` is element

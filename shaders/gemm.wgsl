@@ -48,16 +48,18 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
 
-#ifdef W_UNITS
-// Row layouts with W read again as 16-byte vectors (the same buffer bound twice: buffers
-// are whole vectors, so every byte is in the view), a unit of UNIT_ELEMS weights at a time:
+#ifdef X_VEC4
+// Row layouts with rows of whole vec4s (X_VEC4: activations read as vec4) read W again as
+// 16-byte vectors (the same buffer bound twice: buffers are whole vectors, so every byte is
+// in the view), a unit of UNIT_ELEMS weights at a time:
 // - the plain dtypes (f32, f16, bf16, fp8: one vector per 4, 8 or 16) in rows of whole
 //   vectors (W_PLAIN_UNIT);
 // - q4_k / q5_k: a 64-element chunk of a block, its scales' vector and two of quants, plus
 //   two of fifth bits for q5_k (W_KQUANT_UNIT);
 // - the other block dtypes: 32 elements (W_BLOCK_UNIT, below).
-// dequant4 loads one to five words per four weights. On CPU adapters a kernel costs about its
-// count of per-lane loads: f32 GEMM 1024x4096, n = 128, shuffled layout, 50-55 -> 38 ms.
+// The four-weights-at-a-time decoder these replaced loaded one to five words per four
+// weights. On CPU adapters a kernel costs about its count of per-lane loads: f32 GEMM
+// 1024x4096, n = 128, shuffled layout, 50-55 -> 38 ms.
 // UNIT_ELEMS (a valued define: ops/gemm.rs's unit_elements) is the weights per unit.
 @group(0) @binding(5) var<storage, read> w4: array<vec4<u32>>;
 const STEP: u32 = UNIT_ELEMS;
@@ -289,8 +291,6 @@ fn unit_part(u: vec4<u32>, s: u32) -> vec4<f32> {
 #endif
 }
 #endif
-#else
-const STEP: u32 = 4u;
 #endif
 
 #ifdef COMPUTE_F16
@@ -396,10 +396,8 @@ fn main(
     var b2 = vec4<acc_t>(0.0);
     var b3 = vec4<acc_t>(0.0);
     for (var k0 = 0u; k0 < p.cols; k0 = k0 + STEP) {
-#ifdef W_UNITS
         let ua = load_unit(wa + k0);
         let ub = load_unit(wb + k0);
-#endif
         for (var s = 0u; s < STEP / 4u; s = s + 1u) {
             let k = k0 + 4u * s;
             let own0 = x[(xo0 + k) / 4u];
@@ -408,13 +406,8 @@ fn main(
             let m1 = x_cols(own0, 4u);
             let m2 = x_cols(own1, 0u);
             let m3 = x_cols(own1, 4u);
-#ifdef W_UNITS
             let va = vec4<tile_t>(unit_part(ua, s));
             let vb = vec4<tile_t>(unit_part(ub, s));
-#else
-            let va = vec4<tile_t>(dequant4(wa + k));
-            let vb = vec4<tile_t>(dequant4(wb + k));
-#endif
             a0 = a0 + dot4(va, m0);
             a1 = a1 + dot4(va, m1);
             a2 = a2 + dot4(va, m2);
@@ -468,12 +461,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     var hi2 = vec4<acc_t>(0.0);
     var hi3 = vec4<acc_t>(0.0);
     for (var k0 = 0u; k0 < p.cols; k0 = k0 + STEP) {
-#ifdef W_UNITS
         let u0 = load_unit(wb0 + k0);
         let u1 = load_unit(wb1 + k0);
         let u2 = load_unit(wb2 + k0);
         let u3 = load_unit(wb3 + k0);
-#endif
         for (var s = 0u; s < STEP / 4u; s = s + 1u) {
             let k = k0 + 4u * s;
             // Column j of xa / xc: elements k..k+4 of activation row j / 4 + j.
@@ -481,17 +472,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
             let xc = mat4x4<tile_t>(mat4x4<f32>(x[(xb[4] + k) / 4u], x[(xb[5] + k) / 4u], x[(xb[6] + k) / 4u], x[(xb[7] + k) / 4u]));
             // Written out, not looped: the sums must stay in registers (an array indexed in a
             // loop the driver does not unroll lives in memory, a gather and scatter per add).
-#ifdef W_UNITS
             let w0 = vec4<tile_t>(unit_part(u0, s));
             let w1 = vec4<tile_t>(unit_part(u1, s));
             let w2 = vec4<tile_t>(unit_part(u2, s));
             let w3 = vec4<tile_t>(unit_part(u3, s));
-#else
-            let w0 = vec4<tile_t>(dequant4(wb0 + k));
-            let w1 = vec4<tile_t>(dequant4(wb1 + k));
-            let w2 = vec4<tile_t>(dequant4(wb2 + k));
-            let w3 = vec4<tile_t>(dequant4(wb3 + k));
-#endif
             lo0 = lo0 + dot4(w0, xa);
             hi0 = hi0 + dot4(w0, xc);
             lo1 = lo1 + dot4(w1, xa);

@@ -100,10 +100,10 @@ pub fn reachable_variants(caps: &Capabilities, dtype: StorageDType) -> Vec<Kerne
         .collect()
 }
 
-/// The key that runs for rows of `cols` elements: the row layouts load activations as vec4
-/// when rows are whole vec4s (every block-quantized dtype; most plain shapes), and plain
-/// dtypes' weights as 16-byte units (W_UNITS) when rows are whole units too; shuffled
-/// activations need vec4, and fall back to the plain row layout otherwise.
+/// The key that runs for rows of `cols` elements: the row layouts take vec4 rows — activations
+/// read as vec4, weights a unit at a time — where rows are whole vec4s and, for plain dtypes,
+/// whole 16-byte units (every block-quantized dtype; most plain shapes); shuffled activations
+/// need vec4, and fall back to the plain row layout otherwise.
 pub fn for_cols(key: &KernelKey, cols: u32) -> KernelKey {
     let vec4 = key.reduction.one_per_row()
         && cols.is_multiple_of(4)
@@ -118,13 +118,7 @@ pub fn for_cols(key: &KernelKey, cols: u32) -> KernelKey {
     }
 }
 
-/// Whether a (for_cols) GEMM key reads W a unit at a time (W_UNITS): every dtype, in the row
-/// layouts with vec4 rows.
-fn reads_units(key: &KernelKey) -> bool {
-    key.vec4
-}
-
-/// Weights per unit of a unit-reading key: a 16-byte vector of a plain dtype, a 64-element
+/// Weights per unit of a key with vec4 rows: a 16-byte vector of a plain dtype, a 64-element
 /// chunk of q4_k/q5_k, 32 elements of the other block dtypes.
 fn unit_elements(key: &KernelKey) -> u32 {
     if KernelKey::plain(key.dtype) {
@@ -151,11 +145,10 @@ pub fn variant(key: &KernelKey) -> ShaderVariant {
     if key.reduction == Reduction::SerialShuffle {
         defines.push(Define::flag("X_SHUFFLE"));
     }
+    // Rows of whole vec4s: activations read as vec4, and weights a unit at a time (through
+    // W bound a second time, as 16-byte vectors).
     if key.vec4 {
         defines.push(Define::flag("X_VEC4"));
-    }
-    if reads_units(key) {
-        defines.push(Define::flag("W_UNITS"));
         defines.push(Define::value("UNIT_ELEMS", unit_elements(key)));
         if KernelKey::plain(key.dtype) {
             defines.push(Define::flag("W_PLAIN_UNIT"));
@@ -247,8 +240,8 @@ pub fn encode_gemm(
             n.div_ceil(n_per_group).max(1),
             1,
         ];
-        // The unit readers bind W a second time, as 16-byte vectors.
-        if reads_units(key) {
+        // The unit readers (vec4 rows) bind W a second time, as 16-byte vectors.
+        if key.vec4 {
             gpu.encode_dispatch(
                 encoder,
                 &pipeline,

@@ -71,7 +71,8 @@ pub fn all_variants() -> Vec<ShaderVariant> {
         for (compute, accum) in gemm::PRECISIONS {
             for layout in gemm::LAYOUTS.into_iter().chain([Reduction::SerialShuffle]) {
                 let key = gemm::key(dtype, compute, accum, layout);
-                // 16: whole 16-byte units of every plain dtype (W_UNITS); 4: vec4 rows only.
+                // 16: vec4 rows (weight units) for every dtype; 4: for f32 and the block
+                // dtypes; 1: none.
                 for cols in [16, 4, 1] {
                     v.push(gemm::variant(&gemm::for_cols(&key, cols)));
                 }
