@@ -151,6 +151,16 @@ fn w_words(i: u32) -> vec4<u32> {
     return vec4<u32>(w[i], w[i + 1u], w[i + 2u], w[i + 3u]);
 }
 
+// Vector v (bytes 16v..16v + 16) of W: one 16-byte load with INT_DOT_VEC4, four word loads
+// otherwise.
+fn w_vector(v: u32) -> vec4<u32> {
+#ifdef INT_DOT_VEC4
+    return w4[v];
+#else
+    return w_words(4u * v);
+#endif
+}
+
 // Σ of four packed int8 dot products.
 fn dot4x4(q: vec4<u32>, xq: vec4<u32>) -> i32 {
     return dot4I8Packed(q.x, xq.x) + dot4I8Packed(q.y, xq.y) + dot4I8Packed(q.z, xq.z)
@@ -527,16 +537,20 @@ fn int_dot_block(blk: u32, xb: u32) -> f32 {
 #ifdef W_Q5_1
     return int_dot_block32(blk, xb, xs[xb]);
 #endif
-#ifdef W_Q4_K
-    // xb is the weight block's column index; its 8 sub-blocks meet activation blocks 8xb + s.
-    // Integer sums per sub-block first, scales once per sub-block. Words: d and dmin, three
-    // of scales, then chunk c's 32 quant bytes at word 4 + 8c.
-#ifdef INT_DOT_VEC4
-    let v = blk * 9u;
-    let head = w4[v];
+#ifdef W_KQUANT45
+    // q4_k / q5_k: xb is the weight block's column index; its 8 sub-blocks meet activation
+    // blocks 8xb + s. Integer sums per sub-block first, scales once per sub-block. Vectors
+    // (16 bytes) of the block: d, dmin and three words of scales; q5_k's 32 fifth-bit bytes
+    // (bits 2c, 2c + 1 of each byte serve chunk c: read once for all four); then chunk c's
+    // 32 quant bytes.
+    let v = blk * KQUANT_VECTORS;
+    let head = w_vector(v);
+#ifdef W_Q5_K
+    let h_lo = w_vector(v + 1u);
+    let h_hi = w_vector(v + 2u);
 #else
-    let i = blk * 36u;
-    let head = w_words(i);
+    let h_lo = vec4<u32>(0u);
+    let h_hi = vec4<u32>(0u);
 #endif
     let sm = scale_min_unpack(head.y, head.z, head.w);
     let xsw = xs_window(xb * 8u);
@@ -545,17 +559,12 @@ fn int_dot_block(blk: u32, xb: u32) -> f32 {
     for (var c = 0u; c < 4u; c = c + 1u) {
         let xa = x_block8(xw, xb * 8u, 2u * c);
         let xh = x_block8(xw, xb * 8u, 2u * c + 1u);
-#ifdef INT_DOT_VEC4
-        let q0 = w4[v + 1u + 2u * c];
-        let q1 = w4[v + 2u + 2u * c];
-#else
-        let q0 = w_words(i + 4u + 8u * c);
-        let q1 = w_words(i + 8u + 8u * c);
-#endif
-        let m = vec4<u32>(0x0f0f0f0fu);
+        let q0 = w_vector(v + KQUANT_VECTORS - 8u + 2u * c);
+        let q1 = w_vector(v + KQUANT_VECTORS - 7u + 2u * c);
         let s = vec2<i32>(
-            dot4x4(q0 & m, xa.lo) + dot4x4(q1 & m, xa.hi),
-            dot4x4((q0 >> vec4<u32>(4u)) & m, xh.lo) + dot4x4((q1 >> vec4<u32>(4u)) & m, xh.hi),
+            dot4x4(kquant_quants(q0, h_lo, 2u * c), xa.lo) + dot4x4(kquant_quants(q1, h_hi, 2u * c), xa.hi),
+            dot4x4(kquant_quants(q0 >> vec4<u32>(4u), h_lo, 2u * c + 1u), xh.lo)
+                + dot4x4(kquant_quants(q1 >> vec4<u32>(4u), h_hi, 2u * c + 1u), xh.hi),
         );
         acc = acc + kquant_chunk(sm, xsw, xb * 8u, c, s);
     }
@@ -581,43 +590,6 @@ fn int_dot_block(blk: u32, xb: u32) -> f32 {
     let acc = q6k_half(base, xb * 8u, 0u, sc, xsw) + q6k_half(base, xb * 8u, 1u, sc, xsw);
     return f16_at(base + 208u) * acc;
 #endif
-#endif
-#ifdef W_Q5_K
-    // Words: d and dmin, three of scales, eight of fifth bits (bits 2c, 2c + 1 of each byte
-    // serve chunk c: read once for all four), then chunk c's quant bytes at word 12 + 8c.
-#ifdef INT_DOT_VEC4
-    let v = blk * 11u;
-    let head = w4[v];
-    let h_lo = w4[v + 1u];
-    let h_hi = w4[v + 2u];
-#else
-    let i = blk * 44u;
-    let head = w_words(i);
-    let h_lo = w_words(i + 4u);
-    let h_hi = w_words(i + 8u);
-#endif
-    let sm = scale_min_unpack(head.y, head.z, head.w);
-    let xsw = xs_window(xb * 8u);
-    let xw = x_windows8(xb * 8u);
-    var acc = vec2<f32>(0.0);
-    for (var c = 0u; c < 4u; c = c + 1u) {
-        let xa = x_block8(xw, xb * 8u, 2u * c);
-        let xh = x_block8(xw, xb * 8u, 2u * c + 1u);
-#ifdef INT_DOT_VEC4
-        let q0 = w4[v + 3u + 2u * c];
-        let q1 = w4[v + 4u + 2u * c];
-#else
-        let q0 = w_words(i + 12u + 8u * c);
-        let q1 = w_words(i + 16u + 8u * c);
-#endif
-        let s = vec2<i32>(
-            dot4x4(q5k_quants(q0, h_lo, 2u * c), xa.lo) + dot4x4(q5k_quants(q1, h_hi, 2u * c), xa.hi),
-            dot4x4(q5k_quants(q0 >> vec4<u32>(4u), h_lo, 2u * c + 1u), xh.lo)
-                + dot4x4(q5k_quants(q1 >> vec4<u32>(4u), h_hi, 2u * c + 1u), xh.hi),
-        );
-        acc = acc + kquant_chunk(sm, xsw, xb * 8u, c, s);
-    }
-    return kquant_total(head.x, acc);
 #endif
 }
 
@@ -762,10 +734,15 @@ fn q6k_half_vec4(a0: vec4<u32>, a1: vec4<u32>, b0: vec4<u32>, b1: vec4<u32>, h0:
 #endif
 #endif
 
+#ifdef W_KQUANT45
+// Four q4_k/q5_k quant words (low four bits of each byte in q) with, for q5_k, their fifth
+// bits: bit `bit` of each byte of h, moved to bit 4 (q4_k has none: h is ignored).
+fn kquant_quants(q: vec4<u32>, h: vec4<u32>, bit: u32) -> vec4<u32> {
+    let low = q & vec4<u32>(0x0f0f0f0fu);
 #ifdef W_Q5_K
-// Four q5_k quant words (low four bits of each byte in q) with their fifth bits: bit `bit` of
-// each byte of h, moved to bit 4.
-fn q5k_quants(q: vec4<u32>, h: vec4<u32>, bit: u32) -> vec4<u32> {
-    return (q & vec4<u32>(0x0f0f0f0fu)) | (((h >> vec4<u32>(bit)) & vec4<u32>(0x01010101u)) << vec4<u32>(4u));
+    return low | (((h >> vec4<u32>(bit)) & vec4<u32>(0x01010101u)) << vec4<u32>(4u));
+#else
+    return low;
+#endif
 }
 #endif

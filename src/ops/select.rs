@@ -313,6 +313,15 @@ impl KernelKey {
             if self.dtype.block().elements == 32 {
                 defines.push(Define::flag("INT_DOT_32"));
             }
+            // q4_k and q5_k share one block reader, apart from q5_k's fifth bits; their
+            // blocks are KQUANT_VECTORS 16-byte vectors (144 and 176 bytes).
+            if matches!(self.dtype, StorageDType::Q4K | StorageDType::Q5K) {
+                defines.push(Define::flag("W_KQUANT45"));
+                defines.push(Define::value(
+                    "KQUANT_VECTORS",
+                    self.dtype.block().bytes / 16,
+                ));
+            }
             // 32-element blocks, one invocation per row: eight blocks at a time, pairs read
             // as whole words (int_dot.wgsl's int_dot_group).
             if self.reduction.one_per_row() && self.dtype.block().elements == 32 {
