@@ -28,8 +28,9 @@ fn shapes(dtype: StorageDType) -> Vec<(u32, u32, u32)> {
     if b == 1 {
         v.extend([(33, 1, 2), (17, 15, 5), (70, 1757, 9), (3, 17, 130)]);
         // Rows of whole 16-byte units for every plain dtype (fp8's are 16 elements), so the
-        // row layouts read W as units (W_UNITS); n = 17 spans two shuffled tiles.
-        v.extend([(5, 48, 17), (65, 64, 9)]);
+        // row layouts read W as units; n = 40 spans two shuffled tiles (32 activation rows
+        // each) and 300 rows two shuffled workgroups (256 rows each).
+        v.extend([(5, 48, 17), (65, 64, 9), (300, 64, 40)]);
     }
     v
 }

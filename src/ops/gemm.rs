@@ -16,10 +16,10 @@ pub const TILE_K: u32 = 16;
 /// Weight rows (64 invocations × 4) and activation rows per workgroup of the row layout.
 pub const ROWS_LAYOUT_ROWS: u32 = 256;
 pub const ROWS_LAYOUT_N: u32 = 8;
-/// The same for the shuffled-activation layout: 64 invocations × 2 weight rows, 16 activation
+/// The same for the shuffled-activation layout: 64 invocations × 4 weight rows, 32 activation
 /// rows (gemm.wgsl's SHUFFLE_ROWS_PER_WG, SHUFFLE_N_PER_WG).
-pub const SHUFFLE_LAYOUT_ROWS: u32 = 128;
-pub const SHUFFLE_LAYOUT_N: u32 = 16;
+pub const SHUFFLE_LAYOUT_ROWS: u32 = 256;
+pub const SHUFFLE_LAYOUT_N: u32 = 32;
 
 /// How a GEMM kernel lays out its work (the `reduction` field of its key).
 ///

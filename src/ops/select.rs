@@ -652,7 +652,7 @@ fn select_gemm(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
     let layout = caps.geometry.gemm_layout;
     let tiles = if layout == Reduction::SerialShuffle {
         format!(
-            "one invocation per 2 weight rows, {} activation rows per workgroup shared by subgroupShuffle, no barriers; \
+            "one invocation per 4 weight rows, {} activation rows per workgroup shared by subgroupShuffle, no barriers; \
              weights read a unit (16 bytes, a block or a chunk of one) at a time where rows are whole vec4s",
             gemm::SHUFFLE_LAYOUT_N
         )
