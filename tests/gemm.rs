@@ -203,11 +203,42 @@ fn f16_gemm_is_native_only_where_it_measured_faster() {
             _ => "fallback",
         };
         assert_eq!(path.kind(), want, "{}: {path:?}", label(&gpu));
-        // The layout is the geometry's (the autotune's choice where it ran).
-        assert_eq!(path.key().unwrap().reduction, gpu.caps.geometry.gemm_layout);
+        // The layout is the capability model's (the autotune's choice where it ran).
+        assert_eq!(path.key().unwrap().reduction, gpu.caps.gemm_layout());
         // Every weight dtype has a GEMM path.
         for d in DTYPES {
             assert!(select(&gpu.caps, Op::Gemm, d, None).key().is_some(), "{d}");
+        }
+    }
+}
+
+/// Without an autotune, CPU adapters get the shuffled row layout wherever shuffles are usable
+/// (it measured 2-3x the plain row layout on lavapipe for every dtype), the plain row layout
+/// where they are not (GL, or `WGLLM_DISABLE=subgroup`), and GPUs the tiles.
+#[test]
+fn untuned_gemm_layout_follows_the_adapter() {
+    use wgllm::device::Capabilities;
+    for switches in ["", "subgroup"] {
+        for gpu in all_gpus(Switches::parse(switches).unwrap()) {
+            let caps = Capabilities::new(
+                gpu.caps.summary.clone(),
+                gpu.caps.disabled,
+                gpu.caps.selftest.clone(),
+            );
+            assert!(caps.tuning.is_none());
+            let want = if !caps.summary.is_cpu() {
+                Reduction::Workgroup
+            } else if caps.subgroup_shuffle().usable() {
+                Reduction::SerialShuffle
+            } else {
+                Reduction::Serial
+            };
+            if switches == "subgroup" {
+                assert_ne!(want, Reduction::SerialShuffle, "{}", label(&gpu));
+            }
+            assert_eq!(caps.gemm_layout(), want, "{}", label(&gpu));
+            let path = select(&caps, Op::Gemm, StorageDType::Q8_0, None);
+            assert_eq!(path.key().unwrap().reduction, want, "{}", label(&gpu));
         }
     }
 }

@@ -631,6 +631,20 @@ impl Capabilities {
         )
     }
 
+    /// GEMM's layout: the autotune's choice where it measured one, else the device-type
+    /// heuristic's, which on CPU adapters shares activations by shuffles wherever they are
+    /// usable (2-3x the plain row layout on lavapipe for every dtype, so not worth a race to
+    /// pick it when the autotune is off).
+    pub fn gemm_layout(&self) -> Reduction {
+        let shuffles = self.subgroup_shuffle().usable();
+        let tuned = self.tuning.as_ref().is_some_and(|t| t.gemm.is_some());
+        match self.geometry.gemm_layout {
+            Reduction::SerialShuffle if !shuffles => Reduction::Serial,
+            Reduction::Serial if !tuned && shuffles => Reduction::SerialShuffle,
+            r => r,
+        }
+    }
+
     /// Packed int8 dot products (`dot4I8Packed`).
     pub fn dot4(&self) -> Availability {
         self.availability(
