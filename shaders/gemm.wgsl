@@ -56,7 +56,8 @@ struct Params {
 //   vectors (W_PLAIN_UNIT);
 // - q4_k / q5_k: a 64-element chunk of a block, its scales' vector and two of quants, plus
 //   two of fifth bits for q5_k (W_KQUANT_UNIT);
-// - the other block dtypes: 32 elements (W_BLOCK_UNIT, below).
+// - q6_k: half a block, 128 elements (W_Q6K_UNIT);
+// - the other block dtypes: 32 elements (W_BLOCK_UNIT).
 // The four-weights-at-a-time decoder these replaced loaded one to five words per four
 // weights. On CPU adapters a kernel costs about its count of per-lane loads: f32 GEMM
 // 1024x4096, n = 128, shuffled layout, 50-55 -> 38 ms.
@@ -64,21 +65,9 @@ struct Params {
 @group(0) @binding(5) var<storage, read> w4: array<vec4<u32>>;
 const STEP: u32 = UNIT_ELEMS;
 
-#ifdef W_BLOCK_UNIT
-// A 32-element unit of a block dtype, each of its bytes loaded once, 16 at a time where the
-// unit's blocks start mid-vector: a whole q8_0/q4_0/q4_1/q5_0/q5_1 block, half an nf4 block
-// or a quarter of a q6_k half.
-// - `lo`, `hi`: quant words (q8_0: eight int8 words; q4/q5/nf4: four nibble words in lo;
-//   q6_k: eight words of 6-bit values);
-// - `scale`: (d, m), (d, —), nf4's (absmax, —), or q6_k's d·scale of elements 0..15 and
-//   16..31;
-// - `qh`: q5's fifth bits.
-struct WUnit {
-    lo: vec4<u32>,
-    hi: vec4<u32>,
-    scale: vec2<f32>,
-    qh: u32,
-}
+#ifdef W_BYTE_READS
+// Byte-addressed reads of W's vector view, for block dtypes whose blocks start mid-vector
+// (W_BLOCK_UNIT, W_Q6K_UNIT).
 
 // The vector at index v of W's vector view, or its last one past the end (whose words are
 // then never used: buffers are whole vectors, so every byte of W is in range).
@@ -101,6 +90,76 @@ fn words8_at(X: u32) -> array<vec4<u32>, 2> {
     let b = w4_at(v + 1u);
     let c = w4_at(v + 2u);
     return array<vec4<u32>, 2>(realigned(a, b, o, half), realigned(b, c, o, half));
+}
+
+// The 64 bytes from even byte X: five vector loads, realigned.
+fn words16_at(X: u32) -> array<vec4<u32>, 4> {
+    let v = X / 16u;
+    let o = (X % 16u) / 4u;
+    let half = (X & 2u) != 0u;
+    let a = w4[v];
+    let b = w4_at(v + 1u);
+    let c = w4_at(v + 2u);
+    let d = w4_at(v + 3u);
+    let e = w4_at(v + 4u);
+    return array<vec4<u32>, 4>(realigned(a, b, o, half), realigned(b, c, o, half), realigned(c, d, o, half), realigned(d, e, o, half));
+}
+#endif
+
+#ifdef W_Q6K_UNIT
+// Half h of a q6_k block (128 elements): its 64 bytes of low nibbles (quarter qt: bytes
+// 32 (qt % 2).., nibble qt / 2), its 32 bytes of high bits (quarter qt: bits 2qt of every
+// byte), and d · scale of its eight 16-element sub-blocks. A half, not a quarter, because
+// the four quarters share their bytes: 12 loads per 128 weights where quarters took 34.
+struct WUnit {
+    ql: array<vec4<u32>, 4>,
+    qh: array<vec4<u32>, 2>,
+    scales: array<vec4<f32>, 2>,
+}
+
+// The unit (half block) that starts at element e of W.
+fn load_unit(e: u32) -> WUnit {
+    let base = (e / 256u) * 210u;
+    let h = (e % 256u) / 128u;
+    let sc = words4_at(base + 192u);
+    let d = f16_at(base + 208u);
+    let lo = sc[2u * h];
+    let hi = sc[2u * h + 1u];
+    return WUnit(
+        words16_at(base + 64u * h),
+        words8_at(base + 128u + 32u * h),
+        array<vec4<f32>, 2>(
+            d * vec4<f32>(i8_of(lo & 0xffu), i8_of((lo >> 8u) & 0xffu), i8_of((lo >> 16u) & 0xffu), i8_of(lo >> 24u)),
+            d * vec4<f32>(i8_of(hi & 0xffu), i8_of((hi >> 8u) & 0xffu), i8_of((hi >> 16u) & 0xffu), i8_of(hi >> 24u)),
+        ),
+    );
+}
+
+// Elements 4s..4s+4 of a unit (s = 8 qt + j): low nibbles from ql word s % 16 (nibble
+// s / 16), high bits from qh word s % 8 (bits 2 (s / 8)), sub-block s / 4. Vectors picked by
+// selects, not by indexing: a dynamic index into an array would put it in memory.
+fn unit_part(u: WUnit, s: u32) -> vec4<f32> {
+    let wi = s % 16u;
+    let qlv = select(select(u.ql[0], u.ql[1], wi >= 4u), select(u.ql[2], u.ql[3], wi >= 12u), wi >= 8u);
+    let qhv = select(u.qh[0], u.qh[1], s % 8u >= 4u);
+    let q = ((qlv[wi % 4u] >> (4u * (s / 16u))) & 0x0f0f0f0fu) | (((qhv[s % 4u] >> (2u * (s / 8u))) & 0x03030303u) << 4u);
+    let sc = select(u.scales[0], u.scales[1], s >= 16u)[(s / 4u) % 4u];
+    return sc * (bytes4(q, 0xffu) - vec4<f32>(32.0));
+}
+#endif
+
+#ifdef W_BLOCK_UNIT
+// A 32-element unit of a block dtype, each of its bytes loaded once, 16 at a time where the
+// unit's blocks start mid-vector: a whole q8_0/q4_0/q4_1/q5_0/q5_1 block or half an nf4
+// block.
+// - `lo`, `hi`: quant words (q8_0: eight int8 words; q4/q5/nf4: four nibble words in lo);
+// - `scale`: (d, m), (d, —) or nf4's (absmax, —);
+// - `qh`: q5's fifth bits.
+struct WUnit {
+    lo: vec4<u32>,
+    hi: vec4<u32>,
+    scale: vec2<f32>,
+    qh: u32,
 }
 
 // The unit that starts at element e of W.
@@ -138,23 +197,6 @@ fn load_unit(e: u32) -> WUnit {
     let q = vec4<u32>(w[i + 1u + c], w[i + 2u + c], w[i + 3u + c], w[i + 4u + c]);
     return WUnit(q, vec4<u32>(0u), vec2<f32>(bitcast<f32>(w[i]), 0.0), 0u);
 #endif
-#ifdef W_Q6_K
-    // Quarter qt of half h: low four bits from ql bytes 64h + 32 (qt % 2) (nibble qt / 2),
-    // high two from qh bytes 128 + 32h (bits 2qt); scales 8h + 2qt and + 1.
-    let base = (e / 256u) * 210u;
-    let j = e % 256u;
-    let h = j / 128u;
-    let qt = (j % 128u) / 32u;
-    let ql = words8_at(base + 64u * h + 32u * (qt % 2u));
-    let qh = words8_at(base + 128u + 32u * h);
-    let nib = vec4<u32>(4u * (qt / 2u));
-    let two = vec4<u32>(2u * qt);
-    let lo = ((ql[0] >> nib) & vec4<u32>(0x0f0f0f0fu)) | (((qh[0] >> two) & vec4<u32>(0x03030303u)) << vec4<u32>(4u));
-    let hi = ((ql[1] >> nib) & vec4<u32>(0x0f0f0f0fu)) | (((qh[1] >> two) & vec4<u32>(0x03030303u)) << vec4<u32>(4u));
-    let sc = word_at(base + 192u + 8u * h + 2u * qt);
-    let d = f16_at(base + 208u);
-    return WUnit(lo, hi, vec2<f32>(d * i8_of(sc & 0xffu), d * i8_of((sc >> 8u) & 0xffu)), 0u);
-#endif
 }
 
 // Elements 4s..4s+4 of a unit, as f32.
@@ -162,10 +204,6 @@ fn unit_part(u: WUnit, s: u32) -> vec4<f32> {
 #ifdef W_Q8_0
     let q = select(u.lo, u.hi, s >= 4u)[s % 4u];
     return u.scale.x * vec4<f32>(i8_of(q & 0xffu), i8_of((q >> 8u) & 0xffu), i8_of((q >> 16u) & 0xffu), i8_of(q >> 24u));
-#endif
-#ifdef W_Q6_K
-    let q = select(u.lo, u.hi, s >= 4u)[s % 4u];
-    return select(u.scale.x, u.scale.y, s >= 4u) * (bytes4(q, 0xffu) - vec4<f32>(32.0));
 #endif
 #ifdef W_Q4_0
     return u.scale.x * (bytes4(nibbles_of(u, s), 0xffu) - vec4<f32>(8.0));

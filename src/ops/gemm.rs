@@ -119,12 +119,14 @@ pub fn for_cols(key: &KernelKey, cols: u32) -> KernelKey {
 }
 
 /// Weights per unit of a key with vec4 rows: a 16-byte vector of a plain dtype, a 64-element
-/// chunk of q4_k/q5_k, 32 elements of the other block dtypes.
+/// chunk of q4_k/q5_k, half a q6_k block, 32 elements of the other block dtypes.
 fn unit_elements(key: &KernelKey) -> u32 {
     if KernelKey::plain(key.dtype) {
         key.elements_per_vec4()
     } else if kquant_units(key.dtype) {
         64
+    } else if key.dtype == StorageDType::Q6K {
+        128
     } else {
         32
     }
@@ -154,7 +156,11 @@ pub fn variant(key: &KernelKey) -> ShaderVariant {
             defines.push(Define::flag("W_PLAIN_UNIT"));
         } else if kquant_units(key.dtype) {
             defines.push(Define::flag("W_KQUANT_UNIT"));
+        } else if key.dtype == StorageDType::Q6K {
+            defines.push(Define::flag("W_BYTE_READS"));
+            defines.push(Define::flag("W_Q6K_UNIT"));
         } else {
+            defines.push(Define::flag("W_BYTE_READS"));
             defines.push(Define::flag("W_BLOCK_UNIT"));
         }
     }
