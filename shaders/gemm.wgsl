@@ -92,17 +92,11 @@ fn words8_at(X: u32) -> array<vec4<u32>, 2> {
     return array<vec4<u32>, 2>(realigned(a, b, o, half), realigned(b, c, o, half));
 }
 
-// The 64 bytes from even byte X: five vector loads, realigned.
+// The 64 bytes from even byte X: six vector loads (the middle one twice), realigned.
 fn words16_at(X: u32) -> array<vec4<u32>, 4> {
-    let v = X / 16u;
-    let o = (X % 16u) / 4u;
-    let half = (X & 2u) != 0u;
-    let a = w4[v];
-    let b = w4_at(v + 1u);
-    let c = w4_at(v + 2u);
-    let d = w4_at(v + 3u);
-    let e = w4_at(v + 4u);
-    return array<vec4<u32>, 4>(realigned(a, b, o, half), realigned(b, c, o, half), realigned(c, d, o, half), realigned(d, e, o, half));
+    let lo = words8_at(X);
+    let hi = words8_at(X + 32u);
+    return array<vec4<u32>, 4>(lo[0], lo[1], hi[0], hi[1]);
 }
 #endif
 
@@ -110,7 +104,7 @@ fn words16_at(X: u32) -> array<vec4<u32>, 4> {
 // Half h of a q6_k block (128 elements): its 64 bytes of low nibbles (quarter qt: bytes
 // 32 (qt % 2).., nibble qt / 2), its 32 bytes of high bits (quarter qt: bits 2qt of every
 // byte), and d · scale of its eight 16-element sub-blocks. A half, not a quarter, because
-// the four quarters share their bytes: 12 loads per 128 weights where quarters took 34.
+// the four quarters share their bytes: 13 loads per 128 weights where quarters took 34.
 struct WUnit {
     ql: array<vec4<u32>, 4>,
     qh: array<vec4<u32>, 2>,
