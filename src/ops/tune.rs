@@ -26,8 +26,11 @@ use crate::ops::{dequantize, gemm, gemv};
 /// on lavapipe than the 4096-wide ones models have), large enough to leave the caches on a
 /// CPU, small enough that the whole tune takes about 15 s on lavapipe.
 pub const GEMV_SHAPE: (u32, u32) = (512, 4096);
-/// GEMM shape (rows, cols, activation rows).
-const GEMM_SHAPE: (u32, u32, u32) = (256, 256, 64);
+/// GEMM shape (rows, cols, activation rows): enough outputs that every layout fills a
+/// many-core adapter (the shuffled row layout's 256 × 32 workgroup tiles make 32 workgroups
+/// here; at 256 × 256 × 64 it had 2, and a 16-core CPU would have raced it on 2 cores), and
+/// rows as long as a small model's.
+const GEMM_SHAPE: (u32, u32, u32) = (2048, 1024, 128);
 const RUNS: usize = 3;
 /// Rounds of the GEMV layout race (each layout measured once per round, best kept).
 const ROUNDS: usize = 2;
