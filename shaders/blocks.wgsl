@@ -220,7 +220,6 @@ fn bytes4(q: u32, mask: u32) -> vec4<f32> {
 // element-wise path, well inside the f32 matmul budget.
 
 #ifdef W_Q8_0
-const BLOCK_ELEMS: u32 = 32u;
 fn block_dot(blk: u32, k0: u32) -> f32 {
     let base = blk * 34u;
     var s = 0.0;
@@ -235,7 +234,6 @@ fn block_dot(blk: u32, k0: u32) -> f32 {
 #endif
 
 #ifdef W_Q4_0
-const BLOCK_ELEMS: u32 = 32u;
 fn block_dot(blk: u32, k0: u32) -> f32 {
     let base = blk * 18u;
     var s = 0.0;
@@ -252,7 +250,6 @@ fn block_dot(blk: u32, k0: u32) -> f32 {
 #endif
 
 #ifdef W_Q4_1
-const BLOCK_ELEMS: u32 = 32u;
 // d·q + m per element: d·Σ(q·x) + m·Σx.
 fn block_dot(blk: u32, k0: u32) -> f32 {
     let base = blk * 20u; // a multiple of 4: quants are word-aligned
@@ -274,7 +271,6 @@ fn block_dot(blk: u32, k0: u32) -> f32 {
 #endif
 
 #ifdef W_Q5_0
-const BLOCK_ELEMS: u32 = 32u;
 // Bit i of the 32-bit qh is the fifth bit of element i.
 fn block_dot(blk: u32, k0: u32) -> f32 {
     let base = blk * 22u;
@@ -295,7 +291,6 @@ fn block_dot(blk: u32, k0: u32) -> f32 {
 #endif
 
 #ifdef W_Q5_1
-const BLOCK_ELEMS: u32 = 32u;
 fn block_dot(blk: u32, k0: u32) -> f32 {
     let base = blk * 24u; // a multiple of 4
     let qh = w[(base + 4u) >> 2u];
@@ -319,7 +314,6 @@ fn block_dot(blk: u32, k0: u32) -> f32 {
 #endif
 
 #ifdef W_Q5_K
-const BLOCK_ELEMS: u32 = 256u;
 // As q4_K, with a fifth bit per element from qh (byte l, bit = sub-block index).
 fn block_dot(blk: u32, k0: u32) -> f32 {
     let base = blk * 176u; // a multiple of 4
@@ -357,7 +351,6 @@ fn block_dot(blk: u32, k0: u32) -> f32 {
 #endif
 
 #ifdef W_Q6_K
-const BLOCK_ELEMS: u32 = 256u;
 // 16 elements share an int8 scale: each group's Σ (q - 32)·x is scaled once.
 fn block_dot(blk: u32, k0: u32) -> f32 {
     let base = blk * 210u;
@@ -385,7 +378,6 @@ fn block_dot(blk: u32, k0: u32) -> f32 {
 #endif
 
 #ifdef W_NF4
-const BLOCK_ELEMS: u32 = 64u;
 // Codes high nibble first; one absmax per block.
 fn block_dot(blk: u32, k0: u32) -> f32 {
     let base = blk * 36u; // a multiple of 4
@@ -406,7 +398,6 @@ fn block_dot(blk: u32, k0: u32) -> f32 {
 #endif
 
 #ifdef W_Q4_K
-const BLOCK_ELEMS: u32 = 256u;
 fn block_dot(blk: u32, k0: u32) -> f32 {
     let base = blk * 144u; // a multiple of 4: quants are word-aligned
     var scaled = 0.0; // Σ sc · Σ(q·x)
@@ -449,7 +440,6 @@ fn block_dot(blk: u32, k0: u32) -> f32 {
 // is unit u of block blk, whose first element is activation k0 (`x_at` as for block_dot).
 
 #ifdef W_Q8_0
-const BLOCK_ELEMS: u32 = 32u;
 const UNITS: u32 = 8u; // 4 quants each
 #ifndef INT_DOT
 fn unit_dot(blk: u32, u: u32, k0: u32) -> f32 {
@@ -463,7 +453,6 @@ fn unit_dot(blk: u32, u: u32, k0: u32) -> f32 {
 #endif
 
 #ifdef W_Q4_0
-const BLOCK_ELEMS: u32 = 32u;
 const UNITS: u32 = 4u; // 4 bytes: elements 4u..4u+4 (low nibbles) and 16+4u.. (high)
 #ifndef INT_DOT
 fn unit_dot(blk: u32, u: u32, k0: u32) -> f32 {
@@ -481,7 +470,6 @@ fn unit_dot(blk: u32, u: u32, k0: u32) -> f32 {
 #endif
 
 #ifdef W_Q4_K
-const BLOCK_ELEMS: u32 = 256u;
 const UNITS: u32 = 32u; // a word of the 128 quant bytes: 4 low- and 4 high-nibble elements
 #ifndef INT_DOT
 fn unit_dot(blk: u32, u: u32, k0: u32) -> f32 {
@@ -514,7 +502,6 @@ fn unit_dot(blk: u32, u: u32, k0: u32) -> f32 {
 #endif
 
 #ifdef W_Q6_K
-const BLOCK_ELEMS: u32 = 256u;
 const UNITS: u32 = 64u; // 4 consecutive elements of one (half, quarter) group, one scale
 #ifndef INT_DOT
 fn unit_dot(blk: u32, u: u32, k0: u32) -> f32 {

@@ -267,7 +267,8 @@ fn row_words(row: u32) -> vec2<u32> {
 #endif
 
 // This invocation's share of row `row`: units first, first + step, … (a unit is a 16-byte
-// vector with VEC4, a word of W otherwise, or one element with ELEMENTWISE).
+// vector with VEC4, a word of W otherwise, or one element with ELEMENTWISE). BLOCK_ELEMS, the
+// weights per block of a block dtype, is a valued define from the key.
 fn partial(row: u32, first: u32, step: u32) -> acc_t {
     let row_start = row * p.cols;
     var acc = acc_t(0.0);

@@ -9,22 +9,6 @@
 // decodes and multiply-adds. Block sums are exact in i32; f32 products apply the scales.
 @group(0) @binding(5) var<storage, read> xs: array<vec2<f32>>;
 
-#ifndef UNITWISE
-#ifdef W_Q4_K
-const BLOCK_ELEMS: u32 = 256u;
-#else
-#ifdef W_Q5_K
-const BLOCK_ELEMS: u32 = 256u;
-#else
-#ifdef W_Q6_K
-const BLOCK_ELEMS: u32 = 256u;
-#else
-const BLOCK_ELEMS: u32 = 32u;
-#endif
-#endif
-#endif
-#endif
-
 // k-quant sub-block pair c (elements 64c..64c+64 of the weight block that starts at activation
 // block xb0): `lo` / `hi` are its low- and high-nibble quant words at word j, as int8 values.
 // Returns the two sub-blocks' (Σ q·xq) scaled by their activation scales, and the same for

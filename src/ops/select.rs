@@ -308,6 +308,10 @@ impl KernelKey {
         if self.unitwise() {
             defines.push(Define::flag("UNITWISE"));
         }
+        // The block loops (block-, unit-wise and int-dot) step a weight block at a time.
+        if self.blockwise() || self.unitwise() || self.int_dot {
+            defines.push(Define::value("BLOCK_ELEMS", self.dtype.block().elements));
+        }
         if self.int_dot {
             defines.push(Define::flag("INT_DOT"));
             if self.dtype.block().elements == 32 {
