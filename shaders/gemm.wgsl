@@ -349,13 +349,42 @@ fn put(r: u32, n: u32, sum: acc_t) {
 #ifdef LAYOUT_ROWS
 // CPU adapters: each invocation owns ROWS_PER_INV rows of W (rows r, r + 64, …) and
 // N_PER_WG activation rows, with no workgroup memory and no barriers (lavapipe runs a barrier
-// as a switch between the workgroup's SIMD batches). On a CPU every load is a gather across
-// the SIMD lanes and costs several FMAs, so the register tile is as large as the registers
-// allow: per k, 4 weight decodes and 8 activation loads feed 32 multiply-adds. X_VEC4 (rows
-// of X a whole number of vec4) loads activations four elements at a time: measured on
-// lavapipe, a vec4 load costs about what a scalar one does, and f32 GEMM ran 2x faster.
+// as a switch between the workgroup's SIMD batches). On a CPU every load is a loop over the
+// SIMD lanes costing tens of FMAs, so the register tile is as large as spilling allows.
+// X_VEC4 (rows of X a whole number of vec4) loads activations four elements at a time (a vec4
+// load costs about what a scalar one does: f32 GEMM ran 2x faster) in an 8 x 16 tile: per
+// step of four k, 8 weight units' parts and 16 activation loads feed 512 multiply-adds. On
+// GL (llvmpipe, no subgroups) that tile measured 1.2-1.45x the 4 x 8 one before it (f32,
+// q8_0, q4_k at 1024x4096, n = 128); 4 x 16 gained nothing, since each lane loads every
+// activation row it uses, so only more weight rows cut loads per multiply-add. The scalar
+// path (rows not whole vec4s) keeps 4 x 8.
+#ifdef X_VEC4
+const N_PER_WG: u32 = 16u;
+const ROWS_PER_INV: u32 = 8u;
+#else
 const N_PER_WG: u32 = 8u;
 const ROWS_PER_INV: u32 = 4u;
+#endif
+
+#ifndef X_SHUFFLE
+#ifdef X_VEC4
+// Elements k..k+4 of the 16 activation rows, four rows (columns) per matrix.
+alias XRows = array<mat4x4<tile_t>, 4>;
+// One weight row's sums against the 16 activation rows, four per vector.
+alias RowSums = array<vec4<acc_t>, 4>;
+
+// A row's sums plus its four weights v against the step's activations (constant indices
+// only, so the arrays stay in registers or spill slots).
+fn row_step(v: vec4<tile_t>, m: XRows, a: RowSums) -> RowSums {
+    return RowSums(a[0] + dot4(v, m[0]), a[1] + dot4(v, m[1]), a[2] + dot4(v, m[2]), a[3] + dot4(v, m[3]));
+}
+
+// Elements k..k+4 of the activation rows at offsets o.
+fn x_rows(o: vec4<u32>, k: u32) -> mat4x4<tile_t> {
+    return mat4x4<tile_t>(mat4x4<f32>(x[(o.x + k) / 4u], x[(o.y + k) / 4u], x[(o.z + k) / 4u], x[(o.w + k) / 4u]));
+}
+#endif
+#endif
 
 // [Σ_c wv[c] · m[j][c]] for j = 0..4: four elements of one weight row against four activation
 // rows (the columns of m).
@@ -471,7 +500,7 @@ fn main(
 #else
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let r0 = wg.x * 256u + lid;
+    let r0 = wg.x * (64u * ROWS_PER_INV) + lid;
     let n0 = wg.y * N_PER_WG;
     if (r0 >= p.rows) {
         return;
@@ -480,13 +509,73 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     // Rows past the edge (of W or of X) repeat the last valid one and are never stored.
     let last_n = p.n - 1u;
     let last_r = p.rows - 1u;
+    var wb: array<u32, ROWS_PER_INV>;
+    for (var i = 0u; i < ROWS_PER_INV; i = i + 1u) {
+        wb[i] = min(r0 + 64u * i, last_r) * p.cols;
+    }
+#ifdef X_VEC4
+    // Activation rows n0 + 4q ..+4, as offsets.
+    var xo: array<vec4<u32>, 4>;
+    for (var q = 0u; q < 4u; q = q + 1u) {
+        let n = n0 + 4u * q;
+        xo[q] = vec4<u32>(min(n, last_n), min(n + 1u, last_n), min(n + 2u, last_n), min(n + 3u, last_n)) * p.cols;
+    }
+    let xo0 = xo[0];
+    let xo1 = xo[1];
+    let xo2 = xo[2];
+    let xo3 = xo[3];
+    let wb0 = wb[0];
+    let wb1 = wb[1];
+    let wb2 = wb[2];
+    let wb3 = wb[3];
+    let wb4 = wb[4];
+    let wb5 = wb[5];
+    let wb6 = wb[6];
+    let wb7 = wb[7];
+    var s0 = RowSums();
+    var s1 = RowSums();
+    var s2 = RowSums();
+    var s3 = RowSums();
+    var s4 = RowSums();
+    var s5 = RowSums();
+    var s6 = RowSums();
+    var s7 = RowSums();
+    for (var k0 = 0u; k0 < p.cols; k0 = k0 + STEP) {
+        let u0 = load_unit(wb0 + k0);
+        let u1 = load_unit(wb1 + k0);
+        let u2 = load_unit(wb2 + k0);
+        let u3 = load_unit(wb3 + k0);
+        let u4 = load_unit(wb4 + k0);
+        let u5 = load_unit(wb5 + k0);
+        let u6 = load_unit(wb6 + k0);
+        let u7 = load_unit(wb7 + k0);
+        for (var s = 0u; s < STEP / 4u; s = s + 1u) {
+            let k = k0 + 4u * s;
+            let m = XRows(x_rows(xo0, k), x_rows(xo1, k), x_rows(xo2, k), x_rows(xo3, k));
+            s0 = row_step(vec4<tile_t>(unit_part(u0, s)), m, s0);
+            s1 = row_step(vec4<tile_t>(unit_part(u1, s)), m, s1);
+            s2 = row_step(vec4<tile_t>(unit_part(u2, s)), m, s2);
+            s3 = row_step(vec4<tile_t>(unit_part(u3, s)), m, s3);
+            s4 = row_step(vec4<tile_t>(unit_part(u4, s)), m, s4);
+            s5 = row_step(vec4<tile_t>(unit_part(u5, s)), m, s5);
+            s6 = row_step(vec4<tile_t>(unit_part(u6, s)), m, s6);
+            s7 = row_step(vec4<tile_t>(unit_part(u7, s)), m, s7);
+        }
+    }
+    let sums = array<RowSums, 8>(s0, s1, s2, s3, s4, s5, s6, s7);
+    for (var i = 0u; i < ROWS_PER_INV; i = i + 1u) {
+        let r = r0 + 64u * i;
+        if (r > last_r) {
+            break;
+        }
+        for (var j = 0u; j < count; j = j + 1u) {
+            put(r, n0 + j, sums[i][j / 4u][j % 4u]);
+        }
+    }
+#else
     var xb: array<u32, 8>;
     for (var j = 0u; j < 8u; j = j + 1u) {
         xb[j] = min(n0 + j, last_n) * p.cols;
-    }
-    var wb: array<u32, 4>;
-    for (var i = 0u; i < 4u; i = i + 1u) {
-        wb[i] = min(r0 + 64u * i, last_r) * p.cols;
     }
     var lo: array<vec4<acc_t>, 4>;
     var hi: array<vec4<acc_t>, 4>;
@@ -494,48 +583,6 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         lo[i] = vec4<acc_t>(0.0);
         hi[i] = vec4<acc_t>(0.0);
     }
-#ifdef X_VEC4
-    let wb0 = wb[0];
-    let wb1 = wb[1];
-    let wb2 = wb[2];
-    let wb3 = wb[3];
-    var lo0 = vec4<acc_t>(0.0);
-    var lo1 = vec4<acc_t>(0.0);
-    var lo2 = vec4<acc_t>(0.0);
-    var lo3 = vec4<acc_t>(0.0);
-    var hi0 = vec4<acc_t>(0.0);
-    var hi1 = vec4<acc_t>(0.0);
-    var hi2 = vec4<acc_t>(0.0);
-    var hi3 = vec4<acc_t>(0.0);
-    for (var k0 = 0u; k0 < p.cols; k0 = k0 + STEP) {
-        let u0 = load_unit(wb0 + k0);
-        let u1 = load_unit(wb1 + k0);
-        let u2 = load_unit(wb2 + k0);
-        let u3 = load_unit(wb3 + k0);
-        for (var s = 0u; s < STEP / 4u; s = s + 1u) {
-            let k = k0 + 4u * s;
-            // Column j of xa / xc: elements k..k+4 of activation row j / 4 + j.
-            let xa = mat4x4<tile_t>(mat4x4<f32>(x[(xb[0] + k) / 4u], x[(xb[1] + k) / 4u], x[(xb[2] + k) / 4u], x[(xb[3] + k) / 4u]));
-            let xc = mat4x4<tile_t>(mat4x4<f32>(x[(xb[4] + k) / 4u], x[(xb[5] + k) / 4u], x[(xb[6] + k) / 4u], x[(xb[7] + k) / 4u]));
-            // Written out, not looped: the sums must stay in registers (an array indexed in a
-            // loop the driver does not unroll lives in memory, a gather and scatter per add).
-            let w0 = vec4<tile_t>(unit_part(u0, s));
-            let w1 = vec4<tile_t>(unit_part(u1, s));
-            let w2 = vec4<tile_t>(unit_part(u2, s));
-            let w3 = vec4<tile_t>(unit_part(u3, s));
-            lo0 = lo0 + dot4(w0, xa);
-            hi0 = hi0 + dot4(w0, xc);
-            lo1 = lo1 + dot4(w1, xa);
-            hi1 = hi1 + dot4(w1, xc);
-            lo2 = lo2 + dot4(w2, xa);
-            hi2 = hi2 + dot4(w2, xc);
-            lo3 = lo3 + dot4(w3, xa);
-            hi3 = hi3 + dot4(w3, xc);
-        }
-    }
-    lo = array<vec4<acc_t>, 4>(lo0, lo1, lo2, lo3);
-    hi = array<vec4<acc_t>, 4>(hi0, hi1, hi2, hi3);
-#else
     for (var k = 0u; k < p.cols; k = k + 1u) {
         let xlo = vec4<tile_t>(vec4<f32>(x[xb[0] + k], x[xb[1] + k], x[xb[2] + k], x[xb[3] + k]));
         let xhi = vec4<tile_t>(vec4<f32>(x[xb[4] + k], x[xb[5] + k], x[xb[6] + k], x[xb[7] + k]));
@@ -545,7 +592,6 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
             hi[i] = hi[i] + vec4<acc_t>(wv * xhi);
         }
     }
-#endif
     for (var i = 0u; i < 4u; i = i + 1u) {
         let r = r0 + 64u * i;
         if (r > last_r) {
@@ -555,6 +601,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
             put(r, n0 + j, select(hi[i][j % 4u], lo[i][j % 4u], j < 4u));
         }
     }
+#endif
 }
 #endif
 #else

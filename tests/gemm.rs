@@ -24,7 +24,15 @@ use wgllm::ops::tolerance::{matmul_nmse, max_abs_error, nmse, MUL_MAT_NMSE};
 fn shapes(dtype: StorageDType) -> Vec<(u32, u32, u32)> {
     let b = dtype.block().elements;
     let mut v: Vec<(u32, u32, u32)> = (1..=9).map(|n| (7, 2 * b, n)).collect();
-    v.extend([(1, b, 2), (65, b, 3), (129, 3 * b, 65), (64, 8 * b, 64)]);
+    // 513 rows: every weight row of a row-layout invocation (8 per invocation, 64 apart)
+    // and a second workgroup; n = 18 spans two 16-row activation tiles.
+    v.extend([
+        (1, b, 2),
+        (65, b, 3),
+        (129, 3 * b, 65),
+        (64, 8 * b, 64),
+        (513, b, 18),
+    ]);
     if b == 1 {
         v.extend([(33, 1, 2), (17, 15, 5), (70, 1757, 9), (3, 17, 130)]);
         // Rows of whole 16-byte units for every plain dtype (fp8's are 16 elements), so the

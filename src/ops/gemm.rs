@@ -16,6 +16,10 @@ pub const TILE_K: u32 = 16;
 /// Weight rows (64 invocations × 4) and activation rows per workgroup of the row layout.
 pub const ROWS_LAYOUT_ROWS: u32 = 256;
 pub const ROWS_LAYOUT_N: u32 = 8;
+/// The same where rows of X are whole vec4s (X_VEC4): 64 invocations × 8 weight rows, 16
+/// activation rows.
+pub const ROWS_LAYOUT_ROWS_VEC4: u32 = 512;
+pub const ROWS_LAYOUT_N_VEC4: u32 = 16;
 /// The same for the shuffled-activation layout: 64 invocations × 4 weight rows, 32 activation
 /// rows (gemm.wgsl's SHUFFLE_ROWS_PER_WG, SHUFFLE_N_PER_WG).
 pub const SHUFFLE_LAYOUT_ROWS: u32 = 256;
@@ -237,6 +241,7 @@ pub fn encode_gemm(
         // Without a bias, x fills the read-only binding; has_bias = 0 means it is never read.
         let b = bias.unwrap_or(x);
         let (rows_per_group, n_per_group) = match key.reduction {
+            Reduction::Serial if key.vec4 => (ROWS_LAYOUT_ROWS_VEC4, ROWS_LAYOUT_N_VEC4),
             Reduction::Serial => (ROWS_LAYOUT_ROWS, ROWS_LAYOUT_N),
             Reduction::SerialShuffle => (SHUFFLE_LAYOUT_ROWS, SHUFFLE_LAYOUT_N),
             _ => (TILE, TILE),

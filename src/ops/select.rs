@@ -662,8 +662,10 @@ fn select_gemm(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
         )
     } else if layout == Reduction::Serial {
         format!(
-            "one invocation per 4 weight rows, {} activation rows per workgroup, no barriers; weights read a \
-             unit (16 bytes, a block or a chunk of one) at a time where rows are whole vec4s",
+            "one invocation per 8 weight rows, {} activation rows per workgroup, no barriers, where rows are \
+             whole vec4s, weights then read a unit (16 bytes, a block or a chunk of one) at a time; otherwise 4 \
+             weight rows and {} activation rows",
+            gemm::ROWS_LAYOUT_N_VEC4,
             gemm::ROWS_LAYOUT_N
         )
     } else {
