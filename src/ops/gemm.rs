@@ -111,7 +111,7 @@ pub fn reachable_variants(caps: &Capabilities, dtype: StorageDType) -> Vec<Kerne
 pub fn for_cols(key: &KernelKey, cols: u32) -> KernelKey {
     let vec4 = key.reduction.one_per_row()
         && cols.is_multiple_of(4)
-        && (!KernelKey::plain(key.dtype) || cols.is_multiple_of(key.elements_per_vec4()));
+        && (!KernelKey::plain(key.dtype) || cols.is_multiple_of(unit_elements(key)));
     KernelKey {
         vec4,
         reduction: match key.reduction {
@@ -122,11 +122,11 @@ pub fn for_cols(key: &KernelKey, cols: u32) -> KernelKey {
     }
 }
 
-/// Weights per unit of a key with vec4 rows: a 16-byte vector of a plain dtype, a 64-element
+/// Weights per unit of a key with vec4 rows: two 16-byte vectors of a plain dtype, a 64-element
 /// chunk of q4_k/q5_k, half a q6_k block, 32 elements of the other block dtypes.
 fn unit_elements(key: &KernelKey) -> u32 {
     if KernelKey::plain(key.dtype) {
-        key.elements_per_vec4()
+        2 * key.elements_per_vec4()
     } else if kquant_units(key.dtype) {
         64
     } else if key.dtype == StorageDType::Q6K {
