@@ -224,7 +224,8 @@ fn f16_gemm_is_native_only_where_it_measured_faster() {
 
 /// Without an autotune, CPU adapters get the shuffled row layout wherever shuffles are usable
 /// (it measured 2-3x the plain row layout on lavapipe for every dtype), the plain row layout
-/// where they are not (GL, or `WGLLM_DISABLE=subgroup`), and GPUs the tiles.
+/// where they are not (GL, or `WGLLM_DISABLE=subgroup`), and GPUs the tiles; f16 weights stay
+/// in f32 arithmetic on CPU adapters.
 #[test]
 fn untuned_gemm_layout_follows_the_adapter() {
     use wgllm::device::Capabilities;
@@ -249,6 +250,22 @@ fn untuned_gemm_layout_follows_the_adapter() {
             assert_eq!(caps.gemm_layout(), want, "{}", label(&gpu));
             let path = select(&caps, Op::Gemm, StorageDType::Q8_0, None);
             assert_eq!(path.key().unwrap().reduction, want, "{}", label(&gpu));
+            // Unmeasured, a CPU adapter keeps f16 weights in f32 arithmetic (its f16 math
+            // converts; lavapipe measured it 2.5-4x slower), saying why; a GPU uses f16.
+            if caps.f16().usable() {
+                for op in [Op::Gemm, Op::Gemv] {
+                    let path = select(&caps, op, StorageDType::F16, None);
+                    let want = if caps.summary.is_cpu() {
+                        "fallback"
+                    } else {
+                        "native"
+                    };
+                    assert_eq!(path.kind(), want, "{}: {path:?}", label(&gpu));
+                    if caps.summary.is_cpu() {
+                        assert!(format!("{path:?}").contains("CPU adapter"), "{path:?}");
+                    }
+                }
+            }
         }
     }
 }

@@ -519,6 +519,14 @@ fn select_gemv(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
                         race.describe()
                     ),
                 }
+            } else if f16.usable() && f16_math_presumed_slow(caps, race) {
+                KernelPath::Fallback {
+                    key: key(ComputeDType::F32),
+                    reason: format!(
+                        "shader-f16 is usable, but {CPU_F16}: f16 unpacked with unpack2x16float into f32; \
+                         multiplied and summed in f32"
+                    ),
+                }
             } else if f16.usable() {
                 KernelPath::Native {
                     key: key(ComputeDType::F16),
@@ -644,6 +652,20 @@ enum IntDot {
     NotHere,
 }
 
+/// Why an unmeasured CPU adapter keeps f16 weights in f32 arithmetic.
+const CPU_F16: &str =
+    "this is a CPU adapter, whose f16 arithmetic converts to f32 and back (lavapipe measured f16 \
+     compute 2.5x slower for GEMV and 4x for GEMM), and the autotune that would race it is off";
+
+/// Whether to presume f16 arithmetic slower than f32 without a race: on CPU adapters, where
+/// the autotune did not measure it.
+fn f16_math_presumed_slow(
+    caps: &Capabilities,
+    race: Option<&crate::device::capabilities::Race>,
+) -> bool {
+    race.is_none() && caps.summary.is_cpu()
+}
+
 /// GEMM: one tiled kernel for every dtype; what varies is whether the tiles and products are
 /// f16 (native, for f16 weights where shader-f16 is usable) or f32.
 fn select_gemm(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
@@ -657,13 +679,13 @@ fn select_gemm(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
     let tiles = if layout == Reduction::SerialShuffle {
         format!(
             "one invocation per 4 weight rows, {} activation rows per workgroup shared by subgroupShuffle, no barriers; \
-             weights read a unit (16 bytes, a block or a chunk of one) at a time where rows are whole vec4s",
+             weights read a unit (32 bytes, a block or a chunk of one) at a time where rows are whole vec4s",
             gemm::SHUFFLE_LAYOUT_N
         )
     } else if layout == Reduction::Serial {
         format!(
             "one invocation per 8 weight rows, {} activation rows per workgroup, no barriers, where rows are \
-             whole vec4s, weights then read a unit (16 bytes, a block or a chunk of one) at a time; otherwise 4 \
+             whole vec4s, weights then read a unit (32 bytes, a block or a chunk of one) at a time; otherwise 4 \
              weight rows and {} activation rows",
             gemm::ROWS_LAYOUT_N_VEC4,
             gemm::ROWS_LAYOUT_N
@@ -686,6 +708,14 @@ fn select_gemm(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
                         "shader-f16 is usable, but f16 tiles measured slower here ({}): f16 unpacked into f32 \
                          tiles; multiplied and summed in f32; {tiles}",
                         race.describe()
+                    ),
+                }
+            } else if f16.usable() && f16_math_presumed_slow(caps, race) {
+                KernelPath::Fallback {
+                    key: f32_key,
+                    reason: format!(
+                        "shader-f16 is usable, but {CPU_F16}: f16 unpacked into f32 tiles; multiplied and summed \
+                         in f32; {tiles}"
                     ),
                 }
             } else if f16.usable() {
