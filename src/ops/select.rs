@@ -510,21 +510,12 @@ fn select_gemv(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
         StorageDType::F16 => {
             let f16 = caps.f16();
             let race = caps.tuning.as_ref().and_then(|t| t.f16_gemv.as_ref());
-            if let (true, Some(race)) = (f16.usable(), race.filter(|r| !r.native_wins())) {
+            if let Some(why) = f16_declined(caps, race, "f16 compute") {
                 KernelPath::Fallback {
                     key: key(ComputeDType::F32),
                     reason: format!(
-                        "shader-f16 is usable, but f16 compute measured slower here ({}): f16 unpacked with \
-                         unpack2x16float into f32; multiplied and summed in f32",
-                        race.describe()
-                    ),
-                }
-            } else if f16.usable() && f16_math_presumed_slow(caps, race) {
-                KernelPath::Fallback {
-                    key: key(ComputeDType::F32),
-                    reason: format!(
-                        "shader-f16 is usable, but {CPU_F16}: f16 unpacked with unpack2x16float into f32; \
-                         multiplied and summed in f32"
+                        "shader-f16 is usable, but {why}: f16 unpacked with unpack2x16float into f32; multiplied \
+                         and summed in f32"
                     ),
                 }
             } else if f16.usable() {
@@ -657,13 +648,24 @@ const CPU_F16: &str =
     "this is a CPU adapter, whose f16 arithmetic converts to f32 and back (lavapipe measured f16 \
      compute 2.5x slower for GEMV and 4x for GEMM), and the autotune that would race it is off";
 
-/// Whether to presume f16 arithmetic slower than f32 without a race: on CPU adapters, where
-/// the autotune did not measure it.
-fn f16_math_presumed_slow(
+/// Why f16 weights stay in f32 arithmetic although shader-f16 is usable, if they do: the race
+/// measured f16 (`what`: "f16 compute", "f16 tiles") slower, or, unmeasured, this is a CPU
+/// adapter. `None` where shader-f16 is not usable (the caller says why) or f16 should run.
+fn f16_declined(
     caps: &Capabilities,
     race: Option<&crate::device::capabilities::Race>,
-) -> bool {
-    race.is_none() && caps.summary.is_cpu()
+    what: &str,
+) -> Option<String> {
+    if !caps.f16().usable() {
+        return None;
+    }
+    match race {
+        Some(r) if !r.native_wins() => {
+            Some(format!("{what} measured slower here ({})", r.describe()))
+        }
+        None if caps.summary.is_cpu() => Some(CPU_F16.to_string()),
+        _ => None,
+    }
 }
 
 /// GEMM: one tiled kernel for every dtype; what varies is whether the tiles and products are
@@ -701,21 +703,12 @@ fn select_gemm(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
         StorageDType::F16 => {
             let f16 = caps.f16();
             let race = caps.tuning.as_ref().and_then(|t| t.f16_gemm.as_ref());
-            if let (true, Some(race)) = (f16.usable(), race.filter(|r| !r.native_wins())) {
+            if let Some(why) = f16_declined(caps, race, "f16 tiles") {
                 KernelPath::Fallback {
                     key: f32_key,
                     reason: format!(
-                        "shader-f16 is usable, but f16 tiles measured slower here ({}): f16 unpacked into f32 \
-                         tiles; multiplied and summed in f32; {tiles}",
-                        race.describe()
-                    ),
-                }
-            } else if f16.usable() && f16_math_presumed_slow(caps, race) {
-                KernelPath::Fallback {
-                    key: f32_key,
-                    reason: format!(
-                        "shader-f16 is usable, but {CPU_F16}: f16 unpacked into f32 tiles; multiplied and summed \
-                         in f32; {tiles}"
+                        "shader-f16 is usable, but {why}: f16 unpacked into f32 tiles; multiplied and summed in \
+                         f32; {tiles}"
                     ),
                 }
             } else if f16.usable() {
