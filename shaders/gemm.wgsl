@@ -386,6 +386,12 @@ fn row_step(v: vec4<tile_t>, m: XRows, a: RowSums) -> RowSums {
     return RowSums(a[0] + dot4(v, m[0]), a[1] + dot4(v, m[1]), a[2] + dot4(v, m[2]), a[3] + dot4(v, m[3]));
 }
 
+// Where activation rows n..n+4 start in X (the last one for rows past its edge, never stored).
+fn x_offsets(n: u32) -> vec4<u32> {
+    let last = p.n - 1u;
+    return vec4<u32>(min(n, last), min(n + 1u, last), min(n + 2u, last), min(n + 3u, last)) * p.cols;
+}
+
 // Elements k..k+4 of the activation rows at offsets o.
 fn x_rows(o: vec4<u32>, k: u32) -> mat4x4<tile_t> {
     return mat4x4<tile_t>(mat4x4<f32>(x[(o.x + k) / 4u], x[(o.y + k) / 4u], x[(o.z + k) / 4u], x[(o.w + k) / 4u]));
@@ -521,24 +527,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         wb[i] = min(r0 + 64u * i, last_r) * p.cols;
     }
 #ifdef X_VEC4
-    // Activation rows n0 + 4q ..+4, as offsets.
-    var xo: array<vec4<u32>, 4>;
-    for (var q = 0u; q < 4u; q = q + 1u) {
-        let n = n0 + 4u * q;
-        xo[q] = vec4<u32>(min(n, last_n), min(n + 1u, last_n), min(n + 2u, last_n), min(n + 3u, last_n)) * p.cols;
-    }
-    let xo0 = xo[0];
-    let xo1 = xo[1];
-    let xo2 = xo[2];
-    let xo3 = xo[3];
-    let wb0 = wb[0];
-    let wb1 = wb[1];
-    let wb2 = wb[2];
-    let wb3 = wb[3];
-    let wb4 = wb[4];
-    let wb5 = wb[5];
-    let wb6 = wb[6];
-    let wb7 = wb[7];
+    let xo0 = x_offsets(n0);
+    let xo1 = x_offsets(n0 + 4u);
+    let xo2 = x_offsets(n0 + 8u);
+    let xo3 = x_offsets(n0 + 12u);
     var s0 = RowSums();
     var s1 = RowSums();
     var s2 = RowSums();
@@ -548,14 +540,14 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     var s6 = RowSums();
     var s7 = RowSums();
     for (var k0 = 0u; k0 < p.cols; k0 = k0 + STEP) {
-        let u0 = load_unit(wb0 + k0);
-        let u1 = load_unit(wb1 + k0);
-        let u2 = load_unit(wb2 + k0);
-        let u3 = load_unit(wb3 + k0);
-        let u4 = load_unit(wb4 + k0);
-        let u5 = load_unit(wb5 + k0);
-        let u6 = load_unit(wb6 + k0);
-        let u7 = load_unit(wb7 + k0);
+        let u0 = load_unit(wb[0] + k0);
+        let u1 = load_unit(wb[1] + k0);
+        let u2 = load_unit(wb[2] + k0);
+        let u3 = load_unit(wb[3] + k0);
+        let u4 = load_unit(wb[4] + k0);
+        let u5 = load_unit(wb[5] + k0);
+        let u6 = load_unit(wb[6] + k0);
+        let u7 = load_unit(wb[7] + k0);
         for (var s = 0u; s < STEP / 4u; s = s + 1u) {
             let k = k0 + 4u * s;
             let m = XRows(x_rows(xo0, k), x_rows(xo1, k), x_rows(xo2, k), x_rows(xo3, k));

@@ -252,21 +252,11 @@ pub fn encode_gemm(
             1,
         ];
         // The unit readers (vec4 rows) bind W a second time, as 16-byte vectors.
+        let mut buffers = vec![&uniform, &part.buffer, x, y, b];
         if key.vec4 {
-            gpu.encode_dispatch(
-                encoder,
-                &pipeline,
-                &[&uniform, &part.buffer, x, y, b, &part.buffer],
-                groups,
-            )?;
-        } else {
-            gpu.encode_dispatch(
-                encoder,
-                &pipeline,
-                &[&uniform, &part.buffer, x, y, b],
-                groups,
-            )?;
+            buffers.push(&part.buffer);
         }
+        gpu.encode_dispatch(encoder, &pipeline, &buffers, groups)?;
     }
     Ok(())
 }
