@@ -61,7 +61,7 @@ struct Params {
 // The four-weights-at-a-time decoder these replaced loaded one to five words per four
 // weights. On CPU adapters a kernel costs about its count of per-lane loads: f32 GEMM
 // 1024x4096, n = 128, shuffled layout, 50-55 -> 38 ms.
-// UNIT_ELEMS (a valued define: ops/gemm.rs's unit_elements) is the weights per unit.
+// UNIT_ELEMS (a valued define: ops/gemm.rs's unit) is the weights per unit.
 @group(0) @binding(5) var<storage, read> w4: array<vec4<u32>>;
 const STEP: u32 = UNIT_ELEMS;
 

@@ -111,7 +111,7 @@ pub fn reachable_variants(caps: &Capabilities, dtype: StorageDType) -> Vec<Kerne
 pub fn for_cols(key: &KernelKey, cols: u32) -> KernelKey {
     let vec4 = key.reduction.one_per_row()
         && cols.is_multiple_of(4)
-        && (!KernelKey::plain(key.dtype) || cols.is_multiple_of(unit_elements(key)));
+        && (!KernelKey::plain(key.dtype) || cols.is_multiple_of(unit(key).0));
     KernelKey {
         vec4,
         reduction: match key.reduction {
@@ -123,23 +123,15 @@ pub fn for_cols(key: &KernelKey, cols: u32) -> KernelKey {
 }
 
 /// Weights per unit of a key with vec4 rows: two 16-byte vectors of a plain dtype, a 64-element
-/// chunk of q4_k/q5_k, half a q6_k block, 32 elements of the other block dtypes.
-fn unit_elements(key: &KernelKey) -> u32 {
-    if KernelKey::plain(key.dtype) {
-        2 * key.elements_per_vec4()
-    } else if kquant_units(key.dtype) {
-        64
-    } else if key.dtype == StorageDType::Q6K {
-        128
-    } else {
-        32
+/// chunk of q4_k/q5_k (16-byte-aligned blocks of 144 and 176 bytes), half a q6_k block, 32
+/// elements of the other block dtypes; and the shader flags of that unit's reader.
+fn unit(key: &KernelKey) -> (u32, &'static [&'static str]) {
+    match key.dtype {
+        d if KernelKey::plain(d) => (2 * key.elements_per_vec4(), &["W_PLAIN_UNIT"]),
+        StorageDType::Q4K | StorageDType::Q5K => (64, &["W_KQUANT_UNIT"]),
+        StorageDType::Q6K => (128, &["W_BYTE_READS", "W_Q6K_UNIT"]),
+        _ => (32, &["W_BYTE_READS", "W_BLOCK_UNIT"]),
     }
-}
-
-/// Dtypes whose GEMM units are 64-element chunks of a 16-byte-aligned block (q4_k: 144
-/// bytes, q5_k: 176).
-fn kquant_units(dtype: StorageDType) -> bool {
-    matches!(dtype, StorageDType::Q4K | StorageDType::Q5K)
 }
 
 /// The shader variant of a GEMM key.
@@ -155,18 +147,9 @@ pub fn variant(key: &KernelKey) -> ShaderVariant {
     // W bound a second time, as 16-byte vectors).
     if key.vec4 {
         defines.push(Define::flag("X_VEC4"));
-        defines.push(Define::value("UNIT_ELEMS", unit_elements(key)));
-        if KernelKey::plain(key.dtype) {
-            defines.push(Define::flag("W_PLAIN_UNIT"));
-        } else if kquant_units(key.dtype) {
-            defines.push(Define::flag("W_KQUANT_UNIT"));
-        } else if key.dtype == StorageDType::Q6K {
-            defines.push(Define::flag("W_BYTE_READS"));
-            defines.push(Define::flag("W_Q6K_UNIT"));
-        } else {
-            defines.push(Define::flag("W_BYTE_READS"));
-            defines.push(Define::flag("W_BLOCK_UNIT"));
-        }
+        let (elements, flags) = unit(key);
+        defines.push(Define::value("UNIT_ELEMS", elements));
+        defines.extend(flags.iter().map(|&f| Define::flag(f)));
     }
     ShaderVariant {
         shader: Shader::Gemm,
