@@ -437,19 +437,44 @@ fn block_dot(blk: u32, k0: u32) -> f32 {
 // a block splits into UNITS units of one quant word each, and invocation i takes units
 // i, i + T, … across the row, so neighbouring invocations read neighbouring words (coalesced)
 // and each reads its scales once per unit instead of once per element. `unit_dot(blk, u, k0)`
-// is unit u of block blk, whose first element is activation k0 (`x_at` as for block_dot).
+// is unit u of block blk, whose first element is activation k0. Activations come as aligned
+// vec4<f32> (`x4_at`, gemv.wgsl): measured on an H200, scalar activation loads spread over
+// eight blocks per subgroup made the L1 requests, not DRAM, the limit (q4_0 at 8% of the
+// streaming-read rate).
+//
+// With INT_DOT, int_dot.wgsl's `int_dot_unit` replaces unit_dot (q8_0, q4_0, q4_k, q6_k).
+
+#ifndef INT_DOT
+// The four bytes of a word as signed 8-bit integers, in f32.
+fn i8x4(q: u32) -> vec4<f32> {
+    let v = vec4<i32>(bitcast<i32>(q << 24u), bitcast<i32>(q << 16u), bitcast<i32>(q << 8u), bitcast<i32>(q));
+    return vec4<f32>(v >> vec4<u32>(24u));
+}
+
+// Σ of a vector's four elements.
+fn sum_of(v: vec4<f32>) -> f32 {
+    return dot(v, vec4<f32>(1.0));
+}
+
+// Sub-block pair c of a q4_k / q5_k block at byte `base` (scales at base + 4): quants `lo`
+// (sub-block 2c) and `hi` (2c + 1), one per byte, against activations xl and xh.
+fn kquant_unit(base: u32, c: u32, lo: u32, hi: u32, xl: vec4<f32>, xh: vec4<f32>) -> f32 {
+    let sm = scale_min_words(base + 4u);
+    let sm_lo = scale_min_of(sm, 2u * c);
+    let sm_hi = scale_min_of(sm, 2u * c + 1u);
+    return f16_at(base) * (sm_lo.x * dot(bytes4(lo, 0xffu), xl) + sm_hi.x * dot(bytes4(hi, 0xffu), xh))
+        - f16_at(base + 2u) * (sm_lo.y * sum_of(xl) + sm_hi.y * sum_of(xh));
+}
+#endif
 
 #ifdef W_Q8_0
 const UNITS: u32 = 8u; // 4 quants each
 #ifndef INT_DOT
 fn unit_dot(blk: u32, u: u32, k0: u32) -> f32 {
     let base = blk * 34u;
-    let q = word_at(base + 2u + 4u * u);
-    let k = k0 + 4u * u;
-    return f16_at(base) * (i8_of(q) * x_at(k) + i8_of(q >> 8u) * x_at(k + 1u)
-        + i8_of(q >> 16u) * x_at(k + 2u) + i8_of(q >> 24u) * x_at(k + 3u));
+    return f16_at(base) * dot(i8x4(word_at(base + 2u + 4u * u)), x4_at(k0 + 4u * u));
 }
-#endif // INT_DOT: int_dot_unit in gemv.wgsl
+#endif
 #endif
 
 #ifdef W_Q4_0
@@ -458,15 +483,50 @@ const UNITS: u32 = 4u; // 4 bytes: elements 4u..4u+4 (low nibbles) and 16+4u.. (
 fn unit_dot(blk: u32, u: u32, k0: u32) -> f32 {
     let base = blk * 18u;
     let q = word_at(base + 2u + 4u * u);
-    var s = 0.0;
-    for (var b = 0u; b < 4u; b = b + 1u) {
-        let byte = (q >> (8u * b)) & 0xffu;
-        let k = k0 + 4u * u + b;
-        s = s + (f32(byte & 0xfu) - 8.0) * x_at(k) + (f32(byte >> 4u) - 8.0) * x_at(k + 16u);
-    }
-    return f16_at(base) * s;
+    let k = k0 + 4u * u;
+    return f16_at(base) * (dot(bytes4(q, 0xfu) - 8.0, x4_at(k)) + dot(bytes4(q >> 4u, 0xfu) - 8.0, x4_at(k + 16u)));
 }
-#endif // INT_DOT: int_dot_unit in gemv.wgsl
+#endif
+#endif
+
+#ifdef W_Q4_1
+const UNITS: u32 = 4u; // as q4_0; d·Σ(q·x) + m·Σx
+fn unit_dot(blk: u32, u: u32, k0: u32) -> f32 {
+    let base = blk * 20u; // a multiple of 4
+    let q = w[(base + 4u + 4u * u) >> 2u];
+    let xl = x4_at(k0 + 4u * u);
+    let xh = x4_at(k0 + 16u + 4u * u);
+    return f16_at(base) * (dot(bytes4(q, 0xfu), xl) + dot(bytes4(q >> 4u, 0xfu), xh))
+        + f16_at(base + 2u) * (sum_of(xl) + sum_of(xh));
+}
+#endif
+
+#ifdef W_Q5_0
+const UNITS: u32 = 4u; // as q4_0, with fifth bits 4u..4u+4 and 16+4u.. of qh
+fn unit_dot(blk: u32, u: u32, k0: u32) -> f32 {
+    let base = blk * 22u;
+    let qh = word_at(base + 2u);
+    let q = word_at(base + 6u + 4u * u);
+    let lo = (q & 0x0f0f0f0fu) | spread_bit4(qh >> (4u * u));
+    let hi = ((q >> 4u) & 0x0f0f0f0fu) | spread_bit4(qh >> (16u + 4u * u));
+    let k = k0 + 4u * u;
+    return f16_at(base) * (dot(bytes4(lo, 0xffu) - 16.0, x4_at(k)) + dot(bytes4(hi, 0xffu) - 16.0, x4_at(k + 16u)));
+}
+#endif
+
+#ifdef W_Q5_1
+const UNITS: u32 = 4u;
+fn unit_dot(blk: u32, u: u32, k0: u32) -> f32 {
+    let base = blk * 24u; // a multiple of 4
+    let qh = w[(base + 4u) >> 2u];
+    let q = w[(base + 8u + 4u * u) >> 2u];
+    let lo = (q & 0x0f0f0f0fu) | spread_bit4(qh >> (4u * u));
+    let hi = ((q >> 4u) & 0x0f0f0f0fu) | spread_bit4(qh >> (16u + 4u * u));
+    let xl = x4_at(k0 + 4u * u);
+    let xh = x4_at(k0 + 16u + 4u * u);
+    return f16_at(base) * (dot(bytes4(lo, 0xffu), xl) + dot(bytes4(hi, 0xffu), xh))
+        + f16_at(base + 2u) * (sum_of(xl) + sum_of(xh));
+}
 #endif
 
 #ifdef W_Q4_K
@@ -475,30 +535,26 @@ const UNITS: u32 = 32u; // a word of the 128 quant bytes: 4 low- and 4 high-nibb
 fn unit_dot(blk: u32, u: u32, k0: u32) -> f32 {
     let base = blk * 144u;
     let c = u / 8u;
-    let l0 = 4u * (u % 8u);
+    let k = k0 + 64u * c + 4u * (u % 8u);
     let q = w[(base + 16u + 4u * u) >> 2u];
-    // Both sub-blocks' scales from one read of the three scale words.
-    let sm = scale_min_words(base + 4u);
-    let sm_lo = scale_min_of(sm, 2u * c);
-    let sm_hi = scale_min_of(sm, 2u * c + 1u);
-    var qx_lo = 0.0;
-    var qx_hi = 0.0;
-    var x_lo = 0.0;
-    var x_hi = 0.0;
-    for (var b = 0u; b < 4u; b = b + 1u) {
-        let byte = (q >> (8u * b)) & 0xffu;
-        let k = k0 + 64u * c + l0 + b;
-        let xl = x_at(k);
-        let xh = x_at(k + 32u);
-        qx_lo = qx_lo + f32(byte & 0xfu) * xl;
-        qx_hi = qx_hi + f32(byte >> 4u) * xh;
-        x_lo = x_lo + xl;
-        x_hi = x_hi + xh;
-    }
-    return f16_at(base) * (sm_lo.x * qx_lo + sm_hi.x * qx_hi)
-        - f16_at(base + 2u) * (sm_lo.y * x_lo + sm_hi.y * x_hi);
+    return kquant_unit(base, c, q & 0x0f0f0f0fu, (q >> 4u) & 0x0f0f0f0fu, x4_at(k), x4_at(k + 32u));
 }
-#endif // INT_DOT: int_dot_unit in gemv.wgsl
+#endif
+#endif
+
+#ifdef W_Q5_K
+const UNITS: u32 = 32u; // as q4_k, with the fifth bits of qh byte l (bit = sub-block)
+fn unit_dot(blk: u32, u: u32, k0: u32) -> f32 {
+    let base = blk * 176u; // a multiple of 4
+    let c = u / 8u;
+    let l0 = 4u * (u % 8u);
+    let k = k0 + 64u * c + l0;
+    let q = w[(base + 48u + 4u * u) >> 2u];
+    let h = w[(base + 16u + l0) >> 2u];
+    let lo = (q & 0x0f0f0f0fu) | (((h >> (2u * c)) & 0x01010101u) << 4u);
+    let hi = ((q >> 4u) & 0x0f0f0f0fu) | (((h >> (2u * c + 1u)) & 0x01010101u) << 4u);
+    return kquant_unit(base, c, lo, hi, x4_at(k), x4_at(k + 32u));
+}
 #endif
 
 #ifdef W_Q6_K
@@ -509,16 +565,23 @@ fn unit_dot(blk: u32, u: u32, k0: u32) -> f32 {
     let h = u / 32u;
     let qt = (u % 32u) / 8u;
     let l = 4u * (u % 8u);
-    let lw = word_at(base + 64u * h + 32u * (qt & 1u) + l);
-    let hw = word_at(base + 128u + 32u * h + l);
-    var part = 0.0;
-    for (var b = 0u; b < 4u; b = b + 1u) {
-        let low = (lw >> (8u * b + 4u * (qt / 2u))) & 0xfu;
-        let high = (hw >> (8u * b + 2u * qt)) & 3u;
-        part = part + (f32(low | (high << 4u)) - 32.0) * x_at(k0 + 128u * h + 32u * qt + l + b);
-    }
+    let low = (word_at(base + 64u * h + 32u * (qt & 1u) + l) >> (4u * (qt / 2u))) & 0x0f0f0f0fu;
+    let high = (word_at(base + 128u + 32u * h + l) >> (2u * qt)) & 0x03030303u;
+    let part = dot(bytes4(low | (high << 4u), 0xffu) - 32.0, x4_at(k0 + 128u * h + 32u * qt + l));
     return f16_at(base + 208u) * i8_of(byte_at(base + 192u + 8u * h + l / 16u + 2u * qt)) * part;
 }
-#endif // INT_DOT: int_dot_unit in gemv.wgsl
+#endif
+#endif
+
+#ifdef W_NF4
+const UNITS: u32 = 8u; // a word: 8 codes, high nibble first
+fn unit_dot(blk: u32, u: u32, k0: u32) -> f32 {
+    let base = blk * 36u; // a multiple of 4
+    let q = w[base / 4u + 1u + u];
+    let k = k0 + 8u * u;
+    let a = vec4<f32>(NF4_TABLE[(q >> 4u) & 0xfu], NF4_TABLE[q & 0xfu], NF4_TABLE[(q >> 12u) & 0xfu], NF4_TABLE[(q >> 8u) & 0xfu]);
+    let b = vec4<f32>(NF4_TABLE[(q >> 20u) & 0xfu], NF4_TABLE[(q >> 16u) & 0xfu], NF4_TABLE[q >> 28u], NF4_TABLE[(q >> 24u) & 0xfu]);
+    return bitcast<f32>(w[base / 4u]) * (dot(a, x4_at(k)) + dot(b, x4_at(k + 4u)));
+}
 #endif
 #endif

@@ -14,8 +14,9 @@
 // each weight is decoded by `dequant(e)` from blocks.wgsl, one element at a time, in f32.
 // Correct for every block layout; the word-wise paths below are the fast ones for
 // f32/f16/bf16/fp8.
-// UNITWISE (q8_0, q4_0, q4_k, q6_k with a workgroup or subgroup per row): the row's
-// invocations share each block a quant word apart (`unit_dot` in blocks.wgsl).
+// UNITWISE (every block dtype with a workgroup or subgroup per row; with INT_DOT, q8_0, q4_0,
+// q4_k and q6_k): the row's invocations share each block a quant word apart (`unit_dot` in
+// blocks.wgsl), and read x as vec4<f32> (`x4_at`).
 // BLOCKWISE (block dtypes, one invocation per row): invocations take whole blocks
 // (`block_dot` in blocks.wgsl), reading scales once and quants a word at a time; the unit of
 // work is a block. GPUs keep the element-wise path, where adjacent lanes read adjacent bytes.
@@ -63,6 +64,13 @@ alias acc_t = f32;
 #include "blocks.wgsl"
 
 #ifndef INT_DOT
+#ifdef UNITWISE
+// Activations k..k+4 (k a multiple of 4): the unit decoders of the GPU layouts read x 16
+// bytes at a time, so that a subgroup's loads are whole 512-byte spans.
+fn x4_at(k: u32) -> vec4<f32> {
+    return x[k >> 2u];
+}
+#else
 // Element k of the activation row (blocks.wgsl's whole-block dot products read x this way).
 fn x_at(k: u32) -> f32 {
     return x[k];
@@ -85,6 +93,7 @@ fn x_from8(window: f32, k: u32, i: u32) -> f32 {
     return x[k + i];
 #endif
 }
+#endif
 #endif
 #endif
 
@@ -126,7 +135,11 @@ struct Params {
 #ifdef INT_DOT
 @group(0) @binding(2) var<storage, read> x: array<u32>;
 #else
+#ifdef UNITWISE
+@group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
+#else
 @group(0) @binding(2) var<storage, read> x: array<f32>;
+#endif
 #endif
 #endif
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;

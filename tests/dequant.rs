@@ -197,10 +197,19 @@ fn activation_quantization_matches_the_reference_on_every_adapter() {
                 .iter()
                 .map(|v| *v as i8)
                 .collect();
-            assert_eq!(scales[2 * b].to_bits(), w.d.to_bits(), "scale of block {b}");
-            // WGSL lets f32 division be 2.5 ulp off, so on a GPU a value within a few ulp of a
-            // .5 tie may round the other way; everything else must be exact. (lavapipe and
-            // llvmpipe divide exactly: there all of it is exact.)
+            // WGSL lets f32 division be 2.5 ulp off the exact quotient, so a GPU's scale may
+            // sit up to 3 ulp from the correctly rounded one (the H200 gave 1 ulp); lavapipe
+            // and llvmpipe divide exactly, so there it must be bit-equal.
+            let ulps = (i64::from(scales[2 * b].to_bits()) - i64::from(w.d.to_bits())).abs();
+            assert!(
+                ulps == 0 || (ulps <= 3 && !gpu.caps.summary.is_cpu()),
+                "scale of block {b} on {}: {} vs {} ({ulps} ulp)",
+                common::label(&gpu),
+                scales[2 * b],
+                w.d
+            );
+            // For the same reason, on a GPU a value within a few ulp of a .5 tie may round the
+            // other way; everything else must be exact.
             for i in 0..32 {
                 let t = f64::from(x[32 * b + i]) / f64::from(w.d);
                 let near_tie = w.d > 0.0 && ((t.abs().fract() - 0.5).abs() < 1e-5);

@@ -594,8 +594,13 @@ fn int_dot_is_chosen_by_measurement() {
                     let rate = if r.int_dot == dot_faster { 9.0 } else { 1.0 };
                     r.serial.rate = rate;
                     r.workgroup.rate = rate / 2.0;
+                    // Every raced layout gets an injected rate: a real one left in place (the
+                    // H200's serial_shuffle measured 26 GB/s) would outrank the injected 9.
                     if let Some(s) = r.subgroup.as_mut() {
                         s.rate = rate / 3.0;
+                    }
+                    if let Some(s) = r.serial_shuffle.as_mut() {
+                        s.rate = rate / 4.0;
                     }
                 }
                 let caps = gpu.caps.clone().with_tuning(t);

@@ -170,13 +170,19 @@ impl KernelKey {
     }
 
     /// Whether this variant shares blocks among a row's invocations a quant word apart
-    /// (`unit_dot` in blocks.wgsl): the block dtypes that have it, with a workgroup or subgroup
-    /// per row. Element-wise decoding re-reads a block's scales for every element.
+    /// (`unit_dot` in blocks.wgsl, or int_dot.wgsl's `int_dot_unit`): every block dtype with a
+    /// workgroup or subgroup per row, and of the int-dot kernels q8_0, q4_0, q4_k and q6_k
+    /// (the others take whole blocks per invocation there). Element-wise decoding re-read a
+    /// block's scales for every element and its activations a float at a time: on an H200 it
+    /// reached 4-6% of the streaming-read rate for q4_1, q5_0, q5_1, q5_k and nf4.
     pub fn unitwise(&self) -> bool {
-        matches!(
+        let int_dot_units = matches!(
             self.dtype,
             StorageDType::Q8_0 | StorageDType::Q4_0 | StorageDType::Q4K | StorageDType::Q6K
-        ) && !self.reduction.one_per_row()
+        );
+        BLOCK_DTYPES.contains(&self.dtype)
+            && (int_dot_units || !self.int_dot)
+            && !self.reduction.one_per_row()
             && self.op == Op::Gemv
     }
 
