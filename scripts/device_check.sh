@@ -24,12 +24,14 @@ exec 3>&1  # step reports go to the real stdout even when the step's output is r
 step() { local name=$1 s=$SECONDS; shift; "$@"; echo "$name: rc=$? in $((SECONDS - s)) s" >&3; }
 step measure $T $B/wgllm capabilities --json --measure > "$OUT/capabilities.json" 2> "$OUT/log.txt"
 $B/wgllm capabilities > "$OUT/capabilities.txt" 2>>"$OUT/log.txt"
-for t in dequant gemv gemm; do
+# GEMM=0 skips the GEMM tests and benchmark (when only GEMV changed).
+for t in dequant gemv $([ "${GEMM:-1}" = 0 ] || echo gemm); do
     step "$t tests" $T $B/$t --test-threads=4 >> "$OUT/tests.txt" 2>&1
 done
 step "gemv bench" $T $B/wgllm bench --json > "$OUT/bench_gemv.json" 2>>"$OUT/log.txt"
-step "gemm bench" $T $B/wgllm bench --op gemm --shape 4096x4096 --n 512 --json > "$OUT/bench_gemm.json" 2>>"$OUT/log.txt"
-${EXTRA:-true}
+[ "${GEMM:-1}" = 0 ] || step "gemm bench" $T $B/wgllm bench --op gemm --shape 4096x4096 --n 512 --json > "$OUT/bench_gemm.json" 2>>"$OUT/log.txt"
+# The fixed cost per dispatch: the selected f32 and q4_0 GEMVs over growing row counts.
+step "floor bench" $T $B/wgllm bench --dtype f32,q4_0 --shape 256x4096,1024x4096,4096x4096,14336x4096 --selected-only --json > "$OUT/bench_floor.json" 2>>"$OUT/log.txt"
 grep -E "gb_per_s|gflop_per_s" "$OUT/capabilities.json"
 grep -hE "^test .*FAILED|panicked|test result" "$OUT/tests.txt"
 sed -n '/Autotune/,/Driver self-test/p' "$OUT/capabilities.txt"

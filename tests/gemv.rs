@@ -20,7 +20,8 @@ use wgllm::ops::tolerance::{matmul_nmse, max_abs_error, nmse, MUL_MAT_NMSE};
 /// Awkward shapes on purpose, in blocks of the dtype (1 for plain floats): a single row and a
 /// single block, odd K (f16/bf16 rows then start mid-word), K = 1757 for plain floats, rows
 /// past the 65,535-workgroup dispatch limit, a last workgroup with one row (65: its other
-/// lanes redo that row so that shuffles find their source lanes).
+/// lanes redo that row so that shuffles find their source lanes), and rows long enough for the
+/// GPU layouts' unrolled loop with a remainder.
 fn shapes(dtype: StorageDType) -> Vec<(u32, u32)> {
     let b = dtype.block().elements;
     if b == 1 {
@@ -30,6 +31,9 @@ fn shapes(dtype: StorageDType) -> Vec<(u32, u32)> {
             (9, 1757),
             (33, 1),
             (64, 4096),
+            // The GPU layouts' unrolled loop (four units per step of 64 invocations) and its
+            // remainder in one row: 1034 vectors.
+            (5, 4136),
             (65, 96),
             (129, 31),
             (70_000, 3),
@@ -48,6 +52,8 @@ fn shapes(dtype: StorageDType) -> Vec<(u32, u32)> {
             (5, 9 * b),
             (129, 2 * b),
             (70_000, b),
+            // The unrolled loop of the GPU layouts and its remainder in one row.
+            (3, 4096.max(b) + 3 * b),
         ]
     }
 }

@@ -186,6 +186,16 @@ impl KernelKey {
             && self.op == Op::Gemv
     }
 
+    /// Whether this GEMV variant's loop takes four units per iteration, loads first
+    /// (UNROLLED in gemv.wgsl): the GPU layouts (a workgroup or subgroup per row) over block
+    /// units or 16-byte vectors, where one wave of workgroups covers a 4096-row GEMV and the
+    /// latency of each invocation's dependent loads sets the time.
+    pub fn unrolled(&self) -> bool {
+        self.op == Op::Gemv
+            && !self.reduction.one_per_row()
+            && (self.unitwise() || (self.vec4 && !self.elementwise()))
+    }
+
     /// Dtypes with an int-dot GEMV (`dot4I8Packed` against activations quantized to 8 bits):
     /// the 32-element block family and q4_k / q5_k / q6_k (whose sub-blocks line up with the
     /// 32-element activation blocks), all of whose quants fit int8.
@@ -313,6 +323,9 @@ impl KernelKey {
         }
         if self.unitwise() {
             defines.push(Define::flag("UNITWISE"));
+        }
+        if self.unrolled() {
+            defines.push(Define::flag("UNROLLED"));
         }
         // The block loops (block-, unit-wise and int-dot) step a weight block at a time.
         if self.blockwise() || self.unitwise() || self.int_dot {
