@@ -430,6 +430,9 @@ var<workgroup> sums: array<acc_t, WG_SIZE>;
 
 @compute @workgroup_size(WG_SIZE)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+#ifdef UNITWISE
+    share_tables(lid);
+#endif
     let lane = lid % THREADS_PER_ROW;
     let row = (wg.y * p.groups_x + wg.x) * ROWS_PER_WG + lid / THREADS_PER_ROW;
     let valid = row < p.rows;
@@ -455,9 +458,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
 @compute @workgroup_size(WG_SIZE)
 fn main(
     @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
     @builtin(subgroup_id) sg: u32,
     @builtin(subgroup_invocation_id) sg_lane: u32,
 ) {
+#ifdef UNITWISE
+    share_tables(lid);
+#endif
     let row = (wg.y * p.groups_x + wg.x) * ROWS_PER_WG + sg;
     let valid = row < p.rows;
     var acc = acc_t(0.0);

@@ -651,7 +651,15 @@ fn bench_measures_f16_accumulation_where_f16_is_usable() {
             (ratio - gbs / limit).abs() <= 1e-9 * ratio.max(1.0),
             "{row}"
         );
+        // Kernels are timed by GPU timestamps (lavapipe has them inside encoders); the host's
+        // clock around the same submissions can only add to that time.
+        let (gpu_s, wall_s) = (
+            row["seconds"].as_f64().unwrap(),
+            row["wall_seconds"].as_f64().unwrap(),
+        );
+        assert!(gpu_s > 0.0 && gpu_s <= wall_s * 1.01, "{row}");
     }
+    assert_eq!(r["clock"], "gpu-timestamps", "{r}");
     let out = wgllm(&["--adapter", "gl", "bench", "--accum", "f16"], &[]);
     assert_eq!(out.status.code(), Some(3));
     assert!(

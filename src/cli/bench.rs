@@ -12,7 +12,7 @@ use crate::formats::TensorStore;
 use crate::model::weights;
 use crate::ops::fma_peak::{self, FmaResult};
 use crate::ops::select::{select, KernelPath, Op};
-use crate::ops::timing::median_seconds;
+use crate::ops::timing::{self, median_seconds, median_timing, Clock};
 use crate::ops::{gemm, gemv, stream_read};
 use serde::Serialize;
 
@@ -99,7 +99,12 @@ pub struct BenchRow {
     pub n: u32,
     /// Row-range parts the weights were split into (1 unless over the binding limit).
     pub parts: usize,
+    /// One execution, by the report's `clock` (GPU timestamps where the device has them).
     pub seconds: f64,
+    /// One execution by the host's clock around submit and wait: `seconds` plus the host's
+    /// work per dispatch (wgpu's command recording and tracking) and the submit/wait round
+    /// trip, spread over the repetitions of a submission.
+    pub wall_seconds: f64,
     /// Weight bytes read ÷ time (GEMV is memory-bound: this is its figure of merit).
     pub weight_gb_per_s: f64,
     pub gflop_per_s: f64,
@@ -159,6 +164,8 @@ pub struct BenchReport {
     pub adapter: String,
     pub backend: &'static str,
     pub disabled: Vec<&'static str>,
+    /// The clock that timed every kernel and limit here.
+    pub clock: Clock,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stream_read: Option<stream_read::StreamReadResult>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -300,11 +307,12 @@ fn bench_op(gpu: &Gpu, args: &Args, op: Op, limits: &Limits) -> Result<Vec<Bench
                 // by tens of percent over a run, and a ratio is only fair against the limit of
                 // the same moment.
                 let near = limits.nearby(gpu)?;
-                let seconds =
-                    median_seconds(gpu, &format!("the {op} benchmark"), 5, |enc| match op {
+                let timing =
+                    median_timing(gpu, &format!("the {op} benchmark"), 5, |enc| match op {
                         Op::Gemv => gemv::encode_gemv_tensor(gpu, enc, key, &w, [&x, &y], None),
                         _ => gemm::encode_gemm(gpu, enc, key, &w, n, [&x, &y], None),
                     })?;
+                let seconds = timing.seconds;
                 let gbs = w.bytes() as f64 / seconds / 1e9;
                 let gflops = gemm::flops(shape.rows, shape.cols, n) as f64 / seconds / 1e9;
                 rows.push(BenchRow {
@@ -317,6 +325,7 @@ fn bench_op(gpu: &Gpu, args: &Args, op: Op, limits: &Limits) -> Result<Vec<Bench
                     n,
                     parts: w.parts.len(),
                     seconds,
+                    wall_seconds: timing.wall_seconds,
                     weight_gb_per_s: gbs,
                     gflop_per_s: gflops,
                     ratio_to_stream_read: near.read_ratio(gbs),
@@ -555,6 +564,7 @@ pub fn measure(gpu: &Gpu, args: &Args) -> Result<BenchReport, CliError> {
         adapter: name.clone(),
         backend: gpu.caps.summary.backend,
         disabled: gpu.caps.disabled.names(),
+        clock: timing::clock(gpu),
         stream_read: limits.stream_read,
         fma_peak: limits.fma,
         rows,
@@ -583,6 +593,7 @@ pub fn render(r: &BenchReport) -> String {
     if !r.disabled.is_empty() {
         limits.push(format!("WGLLM_DISABLE={}", r.disabled.join(",")));
     }
+    limits.push(format!("timed by {}", r.clock.name()));
     let mut out = format!("{} ({}): {}\n", r.adapter, r.backend, limits.join("; "));
     let rows: Vec<Vec<String>> = r
         .rows
@@ -599,6 +610,7 @@ pub fn render(r: &BenchReport) -> String {
                 },
                 format!("{}{}", b.kernel, if b.selected { " *" } else { "" }),
                 format!("{:.1} µs", b.seconds * 1e6),
+                format!("{:.1} µs", b.wall_seconds * 1e6),
                 format!("{:.1} GB/s", b.weight_gb_per_s),
                 format!("{:.1} GFLOP/s", b.gflop_per_s),
                 match (ratio, b.limit) {
@@ -622,6 +634,7 @@ pub fn render(r: &BenchReport) -> String {
                 "shape",
                 "kernel (* = selected)",
                 "time",
+                "host-timed",
                 "weights read",
                 "compute",
                 limit,

@@ -32,7 +32,9 @@ pub struct Gpu {
 /// The features wgllm's kernels use, and nothing else: what the adapter has, less what
 /// `WGLLM_DISABLE` switched off.
 fn wanted_features(adapter: &wgpu::Adapter, switches: &Switches) -> wgpu::Features {
-    let mut wanted = wgpu::Features::TIMESTAMP_QUERY;
+    // Timestamps time kernels by the GPU's clock (ops::timing), inside command encoders.
+    let mut wanted =
+        wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS;
     if !switches.f16 {
         wanted |= wgpu::Features::SHADER_F16;
     }
