@@ -24,8 +24,8 @@ exec 3>&1  # step reports go to the real stdout even when the step's output is r
 step() { local name=$1 s=$SECONDS; shift; "$@"; echo "$name: rc=$? in $((SECONDS - s)) s" >&3; }
 step measure $T $B/wgllm capabilities --json --measure > "$OUT/capabilities.json" 2> "$OUT/log.txt"
 $B/wgllm capabilities > "$OUT/capabilities.txt" 2>>"$OUT/log.txt"
-# GEMM=0 skips the GEMM tests and benchmark (when only GEMV changed).
-for t in dequant gemv $([ "${GEMM:-1}" = 0 ] || echo gemm); do
+# GEMM=0 skips the GEMM tests and benchmark (when only GEMV changed); GEMM_TESTS=0 the tests.
+for t in dequant gemv $([ "${GEMM:-1}" = 0 ] || [ "${GEMM_TESTS:-1}" = 0 ] || echo gemm); do
     step "$t tests" $T $B/$t --test-threads=4 >> "$OUT/tests.txt" 2>&1
 done
 step "gemv bench" $T $B/wgllm bench --json > "$OUT/bench_gemv.json" 2>>"$OUT/log.txt"
