@@ -433,10 +433,9 @@ fn render_details(a: &AdapterReport, out: &mut String) {
             ]);
         }
         out.push_str(&format!(
-            "\n  Autotune{} (GEMV: weight GB/s at {}x{}; serial_shuffle = serial with activations shared by\n  subgroupShuffle; gemm: serial = rows layout, workgroup = tiles; another layout replaces the\n  device-type default only when {:.0}% faster)\n",
+            "\n  Autotune{} (GEMV: weight GB/s over {}; serial_shuffle = serial with activations shared by\n  subgroupShuffle; gemm: serial = rows layout, workgroup = tiles; another layout replaces the\n  device-type default only when {:.0}% faster)\n",
             if t.cached { ", cached" } else { "" },
-            t.gemv_shape.0,
-            t.gemv_shape.1,
+            crate::ops::tune::shapes_text(&t.gemv_shapes),
             (crate::device::capabilities::MIN_LAYOUT_GAIN - 1.0) * 100.0
         ));
         out.push_str(&table(

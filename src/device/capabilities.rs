@@ -517,8 +517,9 @@ impl LayoutRace {
 /// against its fallback.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Tuning {
-    /// The GEMV race's weight shape (rows, cols): [`crate::ops::tune::gemv_shape`].
-    pub gemv_shape: (u32, u32),
+    /// The GEMV race's weight shapes (rows, cols), scored together:
+    /// [`crate::ops::tune::gemv_shapes`].
+    pub gemv_shapes: Vec<(u32, u32)>,
     /// GEMV weight GB/s per layout, per dtype.
     pub gemv: Vec<LayoutRace>,
     /// GEMM GFLOP/s (f32): `serial` is the row layout, `workgroup` the tiled one.

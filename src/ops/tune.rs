@@ -22,20 +22,24 @@ use crate::ops::shader::Shader;
 use crate::ops::timing::best_seconds;
 use crate::ops::{dequantize, gemm, gemv};
 
-/// GEMV shape of the race: rows as long as a 7-8B model's (short rows favoured other layouts
-/// on lavapipe than the 4096-wide ones models have). On a CPU adapter 512 rows: large enough
-/// to leave the caches, small enough that the whole tune takes about 15 s on lavapipe. On a
-/// GPU an MLP projection's 14336 rows: at 512 rows (4 MB of q8_0) an H200 GEMV is a few
-/// microseconds of launch and tail, and the race picked layouts up to 1.8x slower than the
-/// best at model sizes (q4_1: 127 µs against 71 µs at 14336x4096). The race's time is
-/// calibrated per submission, so the larger shape costs only its upload.
-pub fn gemv_shape(caps: &crate::device::Capabilities) -> (u32, u32) {
+/// GEMV shapes of the race, scored together (weight bytes of all ÷ their summed time): rows
+/// as long as a 7-8B model's (short rows favoured other layouts on lavapipe than the
+/// 4096-wide ones models have). On a CPU adapter 512 rows: large enough to leave the caches,
+/// small enough that the whole tune takes about 15 s on lavapipe. On a GPU a layer's
+/// attention and MLP projections, 4096 and 14336 rows: at 512 rows (4 MB of q8_0) an H200
+/// GEMV is launch and tail, and the race picked layouts up to 1.8x slower than the best at
+/// model sizes; at 14336 rows alone it picked, for q6_k, a one-invocation-per-row layout
+/// that is faster there (69 µs against 78) but twice as slow at 4096 rows (55 µs against
+/// 27), where 4096 invocations fill a fraction of the GPU. The race's time is calibrated per
+/// submission, so larger shapes cost only their upload.
+pub fn gemv_shapes(caps: &crate::device::Capabilities) -> Vec<(u32, u32)> {
     if caps.summary.is_cpu() {
-        (512, 4096)
+        vec![(512, 4096)]
     } else {
-        (14336, 4096)
+        vec![(4096, 4096), (14336, 4096)]
     }
 }
+
 /// GEMM shape (rows, cols, activation rows): enough outputs that every layout fills a
 /// many-core adapter (the shuffled row layout's 256 × 32 workgroup tiles make 32 workgroups
 /// here; at 256 × 256 × 64 it had 2, and a 16-core CPU would have raced it on 2 cores), and
@@ -112,17 +116,40 @@ fn upload(
     )
 }
 
-/// Weight GB/s of a GEMV kernel over `w`.
-fn gemv_rate(gpu: &Gpu, key: &KernelKey, w: &GpuTensor) -> Result<Timed, DeviceError> {
-    let x = gpu.storage("tuning x", u64::from(w.cols) * 4)?;
-    let y = gpu.storage("tuning y", u64::from(w.rows) * 4)?;
-    let seconds = best_seconds(gpu, "tuning gemv", RUNS, |enc| {
-        gemv::encode_gemv_tensor(gpu, enc, key, w, [&x, &y], None)
-    })?;
+/// Weight GB/s of a GEMV kernel over the weights `ws` together: their bytes ÷ the sum of
+/// their times.
+fn gemv_rate(gpu: &Gpu, key: &KernelKey, ws: &[GpuTensor]) -> Result<Timed, DeviceError> {
+    let (mut bytes, mut seconds) = (0u64, 0.0);
+    for w in ws {
+        let x = gpu.storage("tuning x", u64::from(w.cols) * 4)?;
+        let y = gpu.storage("tuning y", u64::from(w.rows) * 4)?;
+        seconds += best_seconds(gpu, "tuning gemv", RUNS, |enc| {
+            gemv::encode_gemv_tensor(gpu, enc, key, w, [&x, &y], None)
+        })?;
+        bytes += w.bytes();
+    }
     Ok(Timed {
-        kernel: key.for_cols(w.cols).name(),
-        rate: w.bytes() as f64 / seconds / 1e9,
+        kernel: key.for_cols(ws[0].cols).name(),
+        rate: bytes as f64 / seconds / 1e9,
     })
+}
+
+/// Shapes as "4096x4096 + 14336x4096".
+pub fn shapes_text(shapes: &[(u32, u32)]) -> String {
+    shapes
+        .iter()
+        .map(|(r, c)| format!("{r}x{c}"))
+        .collect::<Vec<_>>()
+        .join(" + ")
+}
+
+/// The race's weights of `dtype`, one tensor per shape.
+fn upload_all(
+    gpu: &Gpu,
+    dtype: StorageDType,
+    shapes: &[(u32, u32)],
+) -> Result<Vec<GpuTensor>, DeviceError> {
+    shapes.iter().map(|&shape| upload(gpu, dtype, shape)).collect()
 }
 
 /// GFLOP/s of a GEMM kernel over `w` with `n` activation rows.
@@ -140,10 +167,14 @@ fn gemm_rate(gpu: &Gpu, key: &KernelKey, w: &GpuTensor, n: u32) -> Result<Timed,
 
 /// Times every GEMV row layout this adapter can run on the weights `w` (the int-dot variant
 /// with `int_dot`).
-fn race_gemv_layouts(gpu: &Gpu, w: &GpuTensor, int_dot: bool) -> Result<LayoutRace, DeviceError> {
+fn race_gemv_layouts(
+    gpu: &Gpu,
+    ws: &[GpuTensor],
+    int_dot: bool,
+) -> Result<LayoutRace, DeviceError> {
     let caps = &gpu.caps;
     let g = &caps.geometry;
-    let dtype = w.dtype;
+    let dtype = ws[0].dtype;
     // f16 weights race their layouts with f32 compute wherever that fallback runs (it always
     // exists; native f16 is raced against it afterwards, in the layout found here). Racing
     // with f16 compute let lavapipe's slow f16 arithmetic pick the layout for the f32 path.
@@ -183,7 +214,7 @@ fn race_gemv_layouts(gpu: &Gpu, w: &GpuTensor, int_dot: bool) -> Result<LayoutRa
     let mut best: Vec<Option<Timed>> = vec![None; layouts.len()];
     for _ in 0..ROUNDS {
         for (slot, &layout) in best.iter_mut().zip(&layouts) {
-            let t = gemv_rate(gpu, &key(layout), w)?;
+            let t = gemv_rate(gpu, &key(layout), ws)?;
             if slot.as_ref().is_none_or(|b| t.rate > b.rate) {
                 *slot = Some(t);
             }
@@ -215,7 +246,7 @@ fn race_gemv_layouts(gpu: &Gpu, w: &GpuTensor, int_dot: bool) -> Result<LayoutRa
 /// native path against its fallback (about 15 s on lavapipe, a second or two on a GPU).
 pub fn measure(gpu: &Gpu) -> Result<Tuning, DeviceError> {
     let caps = &gpu.caps;
-    let gemv_shape = gemv_shape(caps);
+    let gemv_shapes = gemv_shapes(caps);
     let mut gemv = Vec::new();
     for dtype in dequantize::DTYPES {
         if crate::ops::select::select(caps, crate::ops::select::Op::Gemv, dtype, None)
@@ -224,10 +255,10 @@ pub fn measure(gpu: &Gpu) -> Result<Tuning, DeviceError> {
         {
             log::debug!("tuning gemv layouts for {dtype}");
             // One upload serves the f32-decode and int-dot races.
-            let w = upload(gpu, dtype, gemv_shape)?;
-            gemv.push(race_gemv_layouts(gpu, &w, false)?);
+            let ws = upload_all(gpu, dtype, &gemv_shapes)?;
+            gemv.push(race_gemv_layouts(gpu, &ws, false)?);
             if KernelKey::has_int_dot(dtype) && caps.dot4().usable() {
-                gemv.push(race_gemv_layouts(gpu, &w, true)?);
+                gemv.push(race_gemv_layouts(gpu, &ws, true)?);
             }
         }
     }
@@ -266,7 +297,7 @@ pub fn measure(gpu: &Gpu) -> Result<Tuning, DeviceError> {
         },
     };
     let mut tuning = Tuning {
-        gemv_shape,
+        gemv_shapes: gemv_shapes.clone(),
         gemv,
         gemm: Some(gemm),
         f16_gemv: None,
@@ -277,7 +308,7 @@ pub fn measure(gpu: &Gpu) -> Result<Tuning, DeviceError> {
     let geometry = caps.geometry.clone().tuned(&tuning);
     let fallback_runs = caps.selftest.passed(Primitive::Unpack2x16FloatHi);
     if caps.f16().usable() && fallback_runs {
-        let w16 = upload(gpu, StorageDType::F16, gemv_shape)?;
+        let w16 = upload_all(gpu, StorageDType::F16, &gemv_shapes)?;
         let r = geometry.gemv_reduction(
             StorageDType::F16,
             false,
@@ -295,7 +326,7 @@ pub fn measure(gpu: &Gpu) -> Result<Tuning, DeviceError> {
             )
         };
         tuning.f16_gemv = Some(Race {
-            work: format!("f16 gemv {}x{}", gemv_shape.0, gemv_shape.1),
+            work: format!("f16 gemv {}", shapes_text(&gemv_shapes)),
             unit: "GB/s".into(),
             native: gemv_rate(gpu, &key(ComputeDType::F16), &w16)?,
             fallback: gemv_rate(gpu, &key(ComputeDType::F32), &w16)?,
