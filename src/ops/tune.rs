@@ -149,7 +149,10 @@ fn upload_all(
     dtype: StorageDType,
     shapes: &[(u32, u32)],
 ) -> Result<Vec<GpuTensor>, DeviceError> {
-    shapes.iter().map(|&shape| upload(gpu, dtype, shape)).collect()
+    shapes
+        .iter()
+        .map(|&shape| upload(gpu, dtype, shape))
+        .collect()
 }
 
 /// GFLOP/s of a GEMM kernel over `w` with `n` activation rows.
