@@ -87,6 +87,8 @@ pub struct WorkaroundJson {
 
 #[derive(Serialize)]
 pub struct Measurements {
+    /// The clock that timed these (GPU timestamps where the device has them).
+    pub clock: crate::ops::timing::Clock,
     pub stream_read: stream_read::StreamReadResult,
     pub fma_f32: fma_peak::FmaResult,
     pub fma_f16: Option<fma_peak::FmaResult>,
@@ -146,6 +148,7 @@ fn with_caps(mut r: AdapterReport, caps: &Capabilities) -> AdapterReport {
 fn measure(gpu: &Gpu) -> Result<Measurements, DeviceError> {
     eprintln!("measuring {} (a few seconds)…", gpu.caps.summary.name);
     Ok(Measurements {
+        clock: crate::ops::timing::clock(gpu),
         stream_read: stream_read::measure_limit(gpu)?,
         fma_f32: fma_peak::measure(gpu, ComputeDType::F32)?,
         fma_f16: if gpu.caps.f16().usable() {
@@ -549,7 +552,7 @@ fn render_details(a: &AdapterReport, out: &mut String) {
 
     if let Some(m) = &a.measurements {
         out.push_str(&format!(
-            "\n  Measured: streaming read {:.1} GB/s ({} layout, {}), f32 FMA {:.1} GFLOP/s{}\n",
+            "\n  Measured: streaming read {:.1} GB/s ({} layout, {}), f32 FMA {:.1} GFLOP/s{}; timed by {}\n",
             m.stream_read.gb_per_s,
             match m.stream_read.layout {
                 stream_read::Layout::Strided => "strided",
@@ -560,7 +563,8 @@ fn render_details(a: &AdapterReport, out: &mut String) {
             m.fma_f16.as_ref().map_or(String::new(), |f| format!(
                 ", f16 FMA {:.1} GFLOP/s",
                 f.gflop_per_s
-            ))
+            )),
+            m.clock.name()
         ));
     }
 }

@@ -449,13 +449,22 @@ mod tests {
                 .source()
                 .unwrap()
         };
-        // Shared blocks on GPU layouts, whole blocks per invocation on the serial one.
-        assert!(src(StorageDType::Q4K, Reduction::Workgroup).contains("unit_dot(row"));
-        assert!(src(StorageDType::Q6K, Reduction::Subgroup).contains("unit_dot(row"));
+        // Shared blocks on GPU layouts (every block dtype, in the unrolled loop), whole blocks
+        // per invocation on the serial one.
+        for dtype in crate::ops::select::BLOCK_DTYPES {
+            for r in [Reduction::Workgroup, Reduction::Subgroup] {
+                let s = src(dtype, r);
+                assert!(
+                    s.contains("unit_dot(blk") && s.contains("a = unit_term(row, i)"),
+                    "{dtype} {r:?}"
+                );
+            }
+        }
         assert!(src(StorageDType::Q4K, Reduction::Serial).contains("block_dot(row"));
-        // Element-wise where neither exists.
+        assert!(!src(StorageDType::Q4K, Reduction::Serial).contains("unit_term(row"));
+        // The word-wise dtypes have neither.
         let f8 = src(StorageDType::F8E4m3, Reduction::Workgroup);
-        assert!(!f8.contains("unit_dot(row") && !f8.contains("block_dot(row"));
+        assert!(!f8.contains("unit_dot(blk") && !f8.contains("block_dot(row"));
     }
 
     #[test]
