@@ -693,3 +693,15 @@ fn upload_failures_are_errors_naming_the_tensor() {
     let msg = err.to_string();
     assert!(msg.to_lowercase().contains("lost"), "{msg}");
 }
+
+/// Kernel parameters live in one buffer per distinct content, shared by every dispatch that
+/// uses them (no allocation or staged copy per dispatch); different parameters never share.
+#[test]
+fn parameter_buffers_are_shared_by_content() {
+    let gpu = all_gpus(Switches::default()).remove(0);
+    let a = gpu.uniform("a", &[7u32, 1, 2, 3]).unwrap();
+    let b = gpu.uniform("b", &[7u32, 1, 2, 3]).unwrap();
+    let c = gpu.uniform("c", &[7u32, 1, 2, 4]).unwrap();
+    assert_eq!(a, b);
+    assert_ne!(a, c);
+}

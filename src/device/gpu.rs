@@ -27,7 +27,14 @@ pub struct Gpu {
     lost: Arc<Mutex<Option<String>>>,
     uncaptured: Arc<Mutex<Vec<String>>>,
     pipelines: Mutex<HashMap<String, Arc<wgpu::ComputePipeline>>>,
+    /// Kernel-parameter buffers by content ([`Gpu::uniform`]).
+    uniforms: Mutex<HashMap<Vec<u8>, wgpu::Buffer>>,
 }
+
+/// Distinct parameter blocks kept by [`Gpu::uniform`] before the cache starts over: a model's
+/// decode step has a few dozen (one per matrix shape and row-split part), and each is 16-48
+/// bytes, so this bounds the cache to well under a megabyte.
+const UNIFORM_CACHE_ENTRIES: usize = 4096;
 
 /// The features wgllm's kernels use, and nothing else: what the adapter has, less what
 /// `WGLLM_DISABLE` switched off.
@@ -138,6 +145,7 @@ impl Gpu {
             lost,
             uncaptured,
             pipelines: Mutex::new(HashMap::new()),
+            uniforms: Mutex::new(HashMap::new()),
         };
         let report = selftest::run_or_load(&gpu)?;
         gpu.caps = Capabilities::new(gpu.caps.summary.clone(), switches, report);
@@ -252,14 +260,21 @@ impl Gpu {
         })
     }
 
-    /// A small uniform buffer holding a kernel's parameters.
+    /// A small uniform buffer holding a kernel's parameters, shared by every dispatch with the
+    /// same parameters (the buffer is written once and never changed). A fresh buffer per
+    /// dispatch cost an allocation, three error scopes and a staged copy that runs on the
+    /// device before the commands that use it — per GEMV of every decoded token, since a
+    /// decode step repeats the same few parameter blocks.
     pub fn uniform<T: bytemuck::Pod>(
         &self,
         label: &str,
         value: &T,
     ) -> Result<wgpu::Buffer, DeviceError> {
         let bytes = bytemuck::bytes_of(value);
-        self.scoped(&format!("allocating {label}"), bytes.len() as u64, || {
+        if let Some(b) = self.uniforms.lock().unwrap().get(bytes) {
+            return Ok(b.clone());
+        }
+        let buffer = self.scoped(&format!("allocating {label}"), bytes.len() as u64, || {
             let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(label),
                 size: (bytes.len() as u64).div_ceil(16).max(1) * 16,
@@ -268,7 +283,13 @@ impl Gpu {
             });
             self.queue.write_buffer(&buffer, 0, bytes);
             buffer
-        })
+        })?;
+        let mut cache = self.uniforms.lock().unwrap();
+        if cache.len() >= UNIFORM_CACHE_ENTRIES {
+            cache.clear();
+        }
+        cache.insert(bytes.to_vec(), buffer.clone());
+        Ok(buffer)
     }
 
     /// The compute pipeline of a shader variant, compiled once per process and cached by the
