@@ -436,15 +436,23 @@ fn block_dot(blk: u32, k0: u32) -> f32 {
 // Block decoding shared by the invocations of a row (workgroup and subgroup layouts, GPUs):
 // a block splits into UNITS units of one quant word each, and invocation i takes units
 // i, i + T, … across the row, so neighbouring invocations read neighbouring words (coalesced)
-// and each reads its scales once per unit instead of once per element. `unit_dot(blk, u, k0)`
-// is unit u of block blk, whose first element is activation k0. Activations come as aligned
-// vec4<f32> (`x4_at`, gemv.wgsl): measured on an H200, scalar activation loads spread over
-// eight blocks per subgroup made the L1 requests, not DRAM, the limit (q4_0 at 8% of the
-// streaming-read rate).
+// and each reads its scales once per unit instead of once per element. A unit is split in
+// two: `unit_x(u, k0)`, the activations unit u of a block whose first element is activation
+// k0 meets (up to two aligned vec4<f32>, `x4_at` in gemv.wgsl), and `unit_dot_x(blk, u, ux)`,
+// its weights in block blk against them — so that an invocation computing several rows
+// (ROWS_PER_INVOCATION) loads each activation once for all of them. Measured on an H200,
+// scalar activation loads spread over eight blocks per subgroup made the L1 requests, not
+// DRAM, the limit (q4_0 at 8% of the streaming-read rate).
 //
-// With INT_DOT, int_dot.wgsl's `int_dot_unit` replaces unit_dot (q8_0, q4_0, q4_k, q6_k).
+// With INT_DOT, int_dot.wgsl's `int_dot_unit` replaces these (q8_0, q4_0, q4_k, q6_k).
 
 #ifndef INT_DOT
+// A unit's activations: `a` and, for units of two activation runs, `b`.
+struct UnitX {
+    a: vec4<f32>,
+    b: vec4<f32>,
+}
+
 // The four bytes of a word as signed 8-bit integers, in f32.
 fn i8x4(q: u32) -> vec4<f32> {
     let v = vec4<i32>(bitcast<i32>(q << 24u), bitcast<i32>(q << 16u), bitcast<i32>(q << 8u), bitcast<i32>(q));
@@ -456,23 +464,39 @@ fn sum_of(v: vec4<f32>) -> f32 {
     return dot(v, vec4<f32>(1.0));
 }
 
+// Activations k..k+4 and k2..k2+4.
+fn x_pair(k: u32, k2: u32) -> UnitX {
+    return UnitX(x4_at(k), x4_at(k2));
+}
+
 // Sub-block pair c of a q4_k / q5_k block at byte `base` (scales at base + 4): quants `lo`
-// (sub-block 2c) and `hi` (2c + 1), one per byte, against activations xl and xh.
-fn kquant_unit(base: u32, c: u32, lo: u32, hi: u32, xl: vec4<f32>, xh: vec4<f32>) -> f32 {
+// (sub-block 2c) and `hi` (2c + 1), one per byte, against activations ux.a and ux.b.
+fn kquant_unit(base: u32, c: u32, lo: u32, hi: u32, ux: UnitX) -> f32 {
     let sm = scale_min_words(base + 4u);
     let sm_lo = scale_min_of(sm, 2u * c);
     let sm_hi = scale_min_of(sm, 2u * c + 1u);
-    return f16_at(base) * (sm_lo.x * dot(bytes4(lo, 0xffu), xl) + sm_hi.x * dot(bytes4(hi, 0xffu), xh))
-        - f16_at(base + 2u) * (sm_lo.y * sum_of(xl) + sm_hi.y * sum_of(xh));
+    return f16_at(base) * (sm_lo.x * dot(bytes4(lo, 0xffu), ux.a) + sm_hi.x * dot(bytes4(hi, 0xffu), ux.b))
+        - f16_at(base + 2u) * (sm_lo.y * sum_of(ux.a) + sm_hi.y * sum_of(ux.b));
+}
+
+// k-quant unit u (a word of the 128 quant bytes): low nibbles are elements 64c + l0.. of
+// sub-block 2c, high nibbles the same 32 further on.
+fn kquant_x(u: u32, k0: u32) -> UnitX {
+    let k = k0 + 64u * (u / 8u) + 4u * (u % 8u);
+    return x_pair(k, k + 32u);
 }
 #endif
 
 #ifdef W_Q8_0
 const UNITS: u32 = 8u; // 4 quants each
 #ifndef INT_DOT
-fn unit_dot(blk: u32, u: u32, k0: u32) -> f32 {
+fn unit_x(u: u32, k0: u32) -> UnitX {
+    return UnitX(x4_at(k0 + 4u * u), vec4<f32>(0.0));
+}
+
+fn unit_dot_x(blk: u32, u: u32, ux: UnitX) -> f32 {
     let base = blk * 34u;
-    return f16_at(base) * dot(i8x4(word_at(base + 2u + 4u * u)), x4_at(k0 + 4u * u));
+    return f16_at(base) * dot(i8x4(word_at(base + 2u + 4u * u)), ux.a);
 }
 #endif
 #endif
@@ -480,94 +504,114 @@ fn unit_dot(blk: u32, u: u32, k0: u32) -> f32 {
 #ifdef W_Q4_0
 const UNITS: u32 = 4u; // 4 bytes: elements 4u..4u+4 (low nibbles) and 16+4u.. (high)
 #ifndef INT_DOT
-fn unit_dot(blk: u32, u: u32, k0: u32) -> f32 {
+fn unit_x(u: u32, k0: u32) -> UnitX {
+    return x_pair(k0 + 4u * u, k0 + 16u + 4u * u);
+}
+
+fn unit_dot_x(blk: u32, u: u32, ux: UnitX) -> f32 {
     let base = blk * 18u;
     let q = word_at(base + 2u + 4u * u);
-    let k = k0 + 4u * u;
-    return f16_at(base) * (dot(bytes4(q, 0xfu) - 8.0, x4_at(k)) + dot(bytes4(q >> 4u, 0xfu) - 8.0, x4_at(k + 16u)));
+    return f16_at(base) * (dot(bytes4(q, 0xfu) - 8.0, ux.a) + dot(bytes4(q >> 4u, 0xfu) - 8.0, ux.b));
 }
 #endif
 #endif
 
 #ifdef W_Q4_1
 const UNITS: u32 = 4u; // as q4_0; d·Σ(q·x) + m·Σx
-fn unit_dot(blk: u32, u: u32, k0: u32) -> f32 {
+fn unit_x(u: u32, k0: u32) -> UnitX {
+    return x_pair(k0 + 4u * u, k0 + 16u + 4u * u);
+}
+
+fn unit_dot_x(blk: u32, u: u32, ux: UnitX) -> f32 {
     let base = blk * 20u; // a multiple of 4
     let q = w[(base + 4u + 4u * u) >> 2u];
-    let xl = x4_at(k0 + 4u * u);
-    let xh = x4_at(k0 + 16u + 4u * u);
-    return f16_at(base) * (dot(bytes4(q, 0xfu), xl) + dot(bytes4(q >> 4u, 0xfu), xh))
-        + f16_at(base + 2u) * (sum_of(xl) + sum_of(xh));
+    return f16_at(base) * (dot(bytes4(q, 0xfu), ux.a) + dot(bytes4(q >> 4u, 0xfu), ux.b))
+        + f16_at(base + 2u) * (sum_of(ux.a) + sum_of(ux.b));
 }
 #endif
 
 #ifdef W_Q5_0
 const UNITS: u32 = 4u; // as q4_0, with fifth bits 4u..4u+4 and 16+4u.. of qh
-fn unit_dot(blk: u32, u: u32, k0: u32) -> f32 {
+fn unit_x(u: u32, k0: u32) -> UnitX {
+    return x_pair(k0 + 4u * u, k0 + 16u + 4u * u);
+}
+
+fn unit_dot_x(blk: u32, u: u32, ux: UnitX) -> f32 {
     let base = blk * 22u;
     let qh = word_at(base + 2u);
     let q = word_at(base + 6u + 4u * u);
     let lo = (q & 0x0f0f0f0fu) | spread_bit4(qh >> (4u * u));
     let hi = ((q >> 4u) & 0x0f0f0f0fu) | spread_bit4(qh >> (16u + 4u * u));
-    let k = k0 + 4u * u;
-    return f16_at(base) * (dot(bytes4(lo, 0xffu) - 16.0, x4_at(k)) + dot(bytes4(hi, 0xffu) - 16.0, x4_at(k + 16u)));
+    return f16_at(base) * (dot(bytes4(lo, 0xffu) - 16.0, ux.a) + dot(bytes4(hi, 0xffu) - 16.0, ux.b));
 }
 #endif
 
 #ifdef W_Q5_1
 const UNITS: u32 = 4u;
-fn unit_dot(blk: u32, u: u32, k0: u32) -> f32 {
+fn unit_x(u: u32, k0: u32) -> UnitX {
+    return x_pair(k0 + 4u * u, k0 + 16u + 4u * u);
+}
+
+fn unit_dot_x(blk: u32, u: u32, ux: UnitX) -> f32 {
     let base = blk * 24u; // a multiple of 4
     let qh = w[(base + 4u) >> 2u];
     let q = w[(base + 8u + 4u * u) >> 2u];
     let lo = (q & 0x0f0f0f0fu) | spread_bit4(qh >> (4u * u));
     let hi = ((q >> 4u) & 0x0f0f0f0fu) | spread_bit4(qh >> (16u + 4u * u));
-    let xl = x4_at(k0 + 4u * u);
-    let xh = x4_at(k0 + 16u + 4u * u);
-    return f16_at(base) * (dot(bytes4(lo, 0xffu), xl) + dot(bytes4(hi, 0xffu), xh))
-        + f16_at(base + 2u) * (sum_of(xl) + sum_of(xh));
+    return f16_at(base) * (dot(bytes4(lo, 0xffu), ux.a) + dot(bytes4(hi, 0xffu), ux.b))
+        + f16_at(base + 2u) * (sum_of(ux.a) + sum_of(ux.b));
 }
 #endif
 
 #ifdef W_Q4_K
 const UNITS: u32 = 32u; // a word of the 128 quant bytes: 4 low- and 4 high-nibble elements
 #ifndef INT_DOT
-fn unit_dot(blk: u32, u: u32, k0: u32) -> f32 {
+fn unit_x(u: u32, k0: u32) -> UnitX {
+    return kquant_x(u, k0);
+}
+
+fn unit_dot_x(blk: u32, u: u32, ux: UnitX) -> f32 {
     let base = blk * 144u;
-    let c = u / 8u;
-    let k = k0 + 64u * c + 4u * (u % 8u);
     let q = w[(base + 16u + 4u * u) >> 2u];
-    return kquant_unit(base, c, q & 0x0f0f0f0fu, (q >> 4u) & 0x0f0f0f0fu, x4_at(k), x4_at(k + 32u));
+    return kquant_unit(base, u / 8u, q & 0x0f0f0f0fu, (q >> 4u) & 0x0f0f0f0fu, ux);
 }
 #endif
 #endif
 
 #ifdef W_Q5_K
 const UNITS: u32 = 32u; // as q4_k, with the fifth bits of qh byte l (bit = sub-block)
-fn unit_dot(blk: u32, u: u32, k0: u32) -> f32 {
+fn unit_x(u: u32, k0: u32) -> UnitX {
+    return kquant_x(u, k0);
+}
+
+fn unit_dot_x(blk: u32, u: u32, ux: UnitX) -> f32 {
     let base = blk * 176u; // a multiple of 4
     let c = u / 8u;
-    let l0 = 4u * (u % 8u);
-    let k = k0 + 64u * c + l0;
     let q = w[(base + 48u + 4u * u) >> 2u];
-    let h = w[(base + 16u + l0) >> 2u];
+    let h = w[(base + 16u + 4u * (u % 8u)) >> 2u];
     let lo = (q & 0x0f0f0f0fu) | (((h >> (2u * c)) & 0x01010101u) << 4u);
     let hi = ((q >> 4u) & 0x0f0f0f0fu) | (((h >> (2u * c + 1u)) & 0x01010101u) << 4u);
-    return kquant_unit(base, c, lo, hi, x4_at(k), x4_at(k + 32u));
+    return kquant_unit(base, c, lo, hi, ux);
 }
 #endif
 
 #ifdef W_Q6_K
 const UNITS: u32 = 64u; // 4 consecutive elements of one (half, quarter) group, one scale
 #ifndef INT_DOT
-fn unit_dot(blk: u32, u: u32, k0: u32) -> f32 {
+fn unit_x(u: u32, k0: u32) -> UnitX {
+    let h = u / 32u;
+    let qt = (u % 32u) / 8u;
+    return UnitX(x4_at(k0 + 128u * h + 32u * qt + 4u * (u % 8u)), vec4<f32>(0.0));
+}
+
+fn unit_dot_x(blk: u32, u: u32, ux: UnitX) -> f32 {
     let base = blk * 210u;
     let h = u / 32u;
     let qt = (u % 32u) / 8u;
     let l = 4u * (u % 8u);
     let low = (word_at(base + 64u * h + 32u * (qt & 1u) + l) >> (4u * (qt / 2u))) & 0x0f0f0f0fu;
     let high = (word_at(base + 128u + 32u * h + l) >> (2u * qt)) & 0x03030303u;
-    let part = dot(bytes4(low | (high << 4u), 0xffu) - 32.0, x4_at(k0 + 128u * h + 32u * qt + l));
+    let part = dot(bytes4(low | (high << 4u), 0xffu) - 32.0, ux.a);
     return f16_at(base + 208u) * i8_of(byte_at(base + 192u + 8u * h + l / 16u + 2u * qt)) * part;
 }
 #endif
@@ -589,13 +633,16 @@ fn share_tables(lid: u32) {
     workgroupBarrier();
 }
 
-fn unit_dot(blk: u32, u: u32, k0: u32) -> f32 {
+fn unit_x(u: u32, k0: u32) -> UnitX {
+    return x_pair(k0 + 8u * u, k0 + 8u * u + 4u);
+}
+
+fn unit_dot_x(blk: u32, u: u32, ux: UnitX) -> f32 {
     let base = blk * 36u; // a multiple of 4
     let q = w[base / 4u + 1u + u];
-    let k = k0 + 8u * u;
     let a = vec4<f32>(nf4_shared[(q >> 4u) & 0xfu], nf4_shared[q & 0xfu], nf4_shared[(q >> 12u) & 0xfu], nf4_shared[(q >> 8u) & 0xfu]);
     let b = vec4<f32>(nf4_shared[(q >> 20u) & 0xfu], nf4_shared[(q >> 16u) & 0xfu], nf4_shared[q >> 28u], nf4_shared[(q >> 24u) & 0xfu]);
-    return bitcast<f32>(w[base / 4u]) * (dot(a, x4_at(k)) + dot(b, x4_at(k + 4u)));
+    return bitcast<f32>(w[base / 4u]) * (dot(a, ux.a) + dot(b, ux.b));
 }
 #else
 // Lookup tables the unit decoders keep in workgroup memory (nf4's code book): none here.

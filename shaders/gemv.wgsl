@@ -293,7 +293,7 @@ fn unit_term(row: u32, i: u32) -> f32 {
 #ifdef INT_DOT
     return int_dot_unit(blk, i % UNITS, b);
 #else
-    return unit_dot(blk, i % UNITS, b * BLOCK_ELEMS);
+    return unit_dot_x(blk, i % UNITS, unit_x(i % UNITS, b * BLOCK_ELEMS));
 #endif
 }
 #else

@@ -455,7 +455,7 @@ mod tests {
             for r in [Reduction::Workgroup, Reduction::Subgroup] {
                 let s = src(dtype, r);
                 assert!(
-                    s.contains("unit_dot(blk") && s.contains("a = unit_term(row, i)"),
+                    s.contains("unit_dot_x(blk") && s.contains("a = unit_term(row, i)"),
                     "{dtype} {r:?}"
                 );
             }
@@ -464,7 +464,7 @@ mod tests {
         assert!(!src(StorageDType::Q4K, Reduction::Serial).contains("unit_term(row"));
         // The word-wise dtypes have neither.
         let f8 = src(StorageDType::F8E4m3, Reduction::Workgroup);
-        assert!(!f8.contains("unit_dot(blk") && !f8.contains("block_dot(row"));
+        assert!(!f8.contains("unit_dot_x(blk") && !f8.contains("block_dot(row"));
     }
 
     #[test]
