@@ -26,7 +26,9 @@
 // ROWS_PER_WG invocations sharing each row (a power of two).
 //   REDUCE_SERIAL     one invocation per row (CPU adapters; THREADS_PER_ROW = 1)
 //   REDUCE_WORKGROUP  tree reduction of each row's invocations in workgroup memory
-//   REDUCE_SUBGROUP   one subgroup per row, subgroupAdd; chosen only where the adapter's
+//   REDUCE_SUBGROUP   one subgroup per row (or per ROWS_PER_INVOCATION rows, 2 or 4, each
+//                     activation load serving all of them: UNROLLED f32-decode paths, raced
+//                     on GPUs), subgroupAdd; chosen only where the adapter's
 //                     subgroup size is fixed and equals THREADS_PER_ROW
 //   REDUCE_SERIAL_SHUFFLE  one invocation per row, as REDUCE_SERIAL, but x is read in
 //                     windows of eight units, one unit per lane, and handed between lanes by
@@ -155,7 +157,12 @@ fn output(row: u32, sum: acc_t) {
     y[at] = f32(sum) + b;
 }
 
+#ifdef ROWS_PER_INVOCATION
+// Each subgroup computes ROWS_PER_INVOCATION rows together.
+const THREADS_PER_ROW: u32 = WG_SIZE * ROWS_PER_INVOCATION / ROWS_PER_WG;
+#else
 const THREADS_PER_ROW: u32 = WG_SIZE / ROWS_PER_WG;
+#endif
 
 #ifndef ELEMENTWISE
 #ifdef W_F32
@@ -198,14 +205,28 @@ const X_PER_UNIT: u32 = ELEMS_PER_UNIT / 4u;
 
 // The contribution of unit `u` of W, which is unit `xu` of its row.
 fn unit_dot(u: u32, xu: u32) -> f32 {
+    let ux = unit_x(xu);
+    return unit_dot_x(u, ux.a, ux.b, ux.c, ux.d);
+}
+
+// The activations of unit `xu` of a row: a, then b (eight-element units: f16, bf16) and c, d
+// (sixteen: fp8); the ones a dtype does not use are zero.
+struct UnitX {
+    a: vec4<f32>,
+    b: vec4<f32>,
+    c: vec4<f32>,
+    d: vec4<f32>,
+}
+
+fn unit_x(xu: u32) -> UnitX {
     let none = vec4<f32>(0.0);
 #ifdef W_F32
-    return unit_dot_x(u, x[xu], none, none, none);
+    return UnitX(x[xu], none, none, none);
 #else
 #ifdef W_FP8
-    return unit_dot_x(u, x[4u * xu], x[4u * xu + 1u], x[4u * xu + 2u], x[4u * xu + 3u]);
+    return UnitX(x[4u * xu], x[4u * xu + 1u], x[4u * xu + 2u], x[4u * xu + 3u]);
 #else
-    return unit_dot_x(u, x[2u * xu], x[2u * xu + 1u], none, none);
+    return UnitX(x[2u * xu], x[2u * xu + 1u], none, none);
 #endif
 #endif
 }
@@ -281,28 +302,76 @@ fn row_words(row: u32) -> vec2<u32> {
 
 #ifdef UNROLLED
 // The unrolled loop's units (UNROLLED: a workgroup or subgroup per row, reading block units
-// or 16-byte vectors): how many a row has, and the contribution of unit i of row `row`.
+// or 16-byte vectors): how many a row has, the activations unit i meets (`unit_x_of`), and
+// the contribution of unit i of row `row` against them (`unit_dot_of`).
 #ifdef UNITWISE
 fn row_units() -> u32 {
     return (p.cols / BLOCK_ELEMS) * UNITS;
 }
 
+#ifdef INT_DOT
 fn unit_term(row: u32, i: u32) -> f32 {
     let b = i / UNITS;
-    let blk = row * (p.cols / BLOCK_ELEMS) + b;
-#ifdef INT_DOT
-    return int_dot_unit(blk, i % UNITS, b);
-#else
-    return unit_dot_x(blk, i % UNITS, unit_x(i % UNITS, b * BLOCK_ELEMS));
-#endif
+    return int_dot_unit(row * (p.cols / BLOCK_ELEMS) + b, i % UNITS, b);
 }
+#else
+fn unit_x_of(i: u32) -> UnitX {
+    return unit_x(i % UNITS, (i / UNITS) * BLOCK_ELEMS);
+}
+
+fn unit_dot_of(row: u32, i: u32, ux: UnitX) -> f32 {
+    return unit_dot_x(row * (p.cols / BLOCK_ELEMS) + i / UNITS, i % UNITS, ux);
+}
+#endif
 #else
 fn row_units() -> u32 {
     return p.cols / ELEMS_PER_UNIT;
 }
 
+fn unit_x_of(i: u32) -> UnitX {
+    return unit_x(i);
+}
+
+fn unit_dot_of(row: u32, i: u32, ux: UnitX) -> f32 {
+    return unit_dot_x(row * row_units() + i, ux.a, ux.b, ux.c, ux.d);
+}
+#endif
+
+#ifndef INT_DOT
 fn unit_term(row: u32, i: u32) -> f32 {
-    return unit_dot(row * row_units() + i, i);
+    return unit_dot_of(row, i, unit_x_of(i));
+}
+#endif
+
+#ifdef ROWS_PER_INVOCATION
+// Unit i of rows row0 .. row0 + ROWS_PER_INVOCATION (at most 4), its activations loaded once
+// for all of them: a subgroup computing several rows makes one activation request per unit
+// instead of one per row. Rows past the last are computed as the last row, and not written.
+fn unit_terms(row0: u32, i: u32) -> vec4<f32> {
+    let ux = unit_x_of(i);
+    var t = vec4<f32>(0.0);
+    for (var r = 0u; r < ROWS_PER_INVOCATION; r = r + 1u) {
+        t[r] = unit_dot_of(min(row0 + r, p.rows - 1u), i, ux);
+    }
+    return t;
+}
+
+// This invocation's share of rows row0 .. row0 + ROWS_PER_INVOCATION, unrolled as `partial`.
+fn partial_rows(row0: u32, first: u32, step: u32) -> vec4<f32> {
+    let units = row_units();
+    var acc = vec4<f32>(0.0);
+    var i = first;
+    for (; i + 3u * step < units; i = i + 4u * step) {
+        let a = unit_terms(row0, i);
+        let b = unit_terms(row0, i + step);
+        let c = unit_terms(row0, i + 2u * step);
+        let d = unit_terms(row0, i + 3u * step);
+        acc = acc + a + b + c + d;
+    }
+    for (; i < units; i = i + step) {
+        acc = acc + unit_terms(row0, i);
+    }
+    return acc;
 }
 #endif
 #endif
@@ -465,6 +534,21 @@ fn main(
 #ifdef UNITWISE
     share_tables(lid);
 #endif
+#ifdef ROWS_PER_INVOCATION
+    let row0 = (wg.y * p.groups_x + wg.x) * ROWS_PER_WG + sg * ROWS_PER_INVOCATION;
+    var sums = vec4<f32>(0.0);
+    if (row0 < p.rows) {
+        sums = partial_rows(row0, sg_lane, THREADS_PER_ROW);
+    }
+    let totals = subgroupAdd(sums);
+    if (sg_lane == 0u) {
+        for (var r = 0u; r < ROWS_PER_INVOCATION; r = r + 1u) {
+            if (row0 + r < p.rows) {
+                output(row0 + r, totals[r]);
+            }
+        }
+    }
+#else
     let row = (wg.y * p.groups_x + wg.x) * ROWS_PER_WG + sg;
     let valid = row < p.rows;
     var acc = acc_t(0.0);
@@ -475,5 +559,6 @@ fn main(
     if (valid && sg_lane == 0u) {
         output(row, total);
     }
+#endif
 }
 #endif

@@ -138,11 +138,15 @@ fn every_variant_matches_the_reference_on_every_adapter() {
                     check(&gpu, &key, rows, cols, 1000 + n as u64);
                     let effective = key.for_cols(cols);
                     ran.insert(format!(
-                        "{}_{}_{:?}{}{}",
+                        "{}_{}_{:?}{}{}{}",
                         key.dtype,
                         key.compute,
                         effective.reduction,
                         if effective.vec4 { "_v4" } else { "" },
+                        match effective.rows_per_invocation {
+                            1 => String::new(),
+                            r => format!("_x{r}"),
+                        },
                         if key.int_dot { "_dot4" } else { "" }
                     ));
                 }
@@ -182,6 +186,13 @@ fn every_variant_matches_the_reference_on_every_adapter() {
         }
         if plain {
             expected.insert(format!("{d}_{c}_SerialShuffle_v4"));
+        }
+        // Several rows per subgroup, sharing activation loads (the unrolled f32-decode paths).
+        for rows in [2, 4] {
+            expected.insert(format!(
+                "{d}_{c}_Subgroup{}_x{rows}",
+                if plain { "_v4" } else { "" }
+            ));
         }
         if d == "nf4" {
             expected.insert(format!("{d}_{c}_SerialShuffle"));
@@ -704,4 +715,54 @@ fn parameter_buffers_are_shared_by_content() {
     let c = gpu.uniform("c", &[7u32, 1, 2, 4]).unwrap();
     assert_eq!(a, b);
     assert_ne!(a, c);
+}
+
+/// Where the autotune measured a subgroup computing several rows (sharing each activation
+/// load) fastest, `select` picks that variant, names it, and it gives reference results.
+#[test]
+fn rows_per_subgroup_follow_the_race() {
+    use wgllm::device::capabilities::Timed;
+    use wgllm::ops::select::{select, Op};
+    let mut tested = 0;
+    for gpu in all_gpus(Switches::default()) {
+        let Some(tuning) = gpu.caps.tuning.clone() else {
+            continue;
+        };
+        if !gpu.caps.subgroups().usable() || gpu.caps.geometry.gemv_subgroup.is_none() {
+            continue;
+        }
+        for (dtype, rows_per_subgroup) in [(StorageDType::Q4_0, 2), (StorageDType::F32, 4)] {
+            let mut t = tuning.clone();
+            for r in t.gemv.iter_mut().filter(|r| r.dtype == dtype) {
+                // The f32-decode subgroup layout wins; int-dot loses everywhere.
+                let rate = if r.int_dot { 0.5 } else { 1.0 };
+                r.serial.rate = rate;
+                r.workgroup.rate = rate;
+                r.serial_shuffle = None;
+                r.subgroup = Some(Timed {
+                    kernel: "injected".into(),
+                    rate: if r.int_dot { 0.5 } else { 9.0 },
+                });
+                r.subgroup_rows = if r.int_dot { 1 } else { rows_per_subgroup };
+            }
+            let caps = gpu.caps.clone().with_tuning(t);
+            let path = select(&caps, Op::Gemv, dtype, None);
+            let key = path.key().unwrap();
+            assert_eq!(key.reduction, Reduction::Subgroup, "{path:?}");
+            assert_eq!(key.rows_per_invocation, rows_per_subgroup, "{path:?}");
+            assert!(
+                key.name().ends_with(&format!("_x{rows_per_subgroup}")),
+                "{}",
+                key.name()
+            );
+            // 4096 + 3 blocks: the unrolled loop and its remainder; 33 rows: a partial group.
+            let b = dtype.block().elements;
+            check(&gpu, key, 33, 4096 + 3 * b.max(4), 61);
+            tested += 1;
+        }
+    }
+    assert!(
+        tested > 0,
+        "no adapter with the subgroup layout (lavapipe has it)"
+    );
 }

@@ -406,7 +406,11 @@ fn render_details(a: &AdapterReport, out: &mut String) {
                     format!("gemv {}{}", r.dtype, if r.int_dot { " dot4" } else { "" }),
                     format!("{:.2}", r.serial.rate),
                     format!("{:.2}", r.workgroup.rate),
-                    rate(&r.subgroup),
+                    // The subgroup layout's best rows per subgroup, where more than one.
+                    match (&r.subgroup, r.subgroup_rows) {
+                        (Some(_), rows) if rows > 1 => format!("{} (x{rows})", rate(&r.subgroup)),
+                        _ => rate(&r.subgroup),
+                    },
                     rate(&r.serial_shuffle),
                     a.geometry
                         .as_ref()
@@ -415,8 +419,10 @@ fn render_details(a: &AdapterReport, out: &mut String) {
                                 .iter()
                                 .find(|c| c.dtype == r.dtype && c.int_dot == r.int_dot)
                         })
-                        .map_or("-", |c| c.reduction.name())
-                        .to_string(),
+                        .map_or("-".to_string(), |c| match c.rows_per_invocation {
+                            1 => c.reduction.name().to_string(),
+                            rows => format!("{} x{rows}", c.reduction.name()),
+                        }),
                 ]
             })
             .collect();
@@ -436,7 +442,7 @@ fn render_details(a: &AdapterReport, out: &mut String) {
             ]);
         }
         out.push_str(&format!(
-            "\n  Autotune{} (GEMV: weight GB/s over {}; serial_shuffle = serial with activations shared by\n  subgroupShuffle; gemm: serial = rows layout, workgroup = tiles; another layout replaces the\n  device-type default only when {:.0}% faster)\n",
+            "\n  Autotune{} (GEMV: weight GB/s over {}; serial_shuffle = serial with activations shared by\n  subgroupShuffle; xN = N rows per subgroup sharing activation loads, raced on GPUs;\n  gemm: serial = rows layout, workgroup = tiles; another layout replaces the device-type\n  default only when {:.0}% faster)\n",
             if t.cached { ", cached" } else { "" },
             crate::ops::tune::shapes_text(&t.gemv_shapes),
             (crate::device::capabilities::MIN_LAYOUT_GAIN - 1.0) * 100.0

@@ -244,7 +244,23 @@ pub enum RowLayout {
 #[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
 pub struct GemvShape {
     pub workgroup_size: u32,
+    /// Rows per workgroup, counting every row of every invocation group.
     pub rows_per_workgroup: u32,
+    /// Rows each subgroup computes together, sharing its activation loads (1 but for the
+    /// subgroup layout where the autotune measured more faster: see
+    /// [`LayoutRace::subgroup_rows`]).
+    pub rows_per_invocation: u32,
+}
+
+impl GemvShape {
+    /// This shape with `r` rows per subgroup (and so `r` times the rows per workgroup).
+    pub fn with_rows_per_invocation(self, r: u32) -> Self {
+        Self {
+            rows_per_workgroup: self.rows_per_workgroup / self.rows_per_invocation.max(1) * r,
+            rows_per_invocation: r,
+            ..self
+        }
+    }
 }
 
 /// The per-adapter kernel geometry (device-type heuristics; an autotune may refine it).
@@ -273,6 +289,8 @@ pub struct TunedLayout {
     /// The int-dot variant of the dtype's GEMV (q8_0, q4_0), measured separately.
     pub int_dot: bool,
     pub reduction: Reduction,
+    /// Rows per subgroup with `Reduction::Subgroup` (1 elsewhere).
+    pub rows_per_invocation: u32,
 }
 
 impl Geometry {
@@ -285,6 +303,7 @@ impl Geometry {
                 || GemvShape {
                     workgroup_size: wg,
                     rows_per_workgroup: wg / lo,
+                    rows_per_invocation: 1,
                 },
             );
         let (gemv_layout, source): (_, &str) = if s.is_cpu() {
@@ -303,10 +322,12 @@ impl Geometry {
             gemv_serial: GemvShape {
                 workgroup_size: 64.min(max),
                 rows_per_workgroup: 64.min(max),
+                rows_per_invocation: 1,
             },
             gemv_workgroup: GemvShape {
                 workgroup_size: wg,
                 rows_per_workgroup: (wg / 64).max(1),
+                rows_per_invocation: 1,
             },
             gemv_subgroup,
             gemv_tuned: Vec::new(),
@@ -349,6 +370,27 @@ impl Geometry {
         }
     }
 
+    /// The shape of `dtype`'s GEMV workgroups in `reduction`: [`Self::gemv_shape`], with the
+    /// rows per subgroup the autotune measured fastest for it.
+    pub fn gemv_shape_for(
+        &self,
+        dtype: StorageDType,
+        int_dot: bool,
+        reduction: Reduction,
+    ) -> GemvShape {
+        let shape = self.gemv_shape(reduction);
+        match self
+            .gemv_tuned
+            .iter()
+            .find(|t| t.dtype == dtype && t.int_dot == int_dot && t.reduction == reduction)
+        {
+            Some(t) if t.rows_per_invocation > 1 => {
+                shape.with_rows_per_invocation(t.rows_per_invocation)
+            }
+            _ => shape,
+        }
+    }
+
     /// The shape of a reduction's workgroups.
     pub fn gemv_shape(&self, reduction: Reduction) -> GemvShape {
         match (reduction, self.gemv_subgroup) {
@@ -370,16 +412,23 @@ impl Geometry {
         self.gemv_tuned = t
             .gemv
             .iter()
-            .map(|r| TunedLayout {
-                dtype: r.dtype,
-                int_dot: r.int_dot,
-                reduction: r.fastest_over(
-                    if r.subgroup.is_none() && default == Reduction::Subgroup {
+            .map(|r| {
+                let reduction =
+                    r.fastest_over(if r.subgroup.is_none() && default == Reduction::Subgroup {
                         Reduction::Workgroup
                     } else {
                         default
+                    });
+                TunedLayout {
+                    dtype: r.dtype,
+                    int_dot: r.int_dot,
+                    reduction,
+                    rows_per_invocation: if reduction == Reduction::Subgroup {
+                        r.subgroup_rows
+                    } else {
+                        1
                     },
-                ),
+                }
             })
             .collect();
         let f32_choice = self
@@ -454,6 +503,15 @@ pub struct LayoutRace {
     /// has it.
     #[serde(default)]
     pub serial_shuffle: Option<Timed>,
+    /// Rows per subgroup of the fastest subgroup variant raced (`subgroup` is its time): on
+    /// GPUs the subgroup layout is also raced with 2 and 4 rows per subgroup, each activation
+    /// load serving all of them.
+    #[serde(default = "one_row")]
+    pub subgroup_rows: u32,
+}
+
+fn one_row() -> u32 {
+    1
 }
 
 /// How much faster another layout must measure to replace the device-type default: closer

@@ -86,6 +86,7 @@ pub fn key(
         int_dot: false,
         workgroup_size: if layout.one_per_row() { 64 } else { 256 },
         rows_per_workgroup: TILE,
+        rows_per_invocation: 1,
         vec4: false,
         workarounds: Vec::new(),
     }

@@ -393,6 +393,20 @@ pub fn reachable_variants(caps: &Capabilities, dtype: StorageDType) -> Vec<Kerne
                     keys.push(dot);
                 }
                 if (plain || !vec4) && (reduction != Reduction::SerialShuffle || key.shares_x()) {
+                    // The subgroup layout also computes 2 and 4 rows per subgroup (raced on
+                    // GPUs; reachable, and so tested, wherever the layout is).
+                    if key.can_share_rows() {
+                        for rows in [2, 4] {
+                            keys.push(KernelKey::gemv(
+                                dtype,
+                                compute,
+                                reduction,
+                                shape.with_rows_per_invocation(rows),
+                                vec4,
+                                caps.selftest.workarounds(),
+                            ));
+                        }
+                    }
                     keys.push(key);
                 }
             }
@@ -442,6 +456,7 @@ mod tests {
         let shape = GemvShape {
             workgroup_size: 256,
             rows_per_workgroup: 4,
+            rows_per_invocation: 1,
         };
         let src = |dtype, r| {
             KernelKey::gemv(dtype, ComputeDType::F32, r, shape, false, vec![])
@@ -478,6 +493,7 @@ mod tests {
             int_dot: false,
             workgroup_size: 256,
             rows_per_workgroup: 1,
+            rows_per_invocation: 1,
             vec4: false,
             workarounds: vec![],
         };

@@ -38,6 +38,7 @@ pub fn all_variants() -> Vec<ShaderVariant> {
             let shape = GemvShape {
                 workgroup_size,
                 rows_per_workgroup,
+                rows_per_invocation: 1,
             };
             for vec4 in [false, true]
                 .into_iter()
@@ -58,6 +59,19 @@ pub fn all_variants() -> Vec<ShaderVariant> {
                     }
                     if key.can_sum_in_f16() {
                         v.push(key.with_accum(AccumDType::F16).variant());
+                    }
+                    if key.can_share_rows() {
+                        for rows in [2, 4] {
+                            let shared = KernelKey::gemv(
+                                dtype,
+                                compute,
+                                reduction,
+                                shape.with_rows_per_invocation(rows),
+                                vec4,
+                                key.workarounds.clone(),
+                            );
+                            v.push(shared.variant());
+                        }
                     }
                     v.push(key.variant());
                 }

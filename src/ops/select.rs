@@ -66,6 +66,9 @@ pub struct KernelKey {
     pub workgroup_size: u32,
     /// Rows one workgroup computes (the rest of the workgroup shares each row).
     pub rows_per_workgroup: u32,
+    /// Rows each subgroup computes together, each activation load serving all of them
+    /// (ROWS_PER_INVOCATION; 1 but for GEMV's unrolled subgroup layout).
+    pub rows_per_invocation: u32,
     /// W and x read as 16-byte vectors (f32/f16/bf16 rows that are whole vectors).
     pub vec4: bool,
     /// Driver workarounds compiled into this variant.
@@ -87,6 +90,9 @@ impl KernelKey {
         );
         if self.vec4 {
             n.push_str("_v4");
+        }
+        if self.rows_per_invocation > 1 {
+            n.push_str(&format!("_x{}", self.rows_per_invocation));
         }
         if self.int_dot {
             n.push_str("_dot4");
@@ -116,9 +122,16 @@ impl KernelKey {
             int_dot: false,
             workgroup_size: shape.workgroup_size,
             rows_per_workgroup: shape.rows_per_workgroup,
+            rows_per_invocation: shape.rows_per_invocation,
             vec4,
             workarounds,
         }
+    }
+
+    /// Whether this key may compute several rows per subgroup: the unrolled subgroup layout
+    /// (f32 decoding of block units or 16-byte vectors).
+    pub fn can_share_rows(&self) -> bool {
+        self.reduction == Reduction::Subgroup && self.unrolled() && !self.int_dot
     }
 
     /// This key with sums kept in `accum` (f16 needs shader-f16, and only keys for which
@@ -253,11 +266,13 @@ impl KernelKey {
         self.int_dot && self.vec4 && self.reduction.one_per_row() && Self::has_int_dot(self.dtype)
     }
 
-    /// This GEMV key on the int-dot path (compute dtype i8).
+    /// This GEMV key on the int-dot path (compute dtype i8), one row per subgroup.
     pub fn with_int_dot(&self) -> Self {
         Self {
             int_dot: true,
             compute: ComputeDType::I8,
+            rows_per_workgroup: self.rows_per_workgroup / self.rows_per_invocation.max(1),
+            rows_per_invocation: 1,
             ..self.clone()
         }
     }
@@ -290,11 +305,16 @@ impl KernelKey {
             Reduction::SerialShuffle if !shuffles => Reduction::Serial,
             r => r,
         };
-        let shaped = Self {
+        let mut shaped = Self {
             vec4,
             reduction,
             ..self.clone()
         };
+        // Rows that lost the unrolled path (no 16-byte vectors) take one row per subgroup.
+        if shaped.rows_per_invocation > 1 && !shaped.can_share_rows() {
+            shaped.rows_per_workgroup /= shaped.rows_per_invocation;
+            shaped.rows_per_invocation = 1;
+        }
         let int_dot_vec4 = Self {
             vec4: self.vec4,
             ..shaped.clone()
@@ -326,6 +346,12 @@ impl KernelKey {
         }
         if self.unrolled() {
             defines.push(Define::flag("UNROLLED"));
+        }
+        if self.rows_per_invocation > 1 {
+            defines.push(Define::value(
+                "ROWS_PER_INVOCATION",
+                self.rows_per_invocation,
+            ));
         }
         // The block loops (block-, unit-wise and int-dot) step a weight block at a time.
         if self.blockwise() || self.unitwise() || self.int_dot {
@@ -456,7 +482,7 @@ fn reduction(
     );
     (
         r,
-        g.gemv_shape(r),
+        g.gemv_shape_for(dtype, int_dot, r),
         match r {
             Reduction::Subgroup => Some("subgroups"),
             Reduction::SerialShuffle => Some("subgroupShuffle"),

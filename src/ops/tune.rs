@@ -189,12 +189,13 @@ fn race_gemv_layouts(
     } else {
         ComputeDType::F32
     };
-    let key = |r: Reduction| {
+    // A layout and its rows per subgroup.
+    let key = |(r, rows): (Reduction, u32)| {
         let k = KernelKey::gemv(
             dtype,
             compute,
             r,
-            g.gemv_shape(r),
+            g.gemv_shape(r).with_rows_per_invocation(rows),
             KernelKey::reads_vec4(dtype, int_dot),
             caps.selftest.workarounds(),
         );
@@ -204,12 +205,22 @@ fn race_gemv_layouts(
             k
         }
     };
-    let mut layouts = vec![Reduction::Serial, Reduction::Workgroup];
+    let mut layouts = vec![(Reduction::Serial, 1), (Reduction::Workgroup, 1)];
     if caps.subgroups().usable() && g.gemv_subgroup.is_some() {
-        layouts.push(Reduction::Subgroup);
+        layouts.push((Reduction::Subgroup, 1));
+        // On GPUs, also 2 and 4 rows per subgroup, each activation load serving all of them
+        // (fewer L1 requests per weight; fewer subgroups in flight). CPU adapters run one
+        // invocation per row and are not raced on it (it would lengthen their tune).
+        if !caps.summary.is_cpu()
+            && key((Reduction::Subgroup, 1))
+                .for_cols(ws[0].cols)
+                .can_share_rows()
+        {
+            layouts.extend([(Reduction::Subgroup, 2), (Reduction::Subgroup, 4)]);
+        }
     }
-    if caps.subgroup_shuffle().usable() && key(Reduction::SerialShuffle).shares_x() {
-        layouts.push(Reduction::SerialShuffle);
+    if caps.subgroup_shuffle().usable() && key((Reduction::SerialShuffle, 1)).shares_x() {
+        layouts.push((Reduction::SerialShuffle, 1));
     }
     // Round-robin, each layout's best of ROUNDS: on a shared machine the speed drifts for
     // seconds at a time, and one slow moment must not pick a layout (measured on lavapipe: a
@@ -223,12 +234,16 @@ fn race_gemv_layouts(
             }
         }
     }
-    let take = |r: Reduction| {
+    // Each layout's fastest variant, and its rows per subgroup.
+    let fastest = |r: Reduction| {
         layouts
             .iter()
-            .position(|&l| l == r)
-            .and_then(|i| best[i].clone())
+            .zip(&best)
+            .filter(|((l, _), _)| *l == r)
+            .filter_map(|((_, rows), t)| t.clone().map(|t| (t, *rows)))
+            .max_by(|a, b| a.0.rate.total_cmp(&b.0.rate))
     };
+    let take = |r: Reduction| fastest(r).map(|(t, _)| t);
     let timed = |r: Reduction| {
         take(r).ok_or_else(|| DeviceError::Internal {
             what: "the layout race".into(),
@@ -242,6 +257,7 @@ fn race_gemv_layouts(
         workgroup: timed(Reduction::Workgroup)?,
         subgroup: take(Reduction::Subgroup),
         serial_shuffle: take(Reduction::SerialShuffle),
+        subgroup_rows: fastest(Reduction::Subgroup).map_or(1, |(_, rows)| rows),
     })
 }
 
@@ -269,6 +285,7 @@ pub fn measure(gpu: &Gpu) -> Result<Tuning, DeviceError> {
     let gemm_key = |dtype, compute, layout| gemm::key(dtype, compute, AccumDType::F32, layout);
     let w32 = upload(gpu, StorageDType::F32, (rows, cols))?;
     let gemm = LayoutRace {
+        subgroup_rows: 1,
         dtype: StorageDType::F32,
         int_dot: false,
         serial: gemm_rate(
@@ -323,7 +340,7 @@ pub fn measure(gpu: &Gpu) -> Result<Tuning, DeviceError> {
                 StorageDType::F16,
                 compute,
                 r,
-                geometry.gemv_shape(r),
+                geometry.gemv_shape_for(StorageDType::F16, false, r),
                 true,
                 caps.selftest.workarounds(),
             )
