@@ -536,11 +536,18 @@ fn select_gemv(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
             workarounds.clone(),
         )
     };
-    let reduce_note = match reduction {
-        Reduction::Serial => "one invocation per row",
-        Reduction::SerialShuffle => "one invocation per row, activations shared by subgroupShuffle",
-        Reduction::Workgroup => "64 invocations per row, workgroup-memory reduction",
-        Reduction::Subgroup => "one subgroup per row, subgroupAdd",
+    let reduce_note = match (reduction, shape.rows_per_invocation) {
+        (Reduction::Serial, _) => "one invocation per row".to_string(),
+        (Reduction::SerialShuffle, _) => {
+            "one invocation per row, activations shared by subgroupShuffle".to_string()
+        }
+        (Reduction::Workgroup, _) => {
+            "64 invocations per row, workgroup-memory reduction".to_string()
+        }
+        (Reduction::Subgroup, 1) => "one subgroup per row, subgroupAdd".to_string(),
+        (Reduction::Subgroup, rows) => format!(
+            "one subgroup per {rows} rows, each activation load serving all of them, subgroupAdd"
+        ),
     };
     let join = |a: &str| match reduction_feature {
         Some(r) => format!("{a}, {r}"),
@@ -598,6 +605,8 @@ fn select_gemv(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
         d if BLOCK_DTYPES.contains(&d) => {
             let decode = if key(ComputeDType::F32).blockwise() {
                 "decoded a whole block at a time (scales once per block, quants a word at a time)"
+            } else if key(ComputeDType::F32).unitwise() {
+                "shared by the row's invocations a quant word apart (activations read 16 bytes at a time), decoded"
             } else {
                 "decoded one element at a time"
             };
