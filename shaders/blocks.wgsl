@@ -64,13 +64,21 @@ fn scale_min_of(words: vec4<u32>, j: u32) -> vec2<f32> {
 #endif
 
 #ifdef W_NF4
-// bitsandbytes' NF4 code book.
-var<private> NF4_TABLE: array<f32, 16> = array<f32, 16>(
-    -1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453,
-    -0.28444138169288635, -0.18477343022823334, -0.09105003625154495, 0.0,
-    0.07958029955625534, 0.16093020141124725, 0.24611230194568634, 0.33791524171829224,
-    0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1.0,
-);
+// Code c (0..16) of bitsandbytes' NF4 code book, by a tree of selects over constants: a table
+// indexed at run time (var<private>) is a per-lane stack array on CPU adapters and
+// thread-local memory on GPUs, where these are 15 register selects.
+fn nf4(c: u32) -> f32 {
+    let quarters = array<vec4<f32>, 4>(
+        vec4<f32>(-1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453),
+        vec4<f32>(-0.28444138169288635, -0.18477343022823334, -0.09105003625154495, 0.0),
+        vec4<f32>(0.07958029955625534, 0.16093020141124725, 0.24611230194568634, 0.33791524171829224),
+        vec4<f32>(0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1.0),
+    );
+    let b2 = (c & 4u) != 0u;
+    let q = select(select(quarters[0], quarters[1], b2), select(quarters[2], quarters[3], b2), c >= 8u);
+    let pair = select(q.xy, q.zw, (c & 2u) != 0u);
+    return select(pair.x, pair.y, (c & 1u) != 0u);
+}
 #endif
 
 fn dequant(e: u32) -> f32 {
@@ -157,7 +165,7 @@ fn dequant(e: u32) -> f32 {
     let base = (e / 64u) * 36u;
     let j = e % 64u;
     let code = (byte_at(base + 4u + j / 2u) >> (4u * (1u - j % 2u))) & 0xfu;
-    return NF4_TABLE[code] * bitcast<f32>(w[base / 4u]);
+    return nf4(code) * bitcast<f32>(w[base / 4u]);
 #endif
 }
 
@@ -389,8 +397,8 @@ fn block_dot(blk: u32, k0: u32) -> f32 {
         let xw = x_window8(k);
         for (var b = 0u; b < 4u; b = b + 1u) {
             let byte = (q >> (8u * b)) & 0xffu;
-            s = s + NF4_TABLE[byte >> 4u] * x_from8(xw, k, 2u * b)
-                + NF4_TABLE[byte & 0xfu] * x_from8(xw, k, 2u * b + 1u);
+            s = s + nf4(byte >> 4u) * x_from8(xw, k, 2u * b)
+                + nf4(byte & 0xfu) * x_from8(xw, k, 2u * b + 1u);
         }
     }
     return bitcast<f32>(w[base / 4u]) * s;
@@ -620,15 +628,15 @@ fn unit_dot_x(blk: u32, u: u32, ux: UnitX) -> f32 {
 #ifdef W_NF4
 const UNITS: u32 = 8u; // a word: 8 codes, high nibble first
 
-// The code book in workgroup memory: a subgroup's lanes look codes up at random, and the
-// per-invocation table (var<private>, indexed at run time) lives in slow thread-local memory
-// on GPUs (an H200 ran nf4 at 2-3% of the streaming-read rate with it). Sixteen words sit in
-// sixteen banks, so a lookup is one conflict-free access.
+// The code book in workgroup memory: a subgroup's lanes look codes up at random, and a
+// per-invocation table (var<private>, indexed at run time) lived in slow thread-local memory
+// on GPUs (an H200 ran nf4 at 2-3% of the streaming-read rate with it); a lookup here is one
+// conflict-free access (sixteen words in sixteen banks) where `nf4` is 15 selects.
 var<workgroup> nf4_shared: array<f32, 16>;
 
 fn share_tables(lid: u32) {
     if (lid < 16u) {
-        nf4_shared[lid] = NF4_TABLE[lid];
+        nf4_shared[lid] = nf4(lid);
     }
     workgroupBarrier();
 }

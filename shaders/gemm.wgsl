@@ -206,8 +206,8 @@ fn unit_part(u: WUnit, s: u32) -> vec4<f32> {
     // Elements 4s..4s+4: bytes 2s and 2s + 1 of the codes, high nibble first.
     let b = u.lo[s / 2u] >> (16u * (s % 2u));
     return u.scale.x * vec4<f32>(
-        NF4_TABLE[(b >> 4u) & 0xfu], NF4_TABLE[b & 0xfu],
-        NF4_TABLE[(b >> 12u) & 0xfu], NF4_TABLE[(b >> 8u) & 0xfu],
+        nf4((b >> 4u) & 0xfu), nf4(b & 0xfu),
+        nf4((b >> 12u) & 0xfu), nf4((b >> 8u) & 0xfu),
     );
 #endif
 #ifdef W_Q4_1
