@@ -357,6 +357,8 @@ fn unit_terms(row0: u32, i: u32) -> vec4<f32> {
 }
 
 // This invocation's share of rows row0 .. row0 + ROWS_PER_INVOCATION, unrolled as `partial`.
+// The loop is `partial`'s over another sum type: that one sums in the accumulation dtype (f16
+// variants exist), this one four rows in f32, and WGSL has no generics to share it.
 fn partial_rows(row0: u32, first: u32, step: u32) -> vec4<f32> {
     let units = row_units();
     var acc = vec4<f32>(0.0);
