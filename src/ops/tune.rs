@@ -266,21 +266,38 @@ fn race_gemv_layouts(
 pub fn measure(gpu: &Gpu) -> Result<Tuning, DeviceError> {
     let caps = &gpu.caps;
     let gemv_shapes = gemv_shapes(caps);
+    let dtypes: Vec<StorageDType> = dequantize::DTYPES
+        .into_iter()
+        .filter(|&d| {
+            crate::ops::select::select(caps, crate::ops::select::Op::Gemv, d, None)
+                .key()
+                .is_some()
+        })
+        .collect();
+    // The tune takes 15 s on lavapipe and up to a minute on a GPU (more layouts, two shapes):
+    // a bar on stderr, drawn only when it is a terminal, says how far it is.
+    let progress = indicatif::ProgressBar::with_draw_target(
+        Some(dtypes.len() as u64 + 1),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    progress.set_style(
+        indicatif::ProgressStyle::with_template("tuning kernels [{bar:30}] {pos}/{len} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
     let mut gemv = Vec::new();
-    for dtype in dequantize::DTYPES {
-        if crate::ops::select::select(caps, crate::ops::select::Op::Gemv, dtype, None)
-            .key()
-            .is_some()
-        {
-            log::debug!("tuning gemv layouts for {dtype}");
-            // One upload serves the f32-decode and int-dot races.
-            let ws = upload_all(gpu, dtype, &gemv_shapes)?;
-            gemv.push(race_gemv_layouts(gpu, &ws, false)?);
-            if KernelKey::has_int_dot(dtype) && caps.dot4().usable() {
-                gemv.push(race_gemv_layouts(gpu, &ws, true)?);
-            }
+    for dtype in dtypes {
+        progress.set_message(format!("gemv {dtype}"));
+        log::debug!("tuning gemv layouts for {dtype}");
+        // One upload serves the f32-decode and int-dot races.
+        let ws = upload_all(gpu, dtype, &gemv_shapes)?;
+        gemv.push(race_gemv_layouts(gpu, &ws, false)?);
+        if KernelKey::has_int_dot(dtype) && caps.dot4().usable() {
+            gemv.push(race_gemv_layouts(gpu, &ws, true)?);
         }
+        progress.inc(1);
     }
+    progress.set_message("gemm and native-vs-fallback races");
     let (rows, cols, n) = GEMM_SHAPE;
     let gemm_key = |dtype, compute, layout| gemm::key(dtype, compute, AccumDType::F32, layout);
     let w32 = upload(gpu, StorageDType::F32, (rows, cols))?;
@@ -370,5 +387,6 @@ pub fn measure(gpu: &Gpu) -> Result<Tuning, DeviceError> {
             )?,
         });
     }
+    progress.finish_and_clear();
     Ok(tuning)
 }
