@@ -84,7 +84,7 @@ pub fn run_or_load(gpu: &Gpu) -> Result<Tuning, DeviceError> {
     let (mut tuning, was_cached) = cached("tuning", &key, fresh, || {
         log::info!(
             "measuring kernel layouts and native-vs-fallback paths on {} (first run on this \
-             adapter and driver only: about 15 s on a CPU adapter; cached{})",
+             adapter and driver only: about 15 s on a CPU adapter, up to a minute on a GPU; cached{})",
             gpu.caps.summary.name,
             crate::device::cache::cache_dir()
                 .map(|d| format!(" in {}", d.display()))
