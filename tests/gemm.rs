@@ -214,7 +214,10 @@ fn f16_gemm_is_native_only_where_it_measured_faster() {
         };
         assert_eq!(path.kind(), want, "{}: {path:?}", label(&gpu));
         // The layout is the capability model's (the autotune's choice where it ran).
-        assert_eq!(path.key().unwrap().reduction, gpu.caps.gemm_layout());
+        assert_eq!(
+            path.key().unwrap().reduction,
+            gpu.caps.gemm_layout_for(StorageDType::F16)
+        );
         // Every weight dtype has a GEMM path.
         for d in DTYPES {
             assert!(select(&gpu.caps, Op::Gemm, d, None).key().is_some(), "{d}");
@@ -267,5 +270,48 @@ fn untuned_gemm_layout_follows_the_adapter() {
                 }
             }
         }
+    }
+}
+
+/// Where the autotune raced a dtype's GEMM layouts of its own (GPUs), that dtype's GEMM runs
+/// in its fastest layout, and the others keep the f32 race's.
+#[test]
+fn per_dtype_gemm_races_pick_each_dtypes_layout() {
+    use wgllm::device::capabilities::{LayoutRace, Timed};
+    let timed = |rate: f64| Timed {
+        kernel: "injected".into(),
+        rate,
+    };
+    for gpu in all_gpus(Switches::default()) {
+        let Some(mut t) = gpu.caps.tuning.clone() else {
+            continue;
+        };
+        let f32_layout = gpu.caps.gemm_layout();
+        // q4_0 measured fastest in whichever layout f32 did not pick.
+        let other = if f32_layout == Reduction::Workgroup {
+            Reduction::Serial
+        } else {
+            Reduction::Workgroup
+        };
+        let rate = |r: Reduction| if r == other { 9.0 } else { 1.0 };
+        t.gemm_by_dtype = vec![LayoutRace {
+            dtype: StorageDType::Q4_0,
+            int_dot: false,
+            serial: timed(rate(Reduction::Serial)),
+            workgroup: timed(rate(Reduction::Workgroup)),
+            subgroup: None,
+            serial_shuffle: Some(timed(rate(Reduction::SerialShuffle))),
+            subgroup_rows: 1,
+        }];
+        let caps = gpu.caps.clone().with_tuning(t);
+        let q4 = select(&caps, Op::Gemm, StorageDType::Q4_0, None);
+        assert_eq!(
+            q4.key().unwrap().reduction,
+            other,
+            "{}: {q4:?}",
+            label(&gpu)
+        );
+        let q8 = select(&caps, Op::Gemm, StorageDType::Q8_0, None);
+        assert_eq!(q8.key().unwrap().reduction, f32_layout, "{}", label(&gpu));
     }
 }

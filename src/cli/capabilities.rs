@@ -426,14 +426,15 @@ fn render_details(a: &AdapterReport, out: &mut String) {
                 ]
             })
             .collect();
-        if let Some(g) = &t.gemm {
+        // GEMM rows: f32's race everywhere, every other dtype's on GPUs.
+        for g in t.gemm.iter().chain(&t.gemm_by_dtype) {
             rows.push(vec![
-                "gemm f32 (GFLOP/s)".into(),
+                format!("gemm {} (GFLOP/s)", g.dtype),
                 format!("{:.2}", g.serial.rate),
                 format!("{:.2}", g.workgroup.rate),
                 "-".into(),
                 rate(&g.serial_shuffle),
-                match a.geometry.as_ref().map(|g| g.gemm_layout) {
+                match a.geometry.as_ref().map(|geo| geo.gemm_layout_for(g.dtype)) {
                     Some(crate::ops::select::Reduction::Serial) => "rows",
                     Some(crate::ops::select::Reduction::SerialShuffle) => "rows_shuffle",
                     _ => "tiles",

@@ -279,6 +279,8 @@ pub struct Geometry {
     pub gemv_tuned: Vec<TunedLayout>,
     /// GEMM: one invocation per weight row (`serial`, CPU adapters) or 64x64 workgroup tiles.
     pub gemm_layout: Reduction,
+    /// GEMM layouts measured per dtype (GPUs), where they differ from `gemm_layout`'s race.
+    pub gemm_tuned: Vec<(StorageDType, Reduction)>,
     pub source: String,
 }
 
@@ -336,6 +338,7 @@ impl Geometry {
             } else {
                 Reduction::Workgroup
             },
+            gemm_tuned: Vec::new(),
             source: source.to_string(),
         }
     }
@@ -391,6 +394,14 @@ impl Geometry {
         }
     }
 
+    /// GEMM's layout for `dtype`: its own race where one ran (GPUs), else `gemm_layout`.
+    pub fn gemm_layout_for(&self, dtype: StorageDType) -> Reduction {
+        self.gemm_tuned
+            .iter()
+            .find(|(d, _)| *d == dtype)
+            .map_or(self.gemm_layout, |(_, r)| *r)
+    }
+
     /// The shape of a reduction's workgroups.
     pub fn gemv_shape(&self, reduction: Reduction) -> GemvShape {
         match (reduction, self.gemv_subgroup) {
@@ -442,9 +453,15 @@ impl Geometry {
                 RowLayout::WorkgroupPerRow
             };
         }
+        let untuned_gemm = self.gemm_layout;
         if let Some(g) = &t.gemm {
-            self.gemm_layout = g.fastest_over(self.gemm_layout);
+            self.gemm_layout = g.fastest_over(untuned_gemm);
         }
+        self.gemm_tuned = t
+            .gemm_by_dtype
+            .iter()
+            .map(|r| (r.dtype, r.fastest_over(untuned_gemm)))
+            .collect();
         self.source = format!(
             "measured{}: the fastest of each dtype's GEMV layouts and of the GEMM layouts",
             if t.cached { " (cached)" } else { "" }
@@ -582,6 +599,9 @@ pub struct Tuning {
     pub gemv: Vec<LayoutRace>,
     /// GEMM GFLOP/s (f32): `serial` is the row layout, `workgroup` the tiled one.
     pub gemm: Option<LayoutRace>,
+    /// The same race for every other dtype, on GPUs (f32 tiles and products each).
+    #[serde(default)]
+    pub gemm_by_dtype: Vec<LayoutRace>,
     /// f16 weights: f16 compute (shader-f16) against unpacking into f32.
     pub f16_gemv: Option<Race>,
     pub f16_gemm: Option<Race>,
@@ -697,9 +717,15 @@ impl Capabilities {
     /// usable (2-3x the plain row layout on lavapipe for every dtype, so not worth a race to
     /// pick it when the autotune is off).
     pub fn gemm_layout(&self) -> Reduction {
+        self.gemm_layout_for(StorageDType::F32)
+    }
+
+    /// GEMM's layout for `dtype`: as [`Self::gemm_layout`], from `dtype`'s own race where the
+    /// autotune ran one (GPUs).
+    pub fn gemm_layout_for(&self, dtype: StorageDType) -> Reduction {
         let shuffles = self.subgroup_shuffle().usable();
         let tuned = self.tuning.as_ref().is_some_and(|t| t.gemm.is_some());
-        match self.geometry.gemm_layout {
+        match self.geometry.gemm_layout_for(dtype) {
             Reduction::SerialShuffle if !shuffles => Reduction::Serial,
             Reduction::Serial if !tuned && shuffles => Reduction::SerialShuffle,
             r => r,

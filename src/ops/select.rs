@@ -731,7 +731,7 @@ fn select_gemm(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
             reason: NOT_IMPLEMENTED.into(),
         };
     }
-    let layout = caps.gemm_layout();
+    let layout = caps.gemm_layout_for(dtype);
     let tiles = if layout == Reduction::SerialShuffle {
         format!(
             "one invocation per 4 weight rows, {} activation rows per workgroup shared by subgroupShuffle, no barriers; \

@@ -45,6 +45,19 @@ pub fn gemv_shapes(caps: &crate::device::Capabilities) -> Vec<(u32, u32)> {
 /// here; at 256 × 256 × 64 it had 2, and a 16-core CPU would have raced it on 2 cores), and
 /// rows as long as a small model's.
 const GEMM_SHAPE: (u32, u32, u32) = (2048, 1024, 128);
+/// GEMM shape on GPUs: the benchmark's 4096×4096 × 512. At 2048×1024×128 the H200 ranked the
+/// tiles first for f32 (3.4 against 2.2 TFLOP/s for the shuffled row layout) where at the
+/// benchmark's shape the shuffled layout was 36% faster (14.3 against 10.5).
+const GEMM_SHAPE_GPU: (u32, u32, u32) = (4096, 4096, 512);
+
+/// The GEMM race's shape on this adapter.
+fn gemm_shape(caps: &crate::device::Capabilities) -> (u32, u32, u32) {
+    if caps.summary.is_cpu() {
+        GEMM_SHAPE
+    } else {
+        GEMM_SHAPE_GPU
+    }
+}
 const RUNS: usize = 3;
 /// Rounds of the GEMV layout race (each layout measured once per round, best kept).
 const ROUNDS: usize = 2;
@@ -165,6 +178,32 @@ fn gemm_rate(gpu: &Gpu, key: &KernelKey, w: &GpuTensor, n: u32) -> Result<Timed,
     Ok(Timed {
         kernel: gemm::for_cols(key, w.cols).name(),
         rate: gemm::flops(w.rows, w.cols, n) as f64 / seconds / 1e9,
+    })
+}
+
+/// Times every GEMM layout this adapter can run on the weights `w` (f32 tiles and products),
+/// with `n` activation rows.
+fn race_gemm_layouts(gpu: &Gpu, w: &GpuTensor, n: u32) -> Result<LayoutRace, DeviceError> {
+    let rate = |layout| {
+        gemm_rate(
+            gpu,
+            &gemm::key(w.dtype, ComputeDType::F32, AccumDType::F32, layout),
+            w,
+            n,
+        )
+    };
+    Ok(LayoutRace {
+        dtype: w.dtype,
+        int_dot: false,
+        serial: rate(Reduction::Serial)?,
+        workgroup: rate(Reduction::Workgroup)?,
+        subgroup: None,
+        serial_shuffle: if gpu.caps.subgroup_shuffle().usable() {
+            Some(rate(Reduction::SerialShuffle)?)
+        } else {
+            None
+        },
+        subgroup_rows: 1,
     })
 }
 
@@ -298,45 +337,32 @@ pub fn measure(gpu: &Gpu) -> Result<Tuning, DeviceError> {
         progress.inc(1);
     }
     progress.set_message("gemm and native-vs-fallback races");
-    let (rows, cols, n) = GEMM_SHAPE;
+    let (rows, cols, n) = gemm_shape(caps);
     let gemm_key = |dtype, compute, layout| gemm::key(dtype, compute, AccumDType::F32, layout);
     let w32 = upload(gpu, StorageDType::F32, (rows, cols))?;
-    let gemm = LayoutRace {
-        subgroup_rows: 1,
-        dtype: StorageDType::F32,
-        int_dot: false,
-        serial: gemm_rate(
-            gpu,
-            &gemm_key(StorageDType::F32, ComputeDType::F32, Reduction::Serial),
-            &w32,
-            n,
-        )?,
-        workgroup: gemm_rate(
-            gpu,
-            &gemm_key(StorageDType::F32, ComputeDType::F32, Reduction::Workgroup),
-            &w32,
-            n,
-        )?,
-        subgroup: None,
-        serial_shuffle: if caps.subgroup_shuffle().usable() {
-            Some(gemm_rate(
-                gpu,
-                &gemm_key(
-                    StorageDType::F32,
-                    ComputeDType::F32,
-                    Reduction::SerialShuffle,
-                ),
-                &w32,
-                n,
-            )?)
-        } else {
-            None
-        },
-    };
+    let gemm = race_gemm_layouts(gpu, &w32, n)?;
+    // On GPUs every dtype's layouts are raced too (a few seconds there): on the H200 the
+    // fastest layout differed by dtype (f32: the shuffled rows, 14.3 TFLOP/s against 10.5 for
+    // the tiles; f16 with f32 tiles: the tiles, 10.5 against 7.9). CPU adapters keep the f32
+    // race for every dtype (about 3 s a dtype on lavapipe).
+    let mut gemm_by_dtype = Vec::new();
+    if !caps.summary.is_cpu() {
+        for dtype in dequantize::DTYPES {
+            if dtype != StorageDType::F32
+                && crate::ops::select::select(caps, crate::ops::select::Op::Gemm, dtype, None)
+                    .key()
+                    .is_some()
+            {
+                let w = upload(gpu, dtype, (rows, cols))?;
+                gemm_by_dtype.push(race_gemm_layouts(gpu, &w, n)?);
+            }
+        }
+    }
     let mut tuning = Tuning {
         gemv_shapes: gemv_shapes.clone(),
         gemv,
         gemm: Some(gemm),
+        gemm_by_dtype,
         f16_gemv: None,
         f16_gemm: None,
         cached: false,
@@ -369,7 +395,7 @@ pub fn measure(gpu: &Gpu) -> Result<Tuning, DeviceError> {
             fallback: gemv_rate(gpu, &key(ComputeDType::F32), &w16)?,
         });
         let w = upload(gpu, StorageDType::F16, (rows, cols))?;
-        let layout = geometry.gemm_layout;
+        let layout = geometry.gemm_layout_for(StorageDType::F16);
         tuning.f16_gemm = Some(Race {
             work: format!("f16 gemm {rows}x{cols}, n={n}"),
             unit: "GFLOP/s".into(),
