@@ -94,8 +94,10 @@ wgllm plan model.gguf --sweep --plot memory.svg\n  wgllm plan model.gguf --batch
     Plan(plan::Args),
 
     /// Measure kernel throughput on the selected adapter, next to a limit measured in the same
-    /// run: GEMV weight GB/s ÷ streaming-read GB/s, GEMM GFLOP/s ÷ FMA peak. With --model, one
-    /// pass over a model's real weights and the tokens/s it bounds.
+    /// run: GEMV weight GB/s ÷ streaming-read GB/s, GEMM GFLOP/s ÷ FMA peak. Kernels and limits
+    /// are timed by GPU timestamps where the device has them (the host clock otherwise); the
+    /// host-timed column adds the host's work per dispatch. With --model, one pass over a
+    /// model's real weights and the tokens/s it bounds.
     #[command(
         after_help = "Examples:\n  wgllm bench\n  wgllm bench --dtype f16 --shape 4096x4096 --selected-only\n  \
 wgllm bench --op gemm --dtype f16,q4_k --n 512     prefill: 512 activation rows\n  \
