@@ -621,6 +621,29 @@ fn bench_model_too_big_for_the_device_is_a_clear_device_error() {
 }
 
 #[test]
+fn bench_can_time_repetitions_with_independent_outputs() {
+    let r = json(
+        &[
+            "--adapter",
+            "vulkan",
+            "bench",
+            "--dtype",
+            "q8_0",
+            "--shape",
+            "64x256",
+            "--selected-only",
+            "--independent-outputs",
+            "--json",
+        ],
+        &[],
+    );
+    assert_eq!(r["independent_outputs"], true, "{r}");
+    let rows = r["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{r}");
+    assert!(rows[0]["seconds"].as_f64().unwrap() > 0.0, "{r}");
+}
+
+#[test]
 fn bench_measures_f16_accumulation_where_f16_is_usable() {
     let r = json(
         &[

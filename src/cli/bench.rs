@@ -54,6 +54,13 @@ pub struct Args {
     /// Measure only the variant `select` picks, not every reachable one.
     #[arg(long)]
     pub selected_only: bool,
+    /// Let consecutive repetitions write different output buffers (four, in turn), so that
+    /// they do not depend on each other and the device need not finish one before starting
+    /// the next — as a decode step's Q, K and V projections, which read the same input. By
+    /// default every repetition writes the same output, which orders them like a chain of
+    /// dependent matmuls.
+    #[arg(long)]
+    pub independent_outputs: bool,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -166,6 +173,8 @@ pub struct BenchReport {
     pub disabled: Vec<&'static str>,
     /// The clock that timed every kernel and limit here.
     pub clock: Clock,
+    /// Whether consecutive repetitions wrote different outputs (`--independent-outputs`).
+    pub independent_outputs: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stream_read: Option<stream_read::StreamReadResult>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -301,17 +310,24 @@ fn bench_op(gpu: &Gpu, args: &Args, op: Op, limits: &Limits) -> Result<Vec<Bench
             );
             let w = weights(gpu, dtype, shape)?;
             let x = activations(gpu, n, shape.cols)?;
-            let y = gpu.storage("bench y", u64::from(shape.rows) * u64::from(n) * 4)?;
+            let outputs = if args.independent_outputs { 4 } else { 1 };
+            let ys = (0..outputs)
+                .map(|_| gpu.storage("bench y", u64::from(shape.rows) * u64::from(n) * 4))
+                .collect::<Result<Vec<_>, _>>()?;
             for key in &keys {
                 // The limit is timed next to each kernel: on a shared machine bandwidth drifts
                 // by tens of percent over a run, and a ratio is only fair against the limit of
                 // the same moment.
                 let near = limits.nearby(gpu)?;
-                let timing =
-                    median_timing(gpu, &format!("the {op} benchmark"), 5, |enc| match op {
-                        Op::Gemv => gemv::encode_gemv_tensor(gpu, enc, key, &w, [&x, &y], None),
-                        _ => gemm::encode_gemm(gpu, enc, key, &w, n, [&x, &y], None),
-                    })?;
+                let mut rep = 0usize;
+                let timing = median_timing(gpu, &format!("the {op} benchmark"), 5, |enc| {
+                    let y = &ys[rep % ys.len()];
+                    rep += 1;
+                    match op {
+                        Op::Gemv => gemv::encode_gemv_tensor(gpu, enc, key, &w, [&x, y], None),
+                        _ => gemm::encode_gemm(gpu, enc, key, &w, n, [&x, y], None),
+                    }
+                })?;
                 let seconds = timing.seconds;
                 let gbs = w.bytes() as f64 / seconds / 1e9;
                 let gflops = gemm::flops(shape.rows, shape.cols, n) as f64 / seconds / 1e9;
@@ -565,6 +581,7 @@ pub fn measure(gpu: &Gpu, args: &Args) -> Result<BenchReport, CliError> {
         backend: gpu.caps.summary.backend,
         disabled: gpu.caps.disabled.names(),
         clock: timing::clock(gpu),
+        independent_outputs: args.independent_outputs,
         stream_read: limits.stream_read,
         fma_peak: limits.fma,
         rows,
@@ -594,6 +611,9 @@ pub fn render(r: &BenchReport) -> String {
         limits.push(format!("WGLLM_DISABLE={}", r.disabled.join(",")));
     }
     limits.push(format!("timed by {}", r.clock.name()));
+    if r.independent_outputs {
+        limits.push("repetitions write independent outputs".into());
+    }
     let mut out = format!("{} ({}): {}\n", r.adapter, r.backend, limits.join("; "));
     let rows: Vec<Vec<String>> = r
         .rows
