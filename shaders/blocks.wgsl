@@ -452,7 +452,7 @@ fn block_dot(blk: u32, k0: u32) -> f32 {
 // scalar activation loads spread over eight blocks per subgroup made the L1 requests, not
 // DRAM, the limit (q4_0 at 8% of the streaming-read rate).
 //
-// With INT_DOT, int_dot.wgsl's `int_dot_unit` replaces these (q8_0, q4_0, q4_k, q6_k).
+// With INT_DOT, int_dot.wgsl's `int_dot_unit` replaces these (every dtype with an int-dot kernel).
 
 #ifndef INT_DOT
 // A unit's activations: `a` and, for units of two activation runs, `b`.
@@ -526,6 +526,7 @@ fn unit_dot_x(blk: u32, u: u32, ux: UnitX) -> f32 {
 
 #ifdef W_Q4_1
 const UNITS: u32 = 4u; // as q4_0; d·Σ(q·x) + m·Σx
+#ifndef INT_DOT
 fn unit_x(u: u32, k0: u32) -> UnitX {
     return x_pair(k0 + 4u * u, k0 + 16u + 4u * u);
 }
@@ -537,9 +538,11 @@ fn unit_dot_x(blk: u32, u: u32, ux: UnitX) -> f32 {
         + f16_at(base + 2u) * (sum_of(ux.a) + sum_of(ux.b));
 }
 #endif
+#endif
 
 #ifdef W_Q5_0
 const UNITS: u32 = 4u; // as q4_0, with fifth bits 4u..4u+4 and 16+4u.. of qh
+#ifndef INT_DOT
 fn unit_x(u: u32, k0: u32) -> UnitX {
     return x_pair(k0 + 4u * u, k0 + 16u + 4u * u);
 }
@@ -553,9 +556,11 @@ fn unit_dot_x(blk: u32, u: u32, ux: UnitX) -> f32 {
     return f16_at(base) * (dot(bytes4(lo, 0xffu) - 16.0, ux.a) + dot(bytes4(hi, 0xffu) - 16.0, ux.b));
 }
 #endif
+#endif
 
 #ifdef W_Q5_1
 const UNITS: u32 = 4u;
+#ifndef INT_DOT
 fn unit_x(u: u32, k0: u32) -> UnitX {
     return x_pair(k0 + 4u * u, k0 + 16u + 4u * u);
 }
@@ -569,6 +574,7 @@ fn unit_dot_x(blk: u32, u: u32, ux: UnitX) -> f32 {
     return f16_at(base) * (dot(bytes4(lo, 0xffu), ux.a) + dot(bytes4(hi, 0xffu), ux.b))
         + f16_at(base + 2u) * (sum_of(ux.a) + sum_of(ux.b));
 }
+#endif
 #endif
 
 #ifdef W_Q4_K
@@ -588,6 +594,7 @@ fn unit_dot_x(blk: u32, u: u32, ux: UnitX) -> f32 {
 
 #ifdef W_Q5_K
 const UNITS: u32 = 32u; // as q4_k, with the fifth bits of qh byte l (bit = sub-block)
+#ifndef INT_DOT
 fn unit_x(u: u32, k0: u32) -> UnitX {
     return kquant_x(u, k0);
 }
@@ -601,6 +608,7 @@ fn unit_dot_x(blk: u32, u: u32, ux: UnitX) -> f32 {
     let hi = ((q >> 4u) & 0x0f0f0f0fu) | (((h >> (2u * c + 1u)) & 0x01010101u) << 4u);
     return kquant_unit(base, c, lo, hi, ux);
 }
+#endif
 #endif
 
 #ifdef W_Q6_K

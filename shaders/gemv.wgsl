@@ -14,9 +14,9 @@
 // each weight is decoded by `dequant(e)` from blocks.wgsl, one element at a time, in f32.
 // Correct for every block layout; the word-wise paths below are the fast ones for
 // f32/f16/bf16/fp8.
-// UNITWISE (every block dtype with a workgroup or subgroup per row; with INT_DOT, q8_0, q4_0,
-// q4_k and q6_k): the row's invocations share each block a quant word apart (`unit_dot` in
-// blocks.wgsl), and read x as vec4<f32> (`x4_at`).
+// UNITWISE (every block dtype with a workgroup or subgroup per row, f32-decode and int-dot):
+// the row's invocations share each block a quant word apart (`unit_dot_x` in blocks.wgsl,
+// `int_dot_unit` in int_dot.wgsl), and read x as vec4<f32> (`x4_at`) or quantized words.
 // BLOCKWISE (block dtypes, one invocation per row): invocations take whole blocks
 // (`block_dot` in blocks.wgsl), reading scales once and quants a word at a time; the unit of
 // work is a block. GPUs keep the element-wise path, where adjacent lanes read adjacent bytes.

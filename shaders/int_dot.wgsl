@@ -157,7 +157,8 @@ fn sum4(v: u32) -> i32 {
 }
 
 #ifdef UNITWISE
-// Unit u (one quant word) of weight block `blk` against activation block `xb`: with a
+// Unit u (one quant word) of weight block `blk` against activation block `xb` (for k-quants,
+// `xb` is the weight block's index in its row, its first activation block xb * 8): with a
 // workgroup or subgroup per row, neighbouring invocations take neighbouring words.
 fn int_dot_unit(blk: u32, u: u32, xb: u32) -> f32 {
 #ifdef W_Q8_0
@@ -173,12 +174,54 @@ fn int_dot_unit(blk: u32, u: u32, xb: u32) -> f32 {
         - 8 * (sum4(xa) + sum4(xh));
     return f16_at(base) * xs[xb].x * f32(s);
 #endif
+#ifdef W_Q4_1
+    // d·dx·Σ q·xq + m·dx·Σ xq over the unit's eight elements.
+    let base = blk * 20u;
+    let q = w[(base + 4u + 4u * u) >> 2u];
+    let xa = x[xb * 8u + u];
+    let xh = x[xb * 8u + 4u + u];
+    let s = dot4I8Packed(q & 0x0f0f0f0fu, xa) + dot4I8Packed((q >> 4u) & 0x0f0f0f0fu, xh);
+    return xs[xb].x * (f16_at(base) * f32(s) + f16_at(base + 2u) * f32(sum4(xa) + sum4(xh)));
+#endif
+#ifdef W_Q5_0
+    // As q4_0, with the fifth bits of the unit's elements from qh (offset 16).
+    let base = blk * 22u;
+    let qh = word_at(base + 2u);
+    let q = word_at(base + 6u + 4u * u);
+    let xa = x[xb * 8u + u];
+    let xh = x[xb * 8u + 4u + u];
+    let lo = (q & 0x0f0f0f0fu) | spread_bit4(qh >> (4u * u));
+    let hi = ((q >> 4u) & 0x0f0f0f0fu) | spread_bit4(qh >> (16u + 4u * u));
+    let s = dot4I8Packed(lo, xa) + dot4I8Packed(hi, xh) - 16 * (sum4(xa) + sum4(xh));
+    return f16_at(base) * xs[xb].x * f32(s);
+#endif
+#ifdef W_Q5_1
+    let base = blk * 24u;
+    let qh = w[(base + 4u) >> 2u];
+    let q = w[(base + 8u + 4u * u) >> 2u];
+    let xa = x[xb * 8u + u];
+    let xh = x[xb * 8u + 4u + u];
+    let lo = (q & 0x0f0f0f0fu) | spread_bit4(qh >> (4u * u));
+    let hi = ((q >> 4u) & 0x0f0f0f0fu) | spread_bit4(qh >> (16u + 4u * u));
+    let s = dot4I8Packed(lo, xa) + dot4I8Packed(hi, xh);
+    return xs[xb].x * (f16_at(base) * f32(s) + f16_at(base + 2u) * f32(sum4(xa) + sum4(xh)));
+#endif
 #ifdef W_Q4_K
     // Word u of the 128 quant bytes: sub-blocks 2c (low nibbles) and 2c + 1 (high).
     let base = blk * 144u;
     let c = u / 8u;
     let q = w[(base + 16u + 4u * u) >> 2u];
     return kquant_words(base, xb * 8u, c, u % 8u, q & 0x0f0f0f0fu, (q >> 4u) & 0x0f0f0f0fu);
+#endif
+#ifdef W_Q5_K
+    // As q4_k, with the fifth bits of qh byte l (bit = sub-block) in bit 4 of each byte.
+    let base = blk * 176u;
+    let c = u / 8u;
+    let q = w[(base + 48u + 4u * u) >> 2u];
+    let h = w[(base + 16u + 4u * (u % 8u)) >> 2u];
+    let lo = (q & 0x0f0f0f0fu) | (((h >> (2u * c)) & 0x01010101u) << 4u);
+    let hi = ((q >> 4u) & 0x0f0f0f0fu) | (((h >> (2u * c + 1u)) & 0x01010101u) << 4u);
+    return kquant_words(base, xb * 8u, c, u % 8u, lo, hi);
 #endif
 #ifdef W_Q6_K
     // Four elements of one (half, quarter) group, one int8 scale.

@@ -183,20 +183,14 @@ impl KernelKey {
     }
 
     /// Whether this variant shares blocks among a row's invocations a quant word apart
-    /// (`unit_dot` in blocks.wgsl, or int_dot.wgsl's `int_dot_unit`): every block dtype with a
-    /// workgroup or subgroup per row, and of the int-dot kernels q8_0, q4_0, q4_k and q6_k
-    /// (the others take whole blocks per invocation there). Element-wise decoding re-read a
-    /// block's scales for every element and its activations a float at a time: on an H200 it
-    /// reached 4-6% of the streaming-read rate for q4_1, q5_0, q5_1, q5_k and nf4.
+    /// (`unit_dot_x` in blocks.wgsl, or int_dot.wgsl's `int_dot_unit`): every block dtype,
+    /// f32-decode and int-dot alike, with a workgroup or subgroup per row. Element-wise
+    /// decoding re-read a block's scales for every element and its activations a float at a
+    /// time: on an H200 it reached 4-6% of the streaming-read rate for q4_1, q5_0, q5_1, q5_k
+    /// and nf4; whole blocks per invocation (the int-dot kernels of q4_1, q5_0, q5_1 and q5_k
+    /// until session 6) leave neighbouring lanes a block apart, uncoalesced.
     pub fn unitwise(&self) -> bool {
-        let int_dot_units = matches!(
-            self.dtype,
-            StorageDType::Q8_0 | StorageDType::Q4_0 | StorageDType::Q4K | StorageDType::Q6K
-        );
-        BLOCK_DTYPES.contains(&self.dtype)
-            && (int_dot_units || !self.int_dot)
-            && !self.reduction.one_per_row()
-            && self.op == Op::Gemv
+        BLOCK_DTYPES.contains(&self.dtype) && !self.reduction.one_per_row() && self.op == Op::Gemv
     }
 
     /// Whether this GEMV variant's loop takes four units per iteration, loads first
