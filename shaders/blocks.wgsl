@@ -454,6 +454,25 @@ fn block_dot(blk: u32, k0: u32) -> f32 {
 //
 // With INT_DOT, int_dot.wgsl's `int_dot_unit` replaces these (every dtype with an int-dot kernel).
 
+// The quants of quant word u of a q5_0/q5_1 block, one per byte, the fifth bits from qh:
+// elements 4u..4u+4 (low nibbles; bits 4u.. of qh) and 16+4u.. (high; bits 16+4u..). Shared
+// by the f32-decode and int-dot units.
+fn q5_quants(q: u32, qh: u32, u: u32) -> vec2<u32> {
+    return vec2<u32>(
+        (q & 0x0f0f0f0fu) | spread_bit4(qh >> (4u * u)),
+        ((q >> 4u) & 0x0f0f0f0fu) | spread_bit4(qh >> (16u + 4u * u)),
+    );
+}
+
+// The quants of a q5_k quant word q of chunk c, one per byte, the fifth bits from qh word h:
+// sub-block 2c (low nibbles; bit 2c of each byte of h) and 2c + 1 (high; bit 2c + 1).
+fn q5k_quants(q: u32, h: u32, c: u32) -> vec2<u32> {
+    return vec2<u32>(
+        (q & 0x0f0f0f0fu) | (((h >> (2u * c)) & 0x01010101u) << 4u),
+        ((q >> 4u) & 0x0f0f0f0fu) | (((h >> (2u * c + 1u)) & 0x01010101u) << 4u),
+    );
+}
+
 #ifndef INT_DOT
 // A unit's activations: `a` and, for units of two activation runs, `b`.
 struct UnitX {
@@ -551,9 +570,8 @@ fn unit_dot_x(blk: u32, u: u32, ux: UnitX) -> f32 {
     let base = blk * 22u;
     let qh = word_at(base + 2u);
     let q = word_at(base + 6u + 4u * u);
-    let lo = (q & 0x0f0f0f0fu) | spread_bit4(qh >> (4u * u));
-    let hi = ((q >> 4u) & 0x0f0f0f0fu) | spread_bit4(qh >> (16u + 4u * u));
-    return f16_at(base) * (dot(bytes4(lo, 0xffu) - 16.0, ux.a) + dot(bytes4(hi, 0xffu) - 16.0, ux.b));
+    let quants = q5_quants(q, qh, u);
+    return f16_at(base) * (dot(bytes4(quants.x, 0xffu) - 16.0, ux.a) + dot(bytes4(quants.y, 0xffu) - 16.0, ux.b));
 }
 #endif
 #endif
@@ -569,9 +587,8 @@ fn unit_dot_x(blk: u32, u: u32, ux: UnitX) -> f32 {
     let base = blk * 24u; // a multiple of 4
     let qh = w[(base + 4u) >> 2u];
     let q = w[(base + 8u + 4u * u) >> 2u];
-    let lo = (q & 0x0f0f0f0fu) | spread_bit4(qh >> (4u * u));
-    let hi = ((q >> 4u) & 0x0f0f0f0fu) | spread_bit4(qh >> (16u + 4u * u));
-    return f16_at(base) * (dot(bytes4(lo, 0xffu), ux.a) + dot(bytes4(hi, 0xffu), ux.b))
+    let quants = q5_quants(q, qh, u);
+    return f16_at(base) * (dot(bytes4(quants.x, 0xffu), ux.a) + dot(bytes4(quants.y, 0xffu), ux.b))
         + f16_at(base + 2u) * (sum_of(ux.a) + sum_of(ux.b));
 }
 #endif
@@ -604,9 +621,8 @@ fn unit_dot_x(blk: u32, u: u32, ux: UnitX) -> f32 {
     let c = u / 8u;
     let q = w[(base + 48u + 4u * u) >> 2u];
     let h = w[(base + 16u + 4u * (u % 8u)) >> 2u];
-    let lo = (q & 0x0f0f0f0fu) | (((h >> (2u * c)) & 0x01010101u) << 4u);
-    let hi = ((q >> 4u) & 0x0f0f0f0fu) | (((h >> (2u * c + 1u)) & 0x01010101u) << 4u);
-    return kquant_unit(base, c, lo, hi, ux);
+    let quants = q5k_quants(q, h, c);
+    return kquant_unit(base, c, quants.x, quants.y, ux);
 }
 #endif
 #endif

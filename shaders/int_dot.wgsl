@@ -190,9 +190,8 @@ fn int_dot_unit(blk: u32, u: u32, xb: u32) -> f32 {
     let q = word_at(base + 6u + 4u * u);
     let xa = x[xb * 8u + u];
     let xh = x[xb * 8u + 4u + u];
-    let lo = (q & 0x0f0f0f0fu) | spread_bit4(qh >> (4u * u));
-    let hi = ((q >> 4u) & 0x0f0f0f0fu) | spread_bit4(qh >> (16u + 4u * u));
-    let s = dot4I8Packed(lo, xa) + dot4I8Packed(hi, xh) - 16 * (sum4(xa) + sum4(xh));
+    let quants = q5_quants(q, qh, u);
+    let s = dot4I8Packed(quants.x, xa) + dot4I8Packed(quants.y, xh) - 16 * (sum4(xa) + sum4(xh));
     return f16_at(base) * xs[xb].x * f32(s);
 #endif
 #ifdef W_Q5_1
@@ -201,9 +200,8 @@ fn int_dot_unit(blk: u32, u: u32, xb: u32) -> f32 {
     let q = w[(base + 8u + 4u * u) >> 2u];
     let xa = x[xb * 8u + u];
     let xh = x[xb * 8u + 4u + u];
-    let lo = (q & 0x0f0f0f0fu) | spread_bit4(qh >> (4u * u));
-    let hi = ((q >> 4u) & 0x0f0f0f0fu) | spread_bit4(qh >> (16u + 4u * u));
-    let s = dot4I8Packed(lo, xa) + dot4I8Packed(hi, xh);
+    let quants = q5_quants(q, qh, u);
+    let s = dot4I8Packed(quants.x, xa) + dot4I8Packed(quants.y, xh);
     return xs[xb].x * (f16_at(base) * f32(s) + f16_at(base + 2u) * f32(sum4(xa) + sum4(xh)));
 #endif
 #ifdef W_Q4_K
@@ -219,9 +217,8 @@ fn int_dot_unit(blk: u32, u: u32, xb: u32) -> f32 {
     let c = u / 8u;
     let q = w[(base + 48u + 4u * u) >> 2u];
     let h = w[(base + 16u + 4u * (u % 8u)) >> 2u];
-    let lo = (q & 0x0f0f0f0fu) | (((h >> (2u * c)) & 0x01010101u) << 4u);
-    let hi = ((q >> 4u) & 0x0f0f0f0fu) | (((h >> (2u * c + 1u)) & 0x01010101u) << 4u);
-    return kquant_words(base, xb * 8u, c, u % 8u, lo, hi);
+    let quants = q5k_quants(q, h, c);
+    return kquant_words(base, xb * 8u, c, u % 8u, quants.x, quants.y);
 #endif
 #ifdef W_Q6_K
     // Four elements of one (half, quarter) group, one int8 scale.
