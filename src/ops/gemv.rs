@@ -396,16 +396,7 @@ pub fn reachable_variants(caps: &Capabilities, dtype: StorageDType) -> Vec<Kerne
                     // The subgroup layout also computes 2 and 4 rows per subgroup (raced on
                     // GPUs; reachable, and so tested, wherever the layout is).
                     if key.can_share_rows() {
-                        for rows in [2, 4] {
-                            keys.push(KernelKey::gemv(
-                                dtype,
-                                compute,
-                                reduction,
-                                shape.with_rows_per_invocation(rows),
-                                vec4,
-                                caps.selftest.workarounds(),
-                            ));
-                        }
+                        keys.extend([2, 4].map(|rows| key.with_rows_per_invocation(rows)));
                     }
                     keys.push(key);
                 }

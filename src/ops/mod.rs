@@ -61,17 +61,7 @@ pub fn all_variants() -> Vec<ShaderVariant> {
                         v.push(key.with_accum(AccumDType::F16).variant());
                     }
                     if key.can_share_rows() {
-                        for rows in [2, 4] {
-                            let shared = KernelKey::gemv(
-                                dtype,
-                                compute,
-                                reduction,
-                                shape.with_rows_per_invocation(rows),
-                                vec4,
-                                key.workarounds.clone(),
-                            );
-                            v.push(shared.variant());
-                        }
+                        v.extend([2, 4].map(|rows| key.with_rows_per_invocation(rows).variant()));
                     }
                     v.push(key.variant());
                 }

@@ -128,6 +128,22 @@ impl KernelKey {
         }
     }
 
+    /// This key computing `rows` rows per subgroup, its rows per workgroup scaled to match
+    /// ([`GemvShape::with_rows_per_invocation`]).
+    pub fn with_rows_per_invocation(&self, rows: u32) -> Self {
+        let shape = GemvShape {
+            workgroup_size: self.workgroup_size,
+            rows_per_workgroup: self.rows_per_workgroup,
+            rows_per_invocation: self.rows_per_invocation,
+        }
+        .with_rows_per_invocation(rows);
+        Self {
+            rows_per_workgroup: shape.rows_per_workgroup,
+            rows_per_invocation: shape.rows_per_invocation,
+            ..self.clone()
+        }
+    }
+
     /// Whether this key may compute several rows per subgroup: the unrolled subgroup layout
     /// (f32 decoding of block units or 16-byte vectors).
     pub fn can_share_rows(&self) -> bool {
@@ -265,9 +281,7 @@ impl KernelKey {
         Self {
             int_dot: true,
             compute: ComputeDType::I8,
-            rows_per_workgroup: self.rows_per_workgroup / self.rows_per_invocation.max(1),
-            rows_per_invocation: 1,
-            ..self.clone()
+            ..self.with_rows_per_invocation(1)
         }
     }
 
@@ -305,9 +319,8 @@ impl KernelKey {
             ..self.clone()
         };
         // Rows that lost the unrolled path (no 16-byte vectors) take one row per subgroup.
-        if shaped.rows_per_invocation > 1 && !shaped.can_share_rows() {
-            shaped.rows_per_workgroup /= shaped.rows_per_invocation;
-            shaped.rows_per_invocation = 1;
+        if !shaped.can_share_rows() {
+            shaped = shaped.with_rows_per_invocation(1);
         }
         let int_dot_vec4 = Self {
             vec4: self.vec4,
