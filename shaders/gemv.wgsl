@@ -10,16 +10,14 @@
 // be measured against f32 (tests/gemv.rs reports the difference).
 // Outputs go to y[row_offset + row] (a part of a row-split tensor starts at its own buffer's
 // byte 0), plus bias[row_offset + row] when has_bias is set.
-// ELEMENTWISE (quantized and nf4: every dtype blocks.wgsl decodes but the word-wise ones):
-// each weight is decoded by `dequant(e)` from blocks.wgsl, one element at a time, in f32.
-// Correct for every block layout; the word-wise paths below are the fast ones for
-// f32/f16/bf16/fp8.
+// ELEMENTWISE (the block dtypes: quantized and nf4, every dtype blocks.wgsl decodes but the
+// word-wise ones) decodes through blocks.wgsl, in one of two ways (or int_dot.wgsl's):
 // UNITWISE (every block dtype with a workgroup or subgroup per row, f32-decode and int-dot):
 // the row's invocations share each block a quant word apart (`unit_dot_x` in blocks.wgsl,
 // `int_dot_unit` in int_dot.wgsl), and read x as vec4<f32> (`x4_at`) or quantized words.
-// BLOCKWISE (block dtypes, one invocation per row): invocations take whole blocks
+// BLOCKWISE (block dtypes, one invocation per row, f32 decode): invocations take whole blocks
 // (`block_dot` in blocks.wgsl), reading scales once and quants a word at a time; the unit of
-// work is a block. GPUs keep the element-wise path, where adjacent lanes read adjacent bytes.
+// work is a block.
 // VEC4 (f32/f16/bf16/fp8, when a row is a whole number of 16-byte units): W is read as
 // vec4<u32> (4 f32, 8 f16/bf16 or 16 fp8; mat2x4<f16> with COMPUTE_F16) and x as vec4<f32>.
 // Row layout (REDUCE_*): ROWS_PER_WG rows per workgroup, THREADS_PER_ROW = WG_SIZE /
@@ -401,9 +399,10 @@ fn partial(row: u32, first: u32, step: u32) -> acc_t {
         acc = acc + acc_t(unit_term(row, i));
     }
 #else
+    // One invocation per row, or a row layout whose units are not unrolled (word-wise reads):
+    // UNITWISE implies UNROLLED, so none of these is a unit decoder.
 #ifdef INT_DOT
     let blocks = p.cols / BLOCK_ELEMS;
-#ifndef UNITWISE
     var b = first;
 #ifdef INT_DOT_GROUPS
     // Whole groups of eight blocks while rows have an even number of blocks (pairs then
@@ -417,21 +416,13 @@ fn partial(row: u32, first: u32, step: u32) -> acc_t {
     for (; b < blocks; b = b + step) {
         acc = acc + acc_t(int_dot_block(row * blocks + b, b));
     }
-#endif
 #else
 #ifdef ELEMENTWISE
-#ifndef UNITWISE
-#ifdef BLOCKWISE
+    // BLOCKWISE: a block dtype with one invocation per row (the other layouts are UNITWISE).
     let blocks = p.cols / BLOCK_ELEMS;
     for (var b = first; b < blocks; b = b + step) {
         acc = acc + acc_t(block_dot(row * blocks + b, b * BLOCK_ELEMS));
     }
-#else
-    for (var k = first; k < p.cols; k = k + step) {
-        acc = acc + acc_t(dequant(row_start + k) * x[k]);
-    }
-#endif
-#endif
 #else
 #ifdef VEC4
     let units = p.cols / ELEMS_PER_UNIT;

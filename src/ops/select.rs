@@ -610,12 +610,11 @@ fn select_gemv(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
             reason: format!("WGSL has no fp8: {dtype} decoded from its bits into f32; multiplied and summed in f32"),
         },
         d if BLOCK_DTYPES.contains(&d) => {
+            // One invocation per row takes whole blocks; the other layouts share them.
             let decode = if key(ComputeDType::F32).blockwise() {
                 "decoded a whole block at a time (scales once per block, quants a word at a time)"
-            } else if key(ComputeDType::F32).unitwise() {
-                "shared by the row's invocations a quant word apart (activations read 16 bytes at a time), decoded"
             } else {
-                "decoded one element at a time"
+                "shared by the row's invocations a quant word apart (activations read 16 bytes at a time), decoded"
             };
             if let Some(race) = int_dot_lost {
                 KernelPath::Native {
