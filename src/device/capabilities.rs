@@ -279,7 +279,8 @@ pub struct Geometry {
     pub gemv_tuned: Vec<TunedLayout>,
     /// GEMM: one invocation per weight row (`serial`, CPU adapters) or 64x64 workgroup tiles.
     pub gemm_layout: Reduction,
-    /// GEMM layouts measured per dtype (GPUs), where they differ from `gemm_layout`'s race.
+    /// GEMM layouts from each dtype's own race (GPUs only; f32's is `gemm_layout`, which the
+    /// dtypes without an entry here use).
     pub gemm_tuned: Vec<(StorageDType, Reduction)>,
     pub source: String,
 }

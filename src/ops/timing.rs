@@ -153,17 +153,13 @@ fn timed_runs(
             Some(s) => s.read(gpu)?.map(|t| t / reps as f64),
             None => None,
         };
-        Ok(match gpu_seconds {
-            Some(seconds) => Timing {
-                seconds,
-                wall_seconds,
-                clock: Clock::GpuTimestamps,
-            },
-            None => Timing {
-                seconds: wall_seconds,
-                wall_seconds,
-                clock: Clock::Host,
-            },
+        // A submission whose stamps are unusable falls back to the host clock, and says so.
+        let (seconds, clock) =
+            gpu_seconds.map_or((wall_seconds, Clock::Host), |t| (t, Clock::GpuTimestamps));
+        Ok(Timing {
+            seconds,
+            wall_seconds,
+            clock,
         })
     };
     submit(1)?;
