@@ -3,12 +3,9 @@
 // prefill path, where each weight is reused by every activation row, so the work is
 // compute-bound and decoding a weight costs 1/n of a GEMV's decode.
 //
-// Tiling: a workgroup of 256 invocations owns a TILE x TILE (64 x 64) block of outputs (64
-// rows of W by 64 rows of X). K advances TILE_K (16) at a time: the workgroup decodes the
-// 64 x 16 slice of W through `dequant(e)` (blocks.wgsl: every dtype, bit-exact with the CPU
-// reference) and copies the 64 x 16 slice of X, both into workgroup memory; then each
-// invocation multiplies its 4 x 4 outputs, rows ty + 16 i and activation rows tx + 16 j
-// (strided, so neighbouring invocations read neighbouring workgroup-memory words).
+// Layouts: tiles (GPUs; TILE_REG x TILE_REG outputs per invocation, operands decoded and
+// copied into workgroup memory, below) or rows (LAYOUT_ROWS, CPU adapters: an invocation per
+// few weight rows, no workgroup memory or barriers).
 // Elements past the matrix edge are loaded as 0 and outputs past it are not written, so any
 // rows, cols and n work.
 //
@@ -604,26 +601,42 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
 }
 #endif
 #else
-const TILE: u32 = 64u;
-const TILE_K: u32 = 16u;
-const SIDE: u32 = 16u; // invocations per tile side: TILE / 4
-const LOADS: u32 = TILE * TILE_K / 256u; // elements each invocation loads per tile
+// Tiles (GPUs): a workgroup of 16 x 16 invocations owns a TILE x TILE block of outputs
+// (TILE = 16 TILE_REG rows of W by as many rows of X), and each invocation a TILE_REG x
+// TILE_REG register tile: weight rows 4 ty + 64 h + i and activation rows 4 tx + 64 h + j
+// (h < TILE_REG / 4; i, j < 4), so that it reads both operands from workgroup memory as
+// vec4s. Per k, TILE_REG / 2 vector loads feed TILE_REG² multiply-adds: 2 for 16 at
+// TILE_REG = 4, 4 for 64 at 8. The 4 x 4 tile of scalar reads this replaced made 8 loads per
+// 16 and ran at 23-27% of the H200's f32 FMA peak for every dtype, decoding included.
+// TILE_REG (a valued define: 4 or 8) is raced by the autotune on GPUs: 128 x 128 tiles need
+// 4x the outputs to fill the device.
+// K advances TILE_K at a time: the workgroup decodes the TILE x TILE_K slice of W through
+// `dequant(e)` (every dtype, bit-exact with the CPU reference; consecutive invocations take
+// consecutive k of a row) and copies X's, both transposed ([k][row]) into workgroup memory.
+// Each k's row of a tile is padded by one vector, so the 32 lanes that store a slice hit
+// different banks (word 4 kk + r mod 32) rather than one.
+const REG: u32 = TILE_REG;
+const TILE: u32 = 16u * REG;
+// 16 at TILE_REG 4, 8 at 8: about 8.5 KiB of workgroup memory either way.
+const TILE_K: u32 = 64u / REG;
+// Vectors per side of an invocation's register tile.
+const VECS: u32 = REG / 4u;
+// Vectors per k of a tile, padded.
+const STRIDE: u32 = TILE / 4u + 1u;
+// Elements of each operand every invocation loads per step.
+const LOADS: u32 = TILE * TILE_K / 256u;
 
-
-// [k][row] and [k][activation row]: an invocation's 4 rows are 16 apart.
-var<workgroup> wt: array<tile_t, 1024>;
-var<workgroup> xt: array<tile_t, 1024>;
+var<workgroup> wt: array<vec4<tile_t>, TILE_K * STRIDE>;
+var<workgroup> xt: array<vec4<tile_t>, TILE_K * STRIDE>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let tx = lid % SIDE;
-    let ty = lid / SIDE;
+    let tx = lid % 16u;
+    let ty = lid / 16u;
     let row0 = wg.x * TILE;
     let n0 = wg.y * TILE;
-    var acc0 = vec4<acc_t>(0.0);
-    var acc1 = vec4<acc_t>(0.0);
-    var acc2 = vec4<acc_t>(0.0);
-    var acc3 = vec4<acc_t>(0.0);
+    // acc[i][h]: weight row i of the register tile against activation rows 4 tx + 64 h ..+4.
+    var acc: array<array<vec4<acc_t>, VECS>, REG>;
     for (var k0 = 0u; k0 < p.cols; k0 = k0 + TILE_K) {
         for (var s = 0u; s < LOADS; s = s + 1u) {
             let l = lid + 256u * s;
@@ -634,38 +647,42 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
             if (row0 + r < p.rows && k < p.cols) {
                 wv = dequant((row0 + r) * p.cols + k);
             }
-            wt[kk * TILE + r] = tile_t(wv);
+            wt[kk * STRIDE + r / 4u][r % 4u] = tile_t(wv);
             var xv = 0.0;
             if (n0 + r < p.n && k < p.cols) {
                 xv = x[(n0 + r) * p.cols + k];
             }
-            xt[kk * TILE + r] = tile_t(xv);
+            xt[kk * STRIDE + r / 4u][r % 4u] = tile_t(xv);
         }
         workgroupBarrier();
         for (var kk = 0u; kk < TILE_K; kk = kk + 1u) {
-            let o = kk * TILE;
-            let xb = vec4<tile_t>(xt[o + tx], xt[o + tx + 16u], xt[o + tx + 32u], xt[o + tx + 48u]);
-            acc0 = acc0 + vec4<acc_t>(wt[o + ty] * xb);
-            acc1 = acc1 + vec4<acc_t>(wt[o + ty + 16u] * xb);
-            acc2 = acc2 + vec4<acc_t>(wt[o + ty + 32u] * xb);
-            acc3 = acc3 + vec4<acc_t>(wt[o + ty + 48u] * xb);
+            var wv: array<vec4<tile_t>, VECS>;
+            var xv: array<vec4<tile_t>, VECS>;
+            for (var h = 0u; h < VECS; h = h + 1u) {
+                wv[h] = wt[kk * STRIDE + ty + 16u * h];
+                xv[h] = xt[kk * STRIDE + tx + 16u * h];
+            }
+            for (var i = 0u; i < REG; i = i + 1u) {
+                let wi = wv[i / 4u][i % 4u];
+                for (var h = 0u; h < VECS; h = h + 1u) {
+                    acc[i][h] = acc[i][h] + vec4<acc_t>(wi * xv[h]);
+                }
+            }
         }
         workgroupBarrier();
     }
-    store(row0 + ty, n0 + tx, acc0);
-    store(row0 + ty + 16u, n0 + tx, acc1);
-    store(row0 + ty + 32u, n0 + tx, acc2);
-    store(row0 + ty + 48u, n0 + tx, acc3);
-}
-
-// Writes output row r (of W) for activation rows n, n + 16, n + 32, n + 48.
-fn store(r: u32, n: u32, v: vec4<acc_t>) {
-    if (r >= p.rows) {
-        return;
-    }
-    for (var j = 0u; j < 4u; j = j + 1u) {
-        if (n + 16u * j < p.n) {
-            put(r, n + 16u * j, v[j]);
+    for (var i = 0u; i < REG; i = i + 1u) {
+        let r = row0 + 4u * ty + 64u * (i / 4u) + i % 4u;
+        if (r >= p.rows) {
+            continue;
+        }
+        for (var h = 0u; h < VECS; h = h + 1u) {
+            for (var j = 0u; j < 4u; j = j + 1u) {
+                let n = n0 + 4u * tx + 64u * h + j;
+                if (n < p.n) {
+                    put(r, n, acc[i][h][j]);
+                }
+            }
         }
     }
 }

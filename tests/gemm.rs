@@ -13,14 +13,15 @@ use wgllm::device::{Gpu, Switches};
 use wgllm::dtype::{AccumDType, StorageDType};
 use wgllm::ops::dequantize::{synthetic, DTYPES};
 use wgllm::ops::gemm::{
-    encode_gemm, for_cols, key, reachable_variants, reference, LAYOUTS, PRECISIONS,
+    encode_gemm, for_cols, key, reachable_variants, reference, with_each_tile_reg, LAYOUTS,
+    PRECISIONS,
 };
 use wgllm::ops::select::{select, KernelKey, Op, Reduction};
 use wgllm::ops::tolerance::{matmul_nmse, max_abs_error, nmse, MUL_MAT_NMSE};
 
 /// (rows of W, cols = K, n activation rows). K in blocks of the dtype; for plain floats K
-/// below, at and past the 16-wide K step and not a multiple of it; rows and n below, at and
-/// past the 64-wide tile, odd; n = 1..9.
+/// below, at and past the 8- and 16-wide K steps and not a multiple of them; rows and n below,
+/// at and past the 64- and 128-wide tiles, odd; n = 1..9.
 fn shapes(dtype: StorageDType) -> Vec<(u32, u32, u32)> {
     let b = dtype.block().elements;
     let mut v: Vec<(u32, u32, u32)> = (1..=9).map(|n| (7, 2 * b, n)).collect();
@@ -158,6 +159,7 @@ fn every_dtype_and_precision_matches_the_reference_on_every_adapter() {
                         .flat_map(move |l| {
                             // The row layouts also run with vec4 rows (and W_UNITS for
                             // plain dtypes).
+                            // The tiles with each register tile.
                             let k = key(d, c, a, l);
                             let v4 = l.one_per_row().then(|| {
                                 KernelKey {
@@ -166,7 +168,10 @@ fn every_dtype_and_precision_matches_the_reference_on_every_adapter() {
                                 }
                                 .name()
                             });
-                            [Some(k.name()), v4].into_iter().flatten()
+                            with_each_tile_reg(&k)
+                                .into_iter()
+                                .map(|k| k.name())
+                                .chain(v4)
                         })
                 })
         })
@@ -302,15 +307,21 @@ fn per_dtype_gemm_races_pick_each_dtypes_layout() {
             subgroup: None,
             serial_shuffle: Some(timed(rate(Reduction::SerialShuffle))),
             subgroup_rows: 1,
+            // The tiles measured fastest with 8 x 8 outputs per invocation.
+            tile_reg: 8,
         }];
         let caps = gpu.caps.clone().with_tuning(t);
         let q4 = select(&caps, Op::Gemm, StorageDType::Q4_0, None);
-        assert_eq!(
-            q4.key().unwrap().reduction,
-            other,
-            "{}: {q4:?}",
-            label(&gpu)
-        );
+        let q4_key = q4.key().unwrap();
+        assert_eq!(q4_key.reduction, other, "{}: {q4:?}", label(&gpu));
+        if other == Reduction::Workgroup {
+            assert_eq!(
+                (q4_key.rows_per_invocation, q4_key.rows_per_workgroup),
+                (8, 128),
+                "{}: {q4:?}",
+                label(&gpu)
+            );
+        }
         let q8 = select(&caps, Op::Gemm, StorageDType::Q8_0, None);
         assert_eq!(q8.key().unwrap().reduction, f32_layout, "{}", label(&gpu));
     }

@@ -431,19 +431,25 @@ fn render_details(a: &AdapterReport, out: &mut String) {
             rows.push(vec![
                 format!("gemm {} (GFLOP/s)", g.dtype),
                 format!("{:.2}", g.serial.rate),
-                format!("{:.2}", g.workgroup.rate),
+                format!("{:.2} ({r}x{r})", g.workgroup.rate, r = g.tile_reg),
                 "-".into(),
                 rate(&g.serial_shuffle),
-                match a.geometry.as_ref().map(|geo| geo.gemm_layout_for(g.dtype)) {
-                    Some(crate::ops::select::Reduction::Serial) => "rows",
-                    Some(crate::ops::select::Reduction::SerialShuffle) => "rows_shuffle",
-                    _ => "tiles",
-                }
-                .into(),
+                match a
+                    .geometry
+                    .as_ref()
+                    .map(|geo| (geo.gemm_layout_for(g.dtype), geo.gemm_tile_reg_for(g.dtype)))
+                {
+                    Some((crate::ops::select::Reduction::Serial, _)) => "rows".into(),
+                    Some((crate::ops::select::Reduction::SerialShuffle, _)) => {
+                        "rows_shuffle".into()
+                    }
+                    Some((_, r)) => format!("tiles {r}x{r}"),
+                    None => "tiles".into(),
+                },
             ]);
         }
         out.push_str(&format!(
-            "\n  Autotune{} (GEMV: weight GB/s over {}; serial_shuffle = serial with activations shared by\n  subgroupShuffle; xN = N rows per subgroup sharing activation loads, raced on GPUs;\n  gemm: serial = rows layout, workgroup = tiles; another layout replaces the device-type\n  default only when {:.0}% faster)\n",
+            "\n  Autotune{} (GEMV: weight GB/s over {}; serial_shuffle = serial with activations shared by\n  subgroupShuffle; xN = N rows per subgroup sharing activation loads, raced on GPUs;\n  gemm: serial = rows layout, workgroup = tiles (RxR outputs per invocation; 4x4 and 8x8\n  raced on GPUs); another layout replaces the device-type\n  default only when {:.0}% faster)\n",
             if t.cached { ", cached" } else { "" },
             crate::ops::tune::shapes_text(&t.gemv_shapes),
             (crate::device::capabilities::MIN_LAYOUT_GAIN - 1.0) * 100.0

@@ -277,22 +277,24 @@ pub struct Geometry {
     /// The GEMV row layout per weight dtype, where the autotune measured one (otherwise
     /// `gemv_layout` decides).
     pub gemv_tuned: Vec<TunedLayout>,
-    /// GEMM: one invocation per weight row (`serial`, CPU adapters) or 64x64 workgroup tiles.
+    /// GEMM: one invocation per weight row (`serial`, CPU adapters) or workgroup tiles.
     pub gemm_layout: Reduction,
-    /// GEMM layouts from each dtype's own race (GPUs only; f32's is `gemm_layout`, which the
-    /// dtypes without an entry here use).
-    pub gemm_tuned: Vec<(StorageDType, Reduction)>,
+    /// GEMM layouts from the races: f32's (also `gemm_layout`) and, on GPUs, every other
+    /// dtype's own; dtypes without an entry use `gemm_layout`. `rows_per_invocation` is the
+    /// tiled layout's register tile (gemm::TILE_REGS).
+    pub gemm_tuned: Vec<TunedLayout>,
     pub source: String,
 }
 
-/// The GEMV reduction the autotune picked for one dtype.
+/// The GEMV reduction (or GEMM layout) the autotune picked for one dtype.
 #[derive(Clone, Copy, Debug, Serialize, PartialEq)]
 pub struct TunedLayout {
     pub dtype: StorageDType,
     /// The int-dot variant of the dtype's GEMV (q8_0, q4_0), measured separately.
     pub int_dot: bool,
     pub reduction: Reduction,
-    /// Rows per subgroup with `Reduction::Subgroup` (1 elsewhere).
+    /// GEMV: rows per subgroup with `Reduction::Subgroup` (1 elsewhere). GEMM: the tiled
+    /// layout's register tile side.
     pub rows_per_invocation: u32,
 }
 
@@ -397,10 +399,22 @@ impl Geometry {
 
     /// GEMM's layout for `dtype`: its own race where one ran (GPUs), else `gemm_layout`.
     pub fn gemm_layout_for(&self, dtype: StorageDType) -> Reduction {
-        self.gemm_tuned
-            .iter()
-            .find(|(d, _)| *d == dtype)
-            .map_or(self.gemm_layout, |(_, r)| *r)
+        self.gemm_tuned_for(dtype)
+            .map_or(self.gemm_layout, |t| t.reduction)
+    }
+
+    /// The register tile of `dtype`'s tiled GEMM: as raced for it (GPUs), else f32's, else
+    /// the default.
+    pub fn gemm_tile_reg_for(&self, dtype: StorageDType) -> u32 {
+        self.gemm_tuned_for(dtype)
+            .filter(|t| t.reduction == Reduction::Workgroup)
+            .map_or(crate::ops::gemm::TILE_REG, |t| t.rows_per_invocation)
+    }
+
+    /// `dtype`'s GEMM race result, or f32's where it had none of its own.
+    fn gemm_tuned_for(&self, dtype: StorageDType) -> Option<&TunedLayout> {
+        let find = |d: StorageDType| self.gemm_tuned.iter().find(|t| t.dtype == d);
+        find(dtype).or_else(|| find(StorageDType::F32))
     }
 
     /// The shape of a reduction's workgroups.
@@ -459,9 +473,22 @@ impl Geometry {
             self.gemm_layout = g.fastest_over(untuned_gemm);
         }
         self.gemm_tuned = t
-            .gemm_by_dtype
+            .gemm
             .iter()
-            .map(|r| (r.dtype, r.fastest_over(untuned_gemm)))
+            .chain(&t.gemm_by_dtype)
+            .map(|r| {
+                let reduction = r.fastest_over(untuned_gemm);
+                TunedLayout {
+                    dtype: r.dtype,
+                    int_dot: false,
+                    reduction,
+                    rows_per_invocation: if reduction == Reduction::Workgroup {
+                        r.tile_reg
+                    } else {
+                        1
+                    },
+                }
+            })
             .collect();
         self.source = format!(
             "measured{}: the fastest of each dtype's GEMV layouts and of the GEMM layouts",
@@ -526,10 +553,18 @@ pub struct LayoutRace {
     /// load serving all of them.
     #[serde(default = "one_row")]
     pub subgroup_rows: u32,
+    /// GEMM: the register tile of the fastest tiled variant raced (`workgroup` is its time):
+    /// on GPUs, 4 × 4 and 8 × 8 outputs per invocation (gemm::TILE_REGS).
+    #[serde(default = "default_tile_reg")]
+    pub tile_reg: u32,
 }
 
 fn one_row() -> u32 {
     1
+}
+
+fn default_tile_reg() -> u32 {
+    crate::ops::gemm::TILE_REG
 }
 
 /// How much faster another layout must measure to replace the device-type default: closer

@@ -1,18 +1,32 @@
 //! GEMM (`shaders/gemm.wgsl`): Y = X·Wᵀ (+ bias) for n ≥ 2 activation rows — the prefill path.
 //!
 //! Y is `n` rows of `rows` outputs (row-major, like the activations a layer hands to the next);
-//! W stays in its storage dtype and is decoded into workgroup memory one 64 × 16 tile at a
-//! time, so each decoded weight serves 64 activation rows. The CPU reference takes the same
-//! bytes and computes in f64.
+//! W stays in its storage dtype and is decoded in the kernel: into workgroup memory a tile at a
+//! time (GPUs), or a unit at a time into registers (CPU adapters' row layouts), so that each
+//! decoded weight serves many activation rows. The CPU reference takes the same bytes and
+//! computes in f64.
 
 use crate::device::{Capabilities, DeviceError, Gpu, GpuTensor};
 use crate::dtype::{AccumDType, ComputeDType, StorageDType};
 use crate::ops::select::{KernelKey, Op, Reduction};
 use crate::ops::shader::{Define, Shader, ShaderVariant};
 
-/// Output rows (of W) and activation rows per workgroup; K per step (mirrors gemm.wgsl).
-pub const TILE: u32 = 64;
-pub const TILE_K: u32 = 16;
+/// Register tiles of the tiled layout: each invocation of 16 × 16 owns `r × r` outputs, so a
+/// workgroup owns `16 r` weight rows by `16 r` activation rows (gemm.wgsl's TILE_REG). 4 is
+/// the default; GPUs race 8, whose 128 × 128 tiles need 4x the outputs to fill a device.
+pub const TILE_REGS: [u32; 2] = [4, 8];
+/// The default register tile.
+pub const TILE_REG: u32 = TILE_REGS[0];
+
+/// Output rows (and activation rows) per workgroup of a tiled key.
+pub fn tile(key: &KernelKey) -> u32 {
+    16 * key.rows_per_invocation
+}
+
+/// K per step of a tiled key (gemm.wgsl's TILE_K: its workgroup memory stays near 8.5 KiB).
+pub fn tile_k(key: &KernelKey) -> u32 {
+    64 / key.rows_per_invocation.max(1)
+}
 /// Weight rows (64 invocations × 4) and activation rows per workgroup of the row layout.
 pub const ROWS_LAYOUT_ROWS: u32 = 256;
 pub const ROWS_LAYOUT_N: u32 = 8;
@@ -27,8 +41,8 @@ pub const SHUFFLE_LAYOUT_N: u32 = 32;
 
 /// How a GEMM kernel lays out its work (the `reduction` field of its key).
 ///
-/// * `Reduction::Workgroup` — tiled: 256 invocations share a 64 × 64 output tile through
-///   workgroup memory (GPUs).
+/// * `Reduction::Workgroup` — tiled: 256 invocations share a 64 × 64 or 128 × 128 output
+///   tile through workgroup memory (GPUs; see [`TILE_REGS`]).
 /// * `Reduction::Serial` — rows: one invocation per row of W, 8 activation rows per
 ///   workgroup, no workgroup memory or barriers (CPU adapters, where a barrier is a switch
 ///   between SIMD batches).
@@ -70,14 +84,14 @@ pub const PRECISIONS: [(ComputeDType, AccumDType); 3] = [
 ];
 
 /// A GEMM kernel key: dtype, compute and accumulation dtypes, and the layout (one of
-/// [`LAYOUTS`]).
+/// [`LAYOUTS`]); tiles of the default register tile ([`with_tile_reg`] sets another).
 pub fn key(
     dtype: StorageDType,
     compute: ComputeDType,
     accum: AccumDType,
     layout: Reduction,
 ) -> KernelKey {
-    KernelKey {
+    let key = KernelKey {
         op: Op::Gemm,
         dtype,
         compute,
@@ -85,15 +99,30 @@ pub fn key(
         reduction: layout,
         int_dot: false,
         workgroup_size: if layout.one_per_row() { 64 } else { 256 },
-        rows_per_workgroup: TILE,
+        rows_per_workgroup: 64,
         rows_per_invocation: 1,
         vec4: false,
         workarounds: Vec::new(),
+    };
+    with_tile_reg(&key, TILE_REG)
+}
+
+/// `key` with an `r × r` register tile per invocation where it is tiled (one of
+/// [`TILE_REGS`]); row layouts are returned unchanged.
+pub fn with_tile_reg(key: &KernelKey, r: u32) -> KernelKey {
+    if key.reduction.one_per_row() {
+        return key.clone();
+    }
+    KernelKey {
+        rows_per_invocation: r,
+        rows_per_workgroup: 16 * r,
+        ..key.clone()
     }
 }
 
-/// Every GEMM precision this adapter can run for `dtype`: f32 tiles and sums everywhere; f16
-/// tiles (with f32 or f16 sums) where shader-f16 is usable.
+/// Every GEMM precision and layout this adapter can run for `dtype`: f32 tiles and sums
+/// everywhere; f16 tiles (with f32 or f16 sums) where shader-f16 is usable; each register
+/// tile of the tiled layout.
 pub fn reachable_variants(caps: &Capabilities, dtype: StorageDType) -> Vec<KernelKey> {
     if crate::ops::dequantize::dtype_define(dtype).is_none() {
         return Vec::new();
@@ -102,7 +131,17 @@ pub fn reachable_variants(caps: &Capabilities, dtype: StorageDType) -> Vec<Kerne
         .into_iter()
         .filter(|(c, _)| *c == ComputeDType::F32 || caps.f16().usable())
         .flat_map(|(c, a)| layouts(caps).into_iter().map(move |l| key(dtype, c, a, l)))
+        .flat_map(|k| with_each_tile_reg(&k))
         .collect()
+}
+
+/// `key` with each register tile of [`TILE_REGS`] where it is tiled; a row layout's key alone.
+pub fn with_each_tile_reg(key: &KernelKey) -> Vec<KernelKey> {
+    if key.reduction.one_per_row() {
+        vec![key.clone()]
+    } else {
+        TILE_REGS.map(|r| with_tile_reg(key, r)).to_vec()
+    }
 }
 
 /// The key that runs for rows of `cols` elements: the row layouts take vec4 rows — activations
@@ -140,6 +179,8 @@ pub fn variant(key: &KernelKey) -> ShaderVariant {
     let mut defines = key.precision_defines();
     if key.reduction.one_per_row() {
         defines.push(Define::flag("LAYOUT_ROWS"));
+    } else {
+        defines.push(Define::value("TILE_REG", key.rows_per_invocation));
     }
     if key.reduction == Reduction::SerialShuffle {
         defines.push(Define::flag("X_SHUFFLE"));
@@ -228,7 +269,7 @@ pub fn encode_gemm(
             Reduction::Serial if key.vec4 => (ROWS_LAYOUT_ROWS_VEC4, ROWS_LAYOUT_N_VEC4),
             Reduction::Serial => (ROWS_LAYOUT_ROWS, ROWS_LAYOUT_N),
             Reduction::SerialShuffle => (SHUFFLE_LAYOUT_ROWS, SHUFFLE_LAYOUT_N),
-            _ => (TILE, TILE),
+            _ => (tile(key), tile(key)),
         };
         let groups = [
             part.rows.div_ceil(rows_per_group).max(1),

@@ -74,11 +74,12 @@ pub fn all_variants() -> Vec<ShaderVariant> {
         }
         for (compute, accum) in gemm::PRECISIONS {
             for layout in gemm::LAYOUTS.into_iter().chain([Reduction::SerialShuffle]) {
-                let key = gemm::key(dtype, compute, accum, layout);
-                // 16: vec4 rows (weight units) for every dtype; 4: for f32 and the block
-                // dtypes; 1: none.
-                for cols in [16, 4, 1] {
-                    v.push(gemm::variant(&gemm::for_cols(&key, cols)));
+                for key in gemm::with_each_tile_reg(&gemm::key(dtype, compute, accum, layout)) {
+                    // 16: vec4 rows (weight units) for every dtype; 4: for f32 and the block
+                    // dtypes; 1: none.
+                    for cols in [16, 4, 1] {
+                        v.push(gemm::variant(&gemm::for_cols(&key, cols)));
+                    }
                 }
             }
         }

@@ -753,12 +753,27 @@ fn select_gemm(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
             gemm::ROWS_LAYOUT_N
         )
     } else {
+        let r = caps.geometry.gemm_tile_reg_for(dtype);
+        let tiled = gemm::with_tile_reg(
+            &gemm::key(dtype, ComputeDType::F32, AccumDType::F32, layout),
+            r,
+        );
         format!(
-            "64x64 output tiles, K in steps of {}, weights decoded once per tile into workgroup memory",
-            gemm::TILE_K
+            "{t}x{t} output tiles, {r}x{r} per invocation read as vec4s from workgroup memory, K in steps of {k}, \
+             weights decoded once per tile into workgroup memory{why}",
+            t = gemm::tile(&tiled),
+            k = gemm::tile_k(&tiled),
+            why = if caps.tuning.is_some() && !caps.summary.is_cpu() {
+                " (register tile raced)"
+            } else {
+                ""
+            }
         )
     };
-    let f32_key = gemm::key(dtype, ComputeDType::F32, AccumDType::F32, layout);
+    let tile_reg = caps.geometry.gemm_tile_reg_for(dtype);
+    let key =
+        |compute, accum| gemm::with_tile_reg(&gemm::key(dtype, compute, accum, layout), tile_reg);
+    let f32_key = key(ComputeDType::F32, AccumDType::F32);
     match dtype {
         StorageDType::F16 => {
             let f16 = caps.f16();
@@ -773,7 +788,7 @@ fn select_gemm(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
                 }
             } else if f16.usable() {
                 KernelPath::Native {
-                    key: gemm::key(dtype, ComputeDType::F16, AccumDType::F32, layout),
+                    key: key(ComputeDType::F16, AccumDType::F32),
                     feature: "shader-f16".into(),
                     detail: format!("f16 tiles multiplied in f16, summed in f32; {tiles}"),
                 }

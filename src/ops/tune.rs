@@ -182,21 +182,40 @@ fn gemm_rate(gpu: &Gpu, key: &KernelKey, w: &GpuTensor, n: u32) -> Result<Timed,
 }
 
 /// Times every GEMM layout this adapter can run on the weights `w` (f32 tiles and products),
-/// with `n` activation rows.
+/// with `n` activation rows; on GPUs the tiles with each register tile (gemm::TILE_REGS).
 fn race_gemm_layouts(gpu: &Gpu, w: &GpuTensor, n: u32) -> Result<LayoutRace, DeviceError> {
-    let rate = |layout| {
-        gemm_rate(
+    let key = |layout| gemm::key(w.dtype, ComputeDType::F32, AccumDType::F32, layout);
+    let rate = |layout| gemm_rate(gpu, &key(layout), w, n);
+    // CPU adapters run the tiles several times slower than the rows whatever their size, and
+    // keep the default (a larger one would lengthen their tune).
+    let regs: &[u32] = if gpu.caps.summary.is_cpu() {
+        &[gemm::TILE_REG]
+    } else {
+        &gemm::TILE_REGS
+    };
+    let mut tiles: Option<(Timed, u32)> = None;
+    for &r in regs {
+        let t = gemm_rate(
             gpu,
-            &gemm::key(w.dtype, ComputeDType::F32, AccumDType::F32, layout),
+            &gemm::with_tile_reg(&key(Reduction::Workgroup), r),
             w,
             n,
-        )
+        )?;
+        if tiles.as_ref().is_none_or(|(b, _)| t.rate > b.rate) {
+            tiles = Some((t, r));
+        }
+    }
+    let Some((workgroup, tile_reg)) = tiles else {
+        return Err(DeviceError::Internal {
+            what: "the gemm layout race".into(),
+            detail: "no register tile was measured".into(),
+        });
     };
     Ok(LayoutRace {
         dtype: w.dtype,
         int_dot: false,
         serial: rate(Reduction::Serial)?,
-        workgroup: rate(Reduction::Workgroup)?,
+        workgroup,
         subgroup: None,
         serial_shuffle: if gpu.caps.subgroup_shuffle().usable() {
             Some(rate(Reduction::SerialShuffle)?)
@@ -204,6 +223,7 @@ fn race_gemm_layouts(gpu: &Gpu, w: &GpuTensor, n: u32) -> Result<LayoutRace, Dev
             None
         },
         subgroup_rows: 1,
+        tile_reg,
     })
 }
 
@@ -297,6 +317,7 @@ fn race_gemv_layouts(
         subgroup: take(Reduction::Subgroup),
         serial_shuffle: take(Reduction::SerialShuffle),
         subgroup_rows: fastest(Reduction::Subgroup).map_or(1, |(_, rows)| rows),
+        tile_reg: gemm::TILE_REG,
     })
 }
 
@@ -396,21 +417,14 @@ pub fn measure(gpu: &Gpu) -> Result<Tuning, DeviceError> {
         });
         let w = upload(gpu, StorageDType::F16, (rows, cols))?;
         let layout = geometry.gemm_layout_for(StorageDType::F16);
+        let tile_reg = geometry.gemm_tile_reg_for(StorageDType::F16);
+        let key =
+            |compute| gemm::with_tile_reg(&gemm_key(StorageDType::F16, compute, layout), tile_reg);
         tuning.f16_gemm = Some(Race {
             work: format!("f16 gemm {rows}x{cols}, n={n}"),
             unit: "GFLOP/s".into(),
-            native: gemm_rate(
-                gpu,
-                &gemm_key(StorageDType::F16, ComputeDType::F16, layout),
-                &w,
-                n,
-            )?,
-            fallback: gemm_rate(
-                gpu,
-                &gemm_key(StorageDType::F16, ComputeDType::F32, layout),
-                &w,
-                n,
-            )?,
+            native: gemm_rate(gpu, &key(ComputeDType::F16), &w, n)?,
+            fallback: gemm_rate(gpu, &key(ComputeDType::F32), &w, n)?,
         });
     }
     progress.finish_and_clear();
