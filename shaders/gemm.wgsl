@@ -362,8 +362,14 @@ fn put(r: u32, n: u32, sum: acc_t) {
 // q8_0, q4_k at 1024x4096, n = 128); 4 x 16 gained nothing, since each lane loads every
 // activation row it uses, so only more weight rows cut loads per multiply-add. The scalar
 // path (rows not whole vec4s) keeps 4 x 8.
+// SMALL_N (n <= 8, a prefill of a few tokens): 8 activation rows (the 16-row tile would
+// compute mostly clamped copies of the last row: lavapipe took as long for n = 2 as for 32).
 #ifdef X_VEC4
+#ifdef SMALL_N
+const N_PER_WG: u32 = 8u;
+#else
 const N_PER_WG: u32 = 16u;
+#endif
 const ROWS_PER_INV: u32 = 8u;
 #else
 const N_PER_WG: u32 = 8u;
@@ -372,15 +378,19 @@ const ROWS_PER_INV: u32 = 4u;
 
 #ifndef X_SHUFFLE
 #ifdef X_VEC4
-// Elements k..k+4 of the 16 activation rows, four rows (columns) per matrix.
-alias XRows = array<mat4x4<tile_t>, 4>;
-// One weight row's sums against the 16 activation rows, four per vector.
-alias RowSums = array<vec4<acc_t>, 4>;
+// Elements k..k+4 of the N_PER_WG activation rows, four rows (columns) per matrix.
+alias XRows = array<mat4x4<tile_t>, N_PER_WG / 4u>;
+// One weight row's sums against the N_PER_WG activation rows, four per vector.
+alias RowSums = array<vec4<acc_t>, N_PER_WG / 4u>;
 
 // A row's sums plus its four weights v against the step's activations (constant indices
 // only, so the arrays stay in registers or spill slots).
 fn row_step(v: vec4<tile_t>, m: XRows, a: RowSums) -> RowSums {
+#ifdef SMALL_N
+    return RowSums(a[0] + dot4(v, m[0]), a[1] + dot4(v, m[1]));
+#else
     return RowSums(a[0] + dot4(v, m[0]), a[1] + dot4(v, m[1]), a[2] + dot4(v, m[2]), a[3] + dot4(v, m[3]));
+#endif
 }
 
 // Where activation rows n..n+4 start in X (the last one for rows past its edge, never stored).
@@ -419,14 +429,20 @@ fn dot4(wv: vec4<tile_t>, m: mat4x4<tile_t>) -> vec4<acc_t> {
 // allows: 4 weight rows (r0 + 64 i) by 32 activation rows, 8 loads per 512 multiply-adds.
 // Measured on lavapipe at 4096x4096, n = 512, against 2 x 16 (4 loads per 128): q8_0
 // 543 -> 354 ms, q6_k 633 -> 433, f16 511 -> 417, f32 629 -> 582 (best of two runs each).
+// SMALL_N (n <= 8, a prefill of a few tokens): 8 activation rows, one load per lane (32 would
+// compute mostly clamped copies of the last row: lavapipe took as long for n = 2 as for 32).
 const SHUFFLE_ROWS_PER_WG: u32 = 256u;
+#ifdef SMALL_N
+const SHUFFLE_N_PER_WG: u32 = 8u;
+#else
 const SHUFFLE_N_PER_WG: u32 = 32u;
+#endif
 
-// Elements k..k+4 of the 32 activation rows, four rows (columns) per matrix: m[2j + h] holds
+// Elements k..k+4 of the activation rows, four rows (columns) per matrix: m[2j + h] holds
 // rows n0 + 8j + 4h ..+4, shuffled from lanes 4h..4h+4 of `own[j]`.
-alias XCols = array<mat4x4<tile_t>, 8>;
-// One weight row's sums against the 32 activation rows, four per vector.
-alias RowSums = array<vec4<acc_t>, 8>;
+alias XCols = array<mat4x4<tile_t>, SHUFFLE_N_PER_WG / 4u>;
+// One weight row's sums against the activation rows, four per vector.
+alias RowSums = array<vec4<acc_t>, SHUFFLE_N_PER_WG / 4u>;
 
 // Elements k..k+4 of four activation rows (the columns), from lanes first..first+4.
 fn x_cols(own: vec4<f32>, first: u32) -> mat4x4<tile_t> {
@@ -441,10 +457,14 @@ fn x_cols(own: vec4<f32>, first: u32) -> mat4x4<tile_t> {
 // A row's sums plus its four weights v against the step's activations. Indices are
 // constants, so the arrays stay in registers (or their spill slots), never in indexed memory.
 fn row_step(v: vec4<tile_t>, m: XCols, a: RowSums) -> RowSums {
+#ifdef SMALL_N
+    return RowSums(a[0] + dot4(v, m[0]), a[1] + dot4(v, m[1]));
+#else
     return RowSums(
         a[0] + dot4(v, m[0]), a[1] + dot4(v, m[1]), a[2] + dot4(v, m[2]), a[3] + dot4(v, m[3]),
         a[4] + dot4(v, m[4]), a[5] + dot4(v, m[5]), a[6] + dot4(v, m[6]), a[7] + dot4(v, m[7]),
     );
+#endif
 }
 
 // Stores weight row r's sums for activation rows n0..n0+32 (those that exist).
@@ -489,6 +509,9 @@ fn main(
         for (var s = 0u; s < STEP / 4u; s = s + 1u) {
             let k = k0 + 4u * s;
             let own0 = x[(xo.x + k) / 4u];
+#ifdef SMALL_N
+            let m = XCols(x_cols(own0, 0u), x_cols(own0, 4u));
+#else
             let own1 = x[(xo.y + k) / 4u];
             let own2 = x[(xo.z + k) / 4u];
             let own3 = x[(xo.w + k) / 4u];
@@ -496,6 +519,7 @@ fn main(
                 x_cols(own0, 0u), x_cols(own0, 4u), x_cols(own1, 0u), x_cols(own1, 4u),
                 x_cols(own2, 0u), x_cols(own2, 4u), x_cols(own3, 0u), x_cols(own3, 4u),
             );
+#endif
             s0 = row_step(vec4<tile_t>(unit_part(u0, s)), m, s0);
             s1 = row_step(vec4<tile_t>(unit_part(u1, s)), m, s1);
             s2 = row_step(vec4<tile_t>(unit_part(u2, s)), m, s2);
@@ -526,8 +550,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
 #ifdef X_VEC4
     let xo0 = x_offsets(n0);
     let xo1 = x_offsets(n0 + 4u);
+#ifndef SMALL_N
     let xo2 = x_offsets(n0 + 8u);
     let xo3 = x_offsets(n0 + 12u);
+#endif
     var s0 = RowSums();
     var s1 = RowSums();
     var s2 = RowSums();
@@ -547,7 +573,11 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         let u7 = load_unit(wb[7] + k0);
         for (var s = 0u; s < STEP / 4u; s = s + 1u) {
             let k = k0 + 4u * s;
+#ifdef SMALL_N
+            let m = XRows(x_rows(xo0, k), x_rows(xo1, k));
+#else
             let m = XRows(x_rows(xo0, k), x_rows(xo1, k), x_rows(xo2, k), x_rows(xo3, k));
+#endif
             s0 = row_step(vec4<tile_t>(unit_part(u0, s)), m, s0);
             s1 = row_step(vec4<tile_t>(unit_part(u1, s)), m, s1);
             s2 = row_step(vec4<tile_t>(unit_part(u2, s)), m, s2);

@@ -13,7 +13,7 @@ use wgllm::device::{Gpu, Switches};
 use wgllm::dtype::{AccumDType, StorageDType};
 use wgllm::ops::dequantize::{synthetic, DTYPES};
 use wgllm::ops::gemm::{
-    encode_gemm, for_cols, key, reachable_variants, reference, with_each_tile_reg, LAYOUTS,
+    encode_gemm, for_shape, key, reachable_variants, reference, with_each_tile_reg, LAYOUTS,
     PRECISIONS,
 };
 use wgllm::ops::select::{select, KernelKey, Op, Reduction};
@@ -42,6 +42,9 @@ fn shapes(dtype: StorageDType) -> Vec<(u32, u32, u32)> {
         // workgroups (256 rows each), 513 rows every weight row of a plain row-layout
         // invocation and a second workgroup.
         v.extend([(5, 48, 17), (65, 64, 9), (300, 64, 40), (513, 64, 18)]);
+        // n <= 8 with rows of whole units: the row layouts' 8-row tile (SMALL_N), over every
+        // weight row of an invocation and two workgroups.
+        v.extend([(513, 64, 7), (66, 48, 2)]);
     }
     v
 }
@@ -107,7 +110,7 @@ fn check(
     gpu.submit_and_wait("gemm test", enc).unwrap();
     let what = format!(
         "{} on {} at {rows}x{cols}, n={n}, {} part(s){}",
-        key.name(),
+        for_shape(key, cols, n).name(),
         label(gpu),
         t.parts.len(),
         if bias.is_some() { ", bias" } else { "" }
@@ -133,7 +136,7 @@ fn every_dtype_and_precision_matches_the_reference_on_every_adapter() {
                 let t = std::time::Instant::now();
                 for (i, shape) in shapes(dtype).into_iter().enumerate() {
                     check(&gpu, &key, shape, None, 200 + i as u64);
-                    ran.insert(for_cols(&key, shape.1).name());
+                    ran.insert(for_shape(&key, shape.1, shape.2).name());
                 }
                 eprintln!(
                     "{} on {}: {:.2} s",
@@ -161,17 +164,21 @@ fn every_dtype_and_precision_matches_the_reference_on_every_adapter() {
                             // plain dtypes).
                             // The tiles with each register tile.
                             let k = key(d, c, a, l);
-                            let v4 = l.one_per_row().then(|| {
-                                KernelKey {
-                                    vec4: true,
-                                    ..k.clone()
-                                }
-                                .name()
-                            });
+                            let v4 = |small_n| {
+                                l.one_per_row().then(|| {
+                                    KernelKey {
+                                        vec4: true,
+                                        small_n,
+                                        ..k.clone()
+                                    }
+                                    .name()
+                                })
+                            };
                             with_each_tile_reg(&k)
                                 .into_iter()
                                 .map(|k| k.name())
-                                .chain(v4)
+                                .chain(v4(false))
+                                .chain(v4(true))
                         })
                 })
         })

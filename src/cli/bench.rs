@@ -334,7 +334,11 @@ fn bench_op(gpu: &Gpu, args: &Args, op: Op, limits: &Limits) -> Result<Vec<Bench
                 rows.push(BenchRow {
                     op: op.name(),
                     dtype,
-                    kernel: key.name(),
+                    // The kernel that ran: the key shaped for these rows and n.
+                    kernel: match op {
+                        Op::Gemv => key.name(),
+                        _ => gemm::for_shape(key, shape.cols, n).name(),
+                    },
                     selected: Some(key) == selected.as_ref(),
                     rows: shape.rows,
                     cols: shape.cols,

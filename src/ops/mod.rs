@@ -77,8 +77,11 @@ pub fn all_variants() -> Vec<ShaderVariant> {
                 for key in gemm::with_each_tile_reg(&gemm::key(dtype, compute, accum, layout)) {
                     // 16: vec4 rows (weight units) for every dtype; 4: for f32 and the block
                     // dtypes; 1: none.
+                    // n: the row layouts' 8-row tile (SMALL_N) and their wide ones.
                     for cols in [16, 4, 1] {
-                        v.push(gemm::variant(&gemm::for_cols(&key, cols)));
+                        for n in [gemm::SMALL_N, gemm::SMALL_N + 1] {
+                            v.push(gemm::variant(&gemm::for_shape(&key, cols, n)));
+                        }
                     }
                 }
             }

@@ -71,6 +71,9 @@ pub struct KernelKey {
     pub rows_per_invocation: u32,
     /// W and x read as 16-byte vectors (f32/f16/bf16 rows that are whole vectors).
     pub vec4: bool,
+    /// GEMM row layouts: 8 activation rows per workgroup instead of 16 or 32, for a prefill
+    /// of at most 8 tokens (`gemm::for_shape`; SMALL_N).
+    pub small_n: bool,
     /// Driver workarounds compiled into this variant.
     pub workarounds: Vec<Workaround>,
 }
@@ -90,6 +93,9 @@ impl KernelKey {
         );
         if self.vec4 {
             n.push_str("_v4");
+        }
+        if self.small_n {
+            n.push_str("_n8");
         }
         if self.rows_per_invocation > 1 {
             n.push_str(&format!("_x{}", self.rows_per_invocation));
@@ -124,6 +130,7 @@ impl KernelKey {
             rows_per_workgroup: shape.rows_per_workgroup,
             rows_per_invocation: shape.rows_per_invocation,
             vec4,
+            small_n: false,
             workarounds,
         }
     }
@@ -740,16 +747,21 @@ fn select_gemm(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
     let layout = caps.gemm_layout_for(dtype);
     let tiles = if layout == Reduction::SerialShuffle {
         format!(
-            "one invocation per 4 weight rows, {} activation rows per workgroup shared by subgroupShuffle, no barriers; \
-             weights read a unit (32 bytes, a block or a chunk of one) at a time where rows are whole vec4s",
-            gemm::SHUFFLE_LAYOUT_N
+            "one invocation per 4 weight rows, {} activation rows per workgroup ({} for n <= {2}) shared by \
+             subgroupShuffle, no barriers; weights read a unit (32 bytes, a block or a chunk of one) at a time where \
+             rows are whole vec4s",
+            gemm::SHUFFLE_LAYOUT_N,
+            gemm::SMALL_N,
+            gemm::SMALL_N
         )
     } else if layout == Reduction::Serial {
         format!(
-            "one invocation per 8 weight rows, {} activation rows per workgroup, no barriers, where rows are \
-             whole vec4s, weights then read a unit (32 bytes, a block or a chunk of one) at a time; otherwise 4 \
-             weight rows and {} activation rows",
+            "one invocation per 8 weight rows, {} activation rows per workgroup ({} for n <= {}), no barriers, \
+             where rows are whole vec4s, weights then read a unit (32 bytes, a block or a chunk of one) at a time; \
+             otherwise 4 weight rows and {} activation rows",
             gemm::ROWS_LAYOUT_N_VEC4,
+            gemm::SMALL_N,
+            gemm::SMALL_N,
             gemm::ROWS_LAYOUT_N
         )
     } else {
