@@ -49,7 +49,7 @@ struct Params {
 // Row layouts with rows of whole vec4s (X_VEC4: activations read as vec4) read W again as
 // 16-byte vectors (the same buffer bound twice: buffers are whole vectors, so every byte is
 // in the view), a unit of UNIT_ELEMS weights at a time:
-// - the plain dtypes (f32, f16, bf16, fp8: two vectors, 8, 16 or 32 weights) in rows of
+// - the plain dtypes (f32, f16, bf16, fp8: four vectors, 16, 32 or 64 weights) in rows of
 //   whole units (W_PLAIN_UNIT);
 // - q4_k / q5_k: a 64-element chunk of a block, its scales' vector and two of quants, plus
 //   two of fifth bits for q5_k (W_KQUANT_UNIT);
@@ -283,21 +283,24 @@ fn unit_part(u: WUnit, s: u32) -> vec4<f32> {
 }
 #endif
 #ifdef W_PLAIN_UNIT
-// Two 16-byte vectors: with the 4 x 32 shuffled tile, two vectors per unit measured 8% faster
-// than one for f32 and bf16 and 13% for f16 (2048x4096, n = 256, three alternating runs).
-alias WUnit = array<vec4<u32>, 2>;
+// Four 16-byte vectors: with the 4 x 32 shuffled tile, two vectors per unit measured 8% faster
+// than one for f32 and bf16 and 13% for f16 (2048x4096, n = 256, three alternating runs), and
+// four 7% faster than two for f32, 2-3% for f16 and bf16 (4096x4096, n = 512, two
+// alternating runs on lavapipe): fewer iterations of the unit loop, its clamps and addresses.
+alias WUnit = array<vec4<u32>, 4>;
 // Weights per vector.
-const VEC_ELEMS: u32 = UNIT_ELEMS / 2u;
+const VEC_ELEMS: u32 = UNIT_ELEMS / 4u;
 
 // The unit that starts at element e of W.
 fn load_unit(e: u32) -> WUnit {
     let v = e / VEC_ELEMS;
-    return WUnit(w4[v], w4[v + 1u]);
+    return WUnit(w4[v], w4[v + 1u], w4[v + 2u], w4[v + 3u]);
 }
 
 // Elements 4t..4t+4 of a unit, as f32: part s of vector t / (VEC_ELEMS / 4).
 fn unit_part(units: WUnit, t: u32) -> vec4<f32> {
-    let u = select(units[0], units[1], t >= VEC_ELEMS / 4u);
+    let q = t / (VEC_ELEMS / 4u);
+    let u = select(select(units[0], units[1], q == 1u), select(units[2], units[3], q == 3u), q >= 2u);
     let s = t % (VEC_ELEMS / 4u);
 #ifdef W_F32
     return bitcast<vec4<f32>>(u);

@@ -36,8 +36,9 @@ fn shapes(dtype: StorageDType) -> Vec<(u32, u32, u32)> {
     ]);
     if b == 1 {
         v.extend([(33, 1, 2), (17, 15, 5), (70, 1757, 9), (3, 17, 130)]);
-        // Rows of whole units (two 16-byte vectors: 8, 16 or 32 elements), so the row
-        // layouts read W as units: 64 for every plain dtype, 48 for f32/f16/bf16 but not fp8;
+        // Rows of whole units (four 16-byte vectors: 16, 32 or 64 elements), so the row
+        // layouts read W as units: 64 for every plain dtype, 48 for f32 only (f16, bf16 and
+        // fp8 then take the scalar path);
         // n = 40 spans two shuffled tiles (32 activation rows each), 300 rows two shuffled
         // workgroups (256 rows each), 513 rows every weight row of a plain row-layout
         // invocation and a second workgroup.

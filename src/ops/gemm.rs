@@ -179,12 +179,12 @@ pub fn for_shape(key: &KernelKey, cols: u32, n: u32) -> KernelKey {
     }
 }
 
-/// Weights per unit of a key with vec4 rows: two 16-byte vectors of a plain dtype, a 64-element
+/// Weights per unit of a key with vec4 rows: four 16-byte vectors of a plain dtype, a 64-element
 /// chunk of q4_k/q5_k (16-byte-aligned blocks of 144 and 176 bytes), half a q6_k block, 32
 /// elements of the other block dtypes; and the shader flags of that unit's reader.
 fn unit(key: &KernelKey) -> (u32, &'static [&'static str]) {
     match key.dtype {
-        d if KernelKey::plain(d) => (2 * key.elements_per_vec4(), &["W_PLAIN_UNIT"]),
+        d if KernelKey::plain(d) => (4 * key.elements_per_vec4(), &["W_PLAIN_UNIT"]),
         StorageDType::Q4K | StorageDType::Q5K => (64, &["W_KQUANT_UNIT"]),
         StorageDType::Q6K => (128, &["W_BYTE_READS", "W_Q6K_UNIT"]),
         _ => (32, &["W_BYTE_READS", "W_BLOCK_UNIT"]),

@@ -748,7 +748,7 @@ fn select_gemm(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
     let tiles = if layout == Reduction::SerialShuffle {
         format!(
             "one invocation per 4 weight rows, {} activation rows per workgroup ({} for n <= {2}) shared by \
-             subgroupShuffle, no barriers; weights read a unit (32 bytes, a block or a chunk of one) at a time where \
+             subgroupShuffle, no barriers; weights read a unit (64 bytes of a plain dtype, a block or a chunk of one) at a time where \
              rows are whole vec4s",
             gemm::SHUFFLE_LAYOUT_N,
             gemm::SMALL_N,
@@ -757,7 +757,7 @@ fn select_gemm(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
     } else if layout == Reduction::Serial {
         format!(
             "one invocation per 8 weight rows, {} activation rows per workgroup ({} for n <= {}), no barriers, \
-             where rows are whole vec4s, weights then read a unit (32 bytes, a block or a chunk of one) at a time; \
+             where rows are whole vec4s, weights then read a unit (64 bytes of a plain dtype, a block or a chunk of one) at a time; \
              otherwise 4 weight rows and {} activation rows",
             gemm::ROWS_LAYOUT_N_VEC4,
             gemm::SMALL_N,
