@@ -406,8 +406,13 @@ fn partial(row: u32, first: u32, step: u32) -> acc_t {
     var b = first;
 #ifdef INT_DOT_GROUPS
     // Whole groups of eight blocks while rows have an even number of blocks (pairs then
-    // start on word boundaries); the rest block by block.
+    // start on word boundaries), or any number when the 16-byte reader realigns its vectors
+    // (INT_DOT_VEC4_REALIGN: groups may start on any even byte); the rest block by block.
+#ifdef INT_DOT_VEC4_REALIGN
+    let groups = blocks / 8u;
+#else
     let groups = select(0u, blocks / 8u, blocks % 2u == 0u);
+#endif
     for (var g = 0u; g < groups; g = g + 1u) {
         acc = acc + acc_t(int_dot_group(row * blocks + 8u * g, 8u * g));
     }

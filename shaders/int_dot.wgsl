@@ -414,41 +414,98 @@ fn int_dot_pair(blk: u32, xb: u32, sa: vec2<f32>, sb: vec2<f32>) -> f32 {
 }
 
 #ifdef INT_DOT_VEC4
-// Eight blocks from block blk0 (a multiple of 8, whose group starts on a 16-byte boundary)
-// against activation blocks b0..b0 + 8, whose scales are in the window sw. A q8_0/q4_0/q5_0
-// pair p of W words starts at word pW = 4·(pW / 4) + p·(W % 4): its vectors are read
-// realigned by p·(W % 4) words.
+// Where a group of eight 32-element blocks starts in W's vector view: its first vector v, and
+// the words o and half-word `half` it starts into it. In rows of whole groups (a multiple of
+// 256 elements) every group starts on a vector (o = 0, no half). With INT_DOT_VEC4_REALIGN
+// (other rows, e.g. Qwen2.5-0.5B's 896 columns or OpenLLaMA-3B's 3200) a group starts on any
+// even byte, and each of its vectors is realigned from two loads (`group_vector`): one more
+// load per group than the aligned read, where these rows took the word-wise path before
+// (about 2x slower on lavapipe).
+struct GroupAt {
+    v: u32,
+    o: u32,
+    half: bool,
+}
+
+fn group_at(blk0: u32, block_bytes: u32) -> GroupAt {
+    let X = blk0 * block_bytes;
+    return GroupAt(X / 16u, (X % 16u) / 4u, (X & 2u) != 0u);
+}
+
+// Vector i of a group from its loads a (vector i) and b (vector i + 1, from
+// `realign_load`; unused without INT_DOT_VEC4_REALIGN).
+fn group_vector(g: GroupAt, a: vec4<u32>, b: vec4<u32>) -> vec4<u32> {
+#ifdef INT_DOT_VEC4_REALIGN
+    return realigned(a, b, g.o, g.half);
+#else
+    return a;
+#endif
+}
+
+// Vector i of a group, loaded only to realign the one before it (INT_DOT_VEC4_REALIGN; past
+// the last vector of the buffer it repeats that one: buffers are whole vectors, so a group
+// that ends there ends on a vector and never uses it).
+fn realign_load(g: GroupAt, i: u32) -> vec4<u32> {
+#ifdef INT_DOT_VEC4_REALIGN
+    return w4[min(g.v + i, arrayLength(&w4) - 1u)];
+#else
+    return vec4<u32>(0u);
+#endif
+}
+
+// Eight blocks from block blk0 (whose group starts where group_at says) against activation
+// blocks b0..b0 + 8, whose scales are in the window sw. A q8_0/q4_0/q5_0 pair p of W words
+// starts at word pW = 4·(pW / 4) + p·(W % 4): its vectors are read realigned by p·(W % 4)
+// words.
 fn int_dot_group_vec4(blk0: u32, b0: u32, sw: vec2<f32>) -> f32 {
     let xw = x_windows8(b0);
 #ifdef W_Q8_0
     // 8 blocks = 272 bytes = 17 vectors; pair p starts at word 17p (vector 4p, component p).
-    let v = (blk0 / 8u) * 17u;
-    let v0 = w4[v];
-    let v1 = w4[v + 1u];
-    let v2 = w4[v + 2u];
-    let v3 = w4[v + 3u];
-    let v4 = w4[v + 4u];
+    let g = group_at(blk0, 34u);
+    let r0 = w4[g.v];
+    let r1 = w4[g.v + 1u];
+    let r2 = w4[g.v + 2u];
+    let r3 = w4[g.v + 3u];
+    let r4 = w4[g.v + 4u];
+    let r5 = w4[g.v + 5u];
+    let r6 = w4[g.v + 6u];
+    let r7 = w4[g.v + 7u];
+    let r8 = w4[g.v + 8u];
+    let r9 = w4[g.v + 9u];
+    let r10 = w4[g.v + 10u];
+    let r11 = w4[g.v + 11u];
+    let r12 = w4[g.v + 12u];
+    let r13 = w4[g.v + 13u];
+    let r14 = w4[g.v + 14u];
+    let r15 = w4[g.v + 15u];
+    let r16 = w4[g.v + 16u];
+    let r17 = realign_load(g, 17u);
+    let v0 = group_vector(g, r0, r1);
+    let v1 = group_vector(g, r1, r2);
+    let v2 = group_vector(g, r2, r3);
+    let v3 = group_vector(g, r3, r4);
+    let v4 = group_vector(g, r4, r5);
     var acc = q8_0_pair(v0, v1, v2, v3, v4.x, x_block8(xw, b0, 0u), x_block8(xw, b0, 1u), xs_of(sw, b0, 0u), xs_of(sw, b0, 1u));
-    let v5 = w4[v + 5u];
-    let v6 = w4[v + 6u];
-    let v7 = w4[v + 7u];
-    let v8 = w4[v + 8u];
+    let v5 = group_vector(g, r5, r6);
+    let v6 = group_vector(g, r6, r7);
+    let v7 = group_vector(g, r7, r8);
+    let v8 = group_vector(g, r8, r9);
     acc = acc + q8_0_pair(
         vec4<u32>(v4.yzw, v5.x), vec4<u32>(v5.yzw, v6.x), vec4<u32>(v6.yzw, v7.x), vec4<u32>(v7.yzw, v8.x), v8.y,
         x_block8(xw, b0, 2u), x_block8(xw, b0, 3u), xs_of(sw, b0, 2u), xs_of(sw, b0, 3u),
     );
-    let v9 = w4[v + 9u];
-    let v10 = w4[v + 10u];
-    let v11 = w4[v + 11u];
-    let v12 = w4[v + 12u];
+    let v9 = group_vector(g, r9, r10);
+    let v10 = group_vector(g, r10, r11);
+    let v11 = group_vector(g, r11, r12);
+    let v12 = group_vector(g, r12, r13);
     acc = acc + q8_0_pair(
         vec4<u32>(v8.zw, v9.xy), vec4<u32>(v9.zw, v10.xy), vec4<u32>(v10.zw, v11.xy), vec4<u32>(v11.zw, v12.xy), v12.z,
         x_block8(xw, b0, 4u), x_block8(xw, b0, 5u), xs_of(sw, b0, 4u), xs_of(sw, b0, 5u),
     );
-    let v13 = w4[v + 13u];
-    let v14 = w4[v + 14u];
-    let v15 = w4[v + 15u];
-    let v16 = w4[v + 16u];
+    let v13 = group_vector(g, r13, r14);
+    let v14 = group_vector(g, r14, r15);
+    let v15 = group_vector(g, r15, r16);
+    let v16 = group_vector(g, r16, r17);
     return acc + q8_0_pair(
         vec4<u32>(v12.w, v13.xyz), vec4<u32>(v13.w, v14.xyz), vec4<u32>(v14.w, v15.xyz), vec4<u32>(v15.w, v16.xyz), v16.w,
         x_block8(xw, b0, 6u), x_block8(xw, b0, 7u), xs_of(sw, b0, 6u), xs_of(sw, b0, 7u),
@@ -456,16 +513,26 @@ fn int_dot_group_vec4(blk0: u32, b0: u32, sw: vec2<f32>) -> f32 {
 #endif
 #ifdef W_Q4_0
     // 8 blocks = 144 bytes = 9 vectors; pair p starts at word 9p (vector 2p, component p).
-    let v = (blk0 / 8u) * 9u;
-    let v0 = w4[v];
-    let v1 = w4[v + 1u];
-    let v2 = w4[v + 2u];
-    let v3 = w4[v + 3u];
-    let v4 = w4[v + 4u];
-    let v5 = w4[v + 5u];
-    let v6 = w4[v + 6u];
-    let v7 = w4[v + 7u];
-    let v8 = w4[v + 8u];
+    let g = group_at(blk0, 18u);
+    let r0 = w4[g.v];
+    let r1 = w4[g.v + 1u];
+    let r2 = w4[g.v + 2u];
+    let r3 = w4[g.v + 3u];
+    let r4 = w4[g.v + 4u];
+    let r5 = w4[g.v + 5u];
+    let r6 = w4[g.v + 6u];
+    let r7 = w4[g.v + 7u];
+    let r8 = w4[g.v + 8u];
+    let r9 = realign_load(g, 9u);
+    let v0 = group_vector(g, r0, r1);
+    let v1 = group_vector(g, r1, r2);
+    let v2 = group_vector(g, r2, r3);
+    let v3 = group_vector(g, r3, r4);
+    let v4 = group_vector(g, r4, r5);
+    let v5 = group_vector(g, r5, r6);
+    let v6 = group_vector(g, r6, r7);
+    let v7 = group_vector(g, r7, r8);
+    let v8 = group_vector(g, r8, r9);
     return q4_0_pair(v0, v1, v2.x, x_block8(xw, b0, 0u), x_block8(xw, b0, 1u), xs_of(sw, b0, 0u), xs_of(sw, b0, 1u))
         + q4_0_pair(vec4<u32>(v2.yzw, v3.x), vec4<u32>(v3.yzw, v4.x), v4.y, x_block8(xw, b0, 2u), x_block8(xw, b0, 3u), xs_of(sw, b0, 2u), xs_of(sw, b0, 3u))
         + q4_0_pair(vec4<u32>(v4.zw, v5.xy), vec4<u32>(v5.zw, v6.xy), v6.z, x_block8(xw, b0, 4u), x_block8(xw, b0, 5u), xs_of(sw, b0, 4u), xs_of(sw, b0, 5u))
@@ -474,18 +541,30 @@ fn int_dot_group_vec4(blk0: u32, b0: u32, sw: vec2<f32>) -> f32 {
 #ifdef W_Q5_0
     // 8 blocks = 176 bytes = 11 vectors; pair p starts at word 11p (vector 2p + p / 2...):
     // words 0, 11, 22, 33 are v0.x, v2.w, v5.z, v8.y.
-    let v = (blk0 / 8u) * 11u;
-    let v0 = w4[v];
-    let v1 = w4[v + 1u];
-    let v2 = w4[v + 2u];
-    let v3 = w4[v + 3u];
-    let v4 = w4[v + 4u];
-    let v5 = w4[v + 5u];
-    let v6 = w4[v + 6u];
-    let v7 = w4[v + 7u];
-    let v8 = w4[v + 8u];
-    let v9 = w4[v + 9u];
-    let v10 = w4[v + 10u];
+    let g = group_at(blk0, 22u);
+    let r0 = w4[g.v];
+    let r1 = w4[g.v + 1u];
+    let r2 = w4[g.v + 2u];
+    let r3 = w4[g.v + 3u];
+    let r4 = w4[g.v + 4u];
+    let r5 = w4[g.v + 5u];
+    let r6 = w4[g.v + 6u];
+    let r7 = w4[g.v + 7u];
+    let r8 = w4[g.v + 8u];
+    let r9 = w4[g.v + 9u];
+    let r10 = w4[g.v + 10u];
+    let r11 = realign_load(g, 11u);
+    let v0 = group_vector(g, r0, r1);
+    let v1 = group_vector(g, r1, r2);
+    let v2 = group_vector(g, r2, r3);
+    let v3 = group_vector(g, r3, r4);
+    let v4 = group_vector(g, r4, r5);
+    let v5 = group_vector(g, r5, r6);
+    let v6 = group_vector(g, r6, r7);
+    let v7 = group_vector(g, r7, r8);
+    let v8 = group_vector(g, r8, r9);
+    let v9 = group_vector(g, r9, r10);
+    let v10 = group_vector(g, r10, r11);
     return q5_0_pair(v0, v1, v2.xyz, x_block8(xw, b0, 0u), x_block8(xw, b0, 1u), xs_of(sw, b0, 0u), xs_of(sw, b0, 1u))
         + q5_0_pair(vec4<u32>(v2.w, v3.xyz), vec4<u32>(v3.w, v4.xyz), vec3<u32>(v4.w, v5.xy), x_block8(xw, b0, 2u), x_block8(xw, b0, 3u), xs_of(sw, b0, 2u), xs_of(sw, b0, 3u))
         + q5_0_pair(vec4<u32>(v5.zw, v6.xy), vec4<u32>(v6.zw, v7.xy), vec3<u32>(v7.zw, v8.x), x_block8(xw, b0, 4u), x_block8(xw, b0, 5u), xs_of(sw, b0, 4u), xs_of(sw, b0, 5u))
@@ -494,14 +573,21 @@ fn int_dot_group_vec4(blk0: u32, b0: u32, sw: vec2<f32>) -> f32 {
 #ifdef W_Q4_1
     // 8 blocks = 160 bytes = 10 vectors; block j (5 words: dm, four quant words) starts at
     // word 5j: four blocks per five vectors.
+    let g = group_at(blk0, 20u);
     var acc = 0.0;
     for (var h = 0u; h < 2u; h = h + 1u) {
-        let v = (blk0 / 8u) * 10u + 5u * h;
-        let v0 = w4[v];
-        let v1 = w4[v + 1u];
-        let v2 = w4[v + 2u];
-        let v3 = w4[v + 3u];
-        let v4 = w4[v + 4u];
+        let v = g.v + 5u * h;
+        let r0 = w4[v];
+        let r1 = w4[v + 1u];
+        let r2 = w4[v + 2u];
+        let r3 = w4[v + 3u];
+        let r4 = w4[v + 4u];
+        let r5 = realign_load(g, 5u * h + 5u);
+        let v0 = group_vector(g, r0, r1);
+        let v1 = group_vector(g, r1, r2);
+        let v2 = group_vector(g, r2, r3);
+        let v3 = group_vector(g, r3, r4);
+        let v4 = group_vector(g, r4, r5);
         let i = 4u * h;
         acc = acc + q4_1_block(v0.x, vec4<u32>(v0.yzw, v1.x), x_block8(xw, b0, i), xs_of(sw, b0, i))
             + q4_1_block(v1.y, vec4<u32>(v1.zw, v2.xy), x_block8(xw, b0, i + 1u), xs_of(sw, b0, i + 1u))
@@ -513,12 +599,17 @@ fn int_dot_group_vec4(blk0: u32, b0: u32, sw: vec2<f32>) -> f32 {
 #ifdef W_Q5_1
     // 8 blocks = 192 bytes = 12 vectors; block j (6 words: dm, qh, four quant words) starts
     // at word 6j: two blocks per three vectors.
+    let g = group_at(blk0, 24u);
     var acc = 0.0;
     for (var h = 0u; h < 4u; h = h + 1u) {
-        let v = (blk0 / 8u) * 12u + 3u * h;
-        let v0 = w4[v];
-        let v1 = w4[v + 1u];
-        let v2 = w4[v + 2u];
+        let v = g.v + 3u * h;
+        let r0 = w4[v];
+        let r1 = w4[v + 1u];
+        let r2 = w4[v + 2u];
+        let r3 = realign_load(g, 3u * h + 3u);
+        let v0 = group_vector(g, r0, r1);
+        let v1 = group_vector(g, r1, r2);
+        let v2 = group_vector(g, r2, r3);
         let i = 2u * h;
         acc = acc + q5_1_block(v0.x, v0.y, vec4<u32>(v0.zw, v1.xy), x_block8(xw, b0, i), xs_of(sw, b0, i))
             + q5_1_block(v1.z, v1.w, v2, x_block8(xw, b0, i + 1u), xs_of(sw, b0, i + 1u));

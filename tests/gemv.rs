@@ -44,9 +44,11 @@ fn shapes(dtype: StorageDType) -> Vec<(u32, u32)> {
             (9, 7 * b),
             (33, b),
             (4, 4096.max(b)),
-            // Int-dot with one invocation per row takes eight blocks at a time while a row
-            // has an even number of blocks: one group and a tail of two; and an odd count (no
-            // groups). Rows of whole groups (16 blocks of 32) are read 16 bytes at a time.
+            // Int-dot with one invocation per row takes eight blocks at a time: word-wise
+            // while a row has an even number of blocks (one group and a tail of two; an odd
+            // count has no groups), 16 bytes at a time in rows of whole groups (16 blocks of
+            // 32), and realigned in others (groups at any even byte: 10 and 9 blocks, both
+            // with a tail; 7 blocks, none).
             (65, 10 * b),
             (65, 16 * b),
             (5, 9 * b),
@@ -138,11 +140,12 @@ fn every_variant_matches_the_reference_on_every_adapter() {
                     check(&gpu, &key, rows, cols, 1000 + n as u64);
                     let effective = key.for_cols(cols);
                     ran.insert(format!(
-                        "{}_{}_{:?}{}{}{}",
+                        "{}_{}_{:?}{}{}{}{}",
                         key.dtype,
                         key.compute,
                         effective.reduction,
                         if effective.vec4 { "_v4" } else { "" },
+                        if effective.realign_groups { "_ra" } else { "" },
                         match effective.rows_per_invocation {
                             1 => String::new(),
                             r => format!("_x{r}"),
@@ -179,9 +182,14 @@ fn every_variant_matches_the_reference_on_every_adapter() {
             {
                 expected.insert(format!("{d}_i8_{r}_dot4"));
                 expected.insert(format!("{d}_i8_SerialShuffle_dot4"));
-                // Read 16 bytes at a time, one invocation per row.
+                // Read 16 bytes at a time, one invocation per row; 32-element blocks also in
+                // rows that are not whole groups of eight blocks, realigned.
                 expected.insert(format!("{d}_i8_Serial_v4_dot4"));
                 expected.insert(format!("{d}_i8_SerialShuffle_v4_dot4"));
+                if !d.ends_with("_k") {
+                    expected.insert(format!("{d}_i8_Serial_v4_ra_dot4"));
+                    expected.insert(format!("{d}_i8_SerialShuffle_v4_ra_dot4"));
+                }
             }
         }
         if plain {

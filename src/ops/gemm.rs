@@ -103,6 +103,7 @@ pub fn key(
         rows_per_invocation: 1,
         vec4: false,
         small_n: false,
+        realign_groups: false,
         workarounds: Vec::new(),
     };
     with_tile_reg(&key, TILE_REG)

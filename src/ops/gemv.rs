@@ -487,6 +487,7 @@ mod tests {
             rows_per_invocation: 1,
             vec4: false,
             small_n: false,
+            realign_groups: false,
             workarounds: vec![],
         };
         assert_eq!(grid(&key, 70_000, 65_535), ([65_535, 2, 1], 65_535));

@@ -53,6 +53,11 @@ pub fn all_variants() -> Vec<ShaderVariant> {
                     if KernelKey::has_int_dot(dtype) && runs(&dot) && (!vec4 || dot.int_dot_vec4())
                     {
                         v.push(dot.variant());
+                        // Rows that are not whole groups of eight 32-element blocks.
+                        let realigned = dot.for_cols(32);
+                        if realigned.realign_groups {
+                            v.push(realigned.variant());
+                        }
                     }
                     if !runs(&key) || (vec4 && !KernelKey::plain(dtype)) {
                         continue;

@@ -74,6 +74,11 @@ pub struct KernelKey {
     /// GEMM row layouts: 8 activation rows per workgroup instead of 16 or 32, for a prefill
     /// of at most 8 tokens (`gemm::for_shape`; SMALL_N).
     pub small_n: bool,
+    /// Int-dot 16-byte reader of 32-element blocks over rows that are not whole groups of
+    /// eight blocks (not a multiple of [`Self::INT_DOT_VEC4_GRANULE`]): groups start on any
+    /// even byte and each vector is realigned from two loads (INT_DOT_VEC4_REALIGN;
+    /// [`Self::for_cols`] decides).
+    pub realign_groups: bool,
     /// Driver workarounds compiled into this variant.
     pub workarounds: Vec<Workaround>,
 }
@@ -96,6 +101,9 @@ impl KernelKey {
         }
         if self.small_n {
             n.push_str("_n8");
+        }
+        if self.realign_groups {
+            n.push_str("_ra");
         }
         if self.rows_per_invocation > 1 {
             n.push_str(&format!("_x{}", self.rows_per_invocation));
@@ -131,6 +139,7 @@ impl KernelKey {
             rows_per_invocation: shape.rows_per_invocation,
             vec4,
             small_n: false,
+            realign_groups: false,
             workarounds,
         }
     }
@@ -306,7 +315,8 @@ impl KernelKey {
     /// them ([`Self::shares_x`]) and rows a multiple of 32; otherwise the plain
     /// one-invocation-per-row layout.
     ///
-    /// The int-dot 16-byte reader needs rows of [`Self::INT_DOT_VEC4_GRANULE`] elements.
+    /// The int-dot 16-byte reader takes rows of [`Self::INT_DOT_VEC4_GRANULE`] elements as
+    /// they are, and realigns the groups of other rows of 32-element blocks.
     pub fn for_cols(&self, cols: u32) -> Self {
         let vec4 =
             self.vec4 && !self.elementwise() && cols.is_multiple_of(self.elements_per_vec4());
@@ -329,14 +339,17 @@ impl KernelKey {
         if !shaped.can_share_rows() {
             shaped = shaped.with_rows_per_invocation(1);
         }
+        let whole_groups = cols.is_multiple_of(Self::INT_DOT_VEC4_GRANULE);
+        let realign_groups = !whole_groups && self.dtype.block().elements == 32;
         let int_dot_vec4 = Self {
             vec4: self.vec4,
             ..shaped.clone()
         }
         .int_dot_vec4()
-            && cols.is_multiple_of(Self::INT_DOT_VEC4_GRANULE);
+            && (whole_groups || realign_groups);
         Self {
             vec4: vec4 || int_dot_vec4,
+            realign_groups: int_dot_vec4 && realign_groups,
             ..shaped
         }
     }
@@ -393,6 +406,9 @@ impl KernelKey {
         }
         if self.int_dot_vec4() {
             defines.push(Define::flag("INT_DOT_VEC4"));
+            if self.realign_groups {
+                defines.push(Define::flag("INT_DOT_VEC4_REALIGN"));
+            }
         } else if self.vec4 && !self.int_dot {
             defines.push(Define::flag("VEC4"));
         }
@@ -681,7 +697,8 @@ fn select_int_dot(caps: &Capabilities, dtype: StorageDType) -> IntDot {
     };
     let vectors = if key.int_dot_vec4() {
         format!(
-            "; weights and activations read 16 bytes at a time where rows are a multiple of {} elements",
+            "; weights and activations read 16 bytes at a time (eight-block groups realigned in registers where rows \
+             are not a multiple of {} elements)",
             KernelKey::INT_DOT_VEC4_GRANULE
         )
     } else {
