@@ -353,6 +353,33 @@ fn put(r: u32, n: u32, sum: acc_t) {
     y[n * p.out_stride + col] = f32(sum) + b;
 }
 
+// [Σ_c wv[c] · m[j][c]] for j = 0..4: four elements of one weight row against four activation
+// rows (the columns of m).
+fn dot4(wv: vec4<tile_t>, m: mat4x4<tile_t>) -> vec4<acc_t> {
+#ifdef COMPUTE_F16
+#ifndef ACCUM_F16
+    // f16 products, f32 sums: each product converted before it is added (a vector-matrix
+    // product would add four of them in f16; fp8 e5m2 weights overflow that).
+    let t = transpose(m);
+    return vec4<acc_t>(t[0] * wv.x) + vec4<acc_t>(t[1] * wv.y) + vec4<acc_t>(t[2] * wv.z) + vec4<acc_t>(t[3] * wv.w);
+#endif
+#endif
+    return vec4<acc_t>(wv * m);
+}
+
+#ifdef X_VEC4
+// Where activation rows n..n+4 start in X (the last one for rows past its edge, never stored).
+fn x_offsets(n: u32) -> vec4<u32> {
+    let last = p.n - 1u;
+    return vec4<u32>(min(n, last), min(n + 1u, last), min(n + 2u, last), min(n + 3u, last)) * p.cols;
+}
+
+// Elements k..k+4 of the activation rows at offsets o.
+fn x_rows(o: vec4<u32>, k: u32) -> mat4x4<tile_t> {
+    return mat4x4<tile_t>(mat4x4<f32>(x[(o.x + k) / 4u], x[(o.y + k) / 4u], x[(o.z + k) / 4u], x[(o.w + k) / 4u]));
+}
+#endif
+
 #ifdef LAYOUT_ROWS
 // CPU adapters: each invocation owns ROWS_PER_INV rows of W (rows r, r + 64, …) and
 // N_PER_WG activation rows, with no workgroup memory and no barriers (lavapipe runs a barrier
@@ -395,33 +422,9 @@ fn row_step(v: vec4<tile_t>, m: XRows, a: RowSums) -> RowSums {
     return RowSums(a[0] + dot4(v, m[0]), a[1] + dot4(v, m[1]), a[2] + dot4(v, m[2]), a[3] + dot4(v, m[3]));
 #endif
 }
-
-// Where activation rows n..n+4 start in X (the last one for rows past its edge, never stored).
-fn x_offsets(n: u32) -> vec4<u32> {
-    let last = p.n - 1u;
-    return vec4<u32>(min(n, last), min(n + 1u, last), min(n + 2u, last), min(n + 3u, last)) * p.cols;
-}
-
-// Elements k..k+4 of the activation rows at offsets o.
-fn x_rows(o: vec4<u32>, k: u32) -> mat4x4<tile_t> {
-    return mat4x4<tile_t>(mat4x4<f32>(x[(o.x + k) / 4u], x[(o.y + k) / 4u], x[(o.z + k) / 4u], x[(o.w + k) / 4u]));
-}
 #endif
 #endif
 
-// [Σ_c wv[c] · m[j][c]] for j = 0..4: four elements of one weight row against four activation
-// rows (the columns of m).
-fn dot4(wv: vec4<tile_t>, m: mat4x4<tile_t>) -> vec4<acc_t> {
-#ifdef COMPUTE_F16
-#ifndef ACCUM_F16
-    // f16 products, f32 sums: each product converted before it is added (a vector-matrix
-    // product would add four of them in f16; fp8 e5m2 weights overflow that).
-    let t = transpose(m);
-    return vec4<acc_t>(t[0] * wv.x) + vec4<acc_t>(t[1] * wv.y) + vec4<acc_t>(t[2] * wv.z) + vec4<acc_t>(t[3] * wv.w);
-#endif
-#endif
-    return vec4<acc_t>(wv * m);
-}
 
 #ifdef X_SHUFFLE
 // Shuffled activations (rows of X a whole number of vec4s): per step of four k, each lane
@@ -634,6 +637,43 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
 }
 #endif
 #else
+#ifdef LAYOUT_SUBGROUP
+// A few activation rows on GPUs (n <= 8, a short prefill; X_VEC4 rows of whole units): a
+// subgroup per weight row, its lanes taking the row's units in turn, each unit loaded and
+// decoded once for four activation rows (grid.y: groups of four), the lanes' sums added by
+// subgroupAdd. The weights are read as a GEMV reads them, once per four activation rows,
+// where the tiles compute a whole 64- or 128-wide tile in n (a 64-row prefill's work for 2
+// rows) and make one workgroup per 64 or 128 weight rows.
+// ROWS_PER_WG (valued) is WG_SIZE / the adapter's fixed subgroup size.
+@compute @workgroup_size(WG_SIZE)
+fn main(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(subgroup_id) sg: u32,
+    @builtin(subgroup_invocation_id) lane: u32,
+    @builtin(subgroup_size) sg_size: u32,
+) {
+    let r = wg.x * ROWS_PER_WG + sg;
+    let n0 = wg.y * 4u;
+    let xo = x_offsets(n0);
+    var acc = vec4<acc_t>(0.0);
+    // The whole subgroup has the same row: uniform control flow for subgroupAdd below.
+    if (r < p.rows) {
+        let wo = r * p.cols;
+        for (var k0 = lane * STEP; k0 < p.cols; k0 = k0 + sg_size * STEP) {
+            let u = load_unit(wo + k0);
+            for (var s = 0u; s < STEP / 4u; s = s + 1u) {
+                acc = acc + dot4(vec4<tile_t>(unit_part(u, s)), x_rows(xo, k0 + 4u * s));
+            }
+        }
+    }
+    let total = subgroupAdd(acc);
+    if (r < p.rows && lane == 0u) {
+        for (var j = 0u; j < min(4u, p.n - n0); j = j + 1u) {
+            put(r, n0 + j, total[j]);
+        }
+    }
+}
+#else
 // Tiles (GPUs): a workgroup of 16 x 16 invocations owns a TILE x TILE block of outputs
 // (TILE = 16 TILE_REG rows of W by as many rows of X), and each invocation a TILE_REG x
 // TILE_REG register tile: weight rows 4 ty + 64 h + i and activation rows 4 tx + 64 h + j
@@ -719,4 +759,5 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         }
     }
 }
+#endif
 #endif

@@ -111,7 +111,7 @@ fn check(
     gpu.submit_and_wait("gemm test", enc).unwrap();
     let what = format!(
         "{} on {} at {rows}x{cols}, n={n}, {} part(s){}",
-        for_shape(key, cols, n).name(),
+        for_shape(&gpu.caps, key, cols, n).name(),
         label(gpu),
         t.parts.len(),
         if bias.is_some() { ", bias" } else { "" }
@@ -137,7 +137,7 @@ fn every_dtype_and_precision_matches_the_reference_on_every_adapter() {
                 let t = std::time::Instant::now();
                 for (i, shape) in shapes(dtype).into_iter().enumerate() {
                     check(&gpu, &key, shape, None, 200 + i as u64);
-                    ran.insert(for_shape(&key, shape.1, shape.2).name());
+                    ran.insert(for_shape(&gpu.caps, &key, shape.1, shape.2).name());
                 }
                 eprintln!(
                     "{} on {}: {:.2} s",
@@ -189,6 +189,18 @@ fn every_dtype_and_precision_matches_the_reference_on_every_adapter() {
         missing.is_empty(),
         "gemm variants that ran on no adapter: {missing:?}"
     );
+    // A subgroup per weight row (f32 sums; named by the adapter's subgroup size), on
+    // lavapipe: both compute dtypes of every dtype.
+    for d in DTYPES {
+        for c in ["f32", "f16"] {
+            let prefix = format!("gemm_{d}_{c}c_f32acc_subgroup_wg");
+            assert!(
+                ran.iter()
+                    .any(|k| k.starts_with(&prefix) && k.ends_with("_v4")),
+                "no {prefix}*_v4 ran on any adapter"
+            );
+        }
+    }
 }
 
 #[test]

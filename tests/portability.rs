@@ -13,7 +13,8 @@ fn needs(v: &ShaderVariant) -> (bool, bool) {
         has("REDUCE_SUBGROUP")
             || has("SECTION_SUBGROUP")
             || has("REDUCE_SERIAL_SHUFFLE")
-            || has("X_SHUFFLE"),
+            || has("X_SHUFFLE")
+            || has("LAYOUT_SUBGROUP"),
     )
 }
 

@@ -292,7 +292,7 @@ fn bench_op(gpu: &Gpu, args: &Args, op: Op, limits: &Limits) -> Result<Vec<Bench
     } else {
         &args.shape[..]
     };
-    let mut rows = Vec::new();
+    let mut rows: Vec<BenchRow> = Vec::new();
     for dtype in dtypes(gpu, args, op)? {
         let selected = select(&gpu.caps, op, dtype, None).key().cloned();
         let keys = match (args.selected_only, op) {
@@ -314,7 +314,19 @@ fn bench_op(gpu: &Gpu, args: &Args, op: Op, limits: &Limits) -> Result<Vec<Bench
             let ys = (0..outputs)
                 .map(|_| gpu.storage("bench y", u64::from(shape.rows) * u64::from(n) * 4))
                 .collect::<Result<Vec<_>, _>>()?;
+            let first_row = rows.len();
             for key in &keys {
+                // The kernel that runs for this shape: keys that run the same one (the tiles
+                // become a subgroup per row for a few activation rows) are measured once.
+                let kernel = match op {
+                    Op::Gemv => key.name(),
+                    _ => gemm::for_shape(&gpu.caps, key, shape.cols, n).name(),
+                };
+                let is_selected = Some(key) == selected.as_ref();
+                if let Some(row) = rows[first_row..].iter_mut().find(|r| r.kernel == kernel) {
+                    row.selected = row.selected || is_selected;
+                    continue;
+                }
                 // The limit is timed next to each kernel: on a shared machine bandwidth drifts
                 // by tens of percent over a run, and a ratio is only fair against the limit of
                 // the same moment.
@@ -334,12 +346,8 @@ fn bench_op(gpu: &Gpu, args: &Args, op: Op, limits: &Limits) -> Result<Vec<Bench
                 rows.push(BenchRow {
                     op: op.name(),
                     dtype,
-                    // The kernel that ran: the key shaped for these rows and n.
-                    kernel: match op {
-                        Op::Gemv => key.name(),
-                        _ => gemm::for_shape(key, shape.cols, n).name(),
-                    },
-                    selected: Some(key) == selected.as_ref(),
+                    kernel,
+                    selected: is_selected,
                     rows: shape.rows,
                     cols: shape.cols,
                     n,

@@ -6,6 +6,7 @@
 //! decoded weight serves many activation rows. The CPU reference takes the same bytes and
 //! computes in f64.
 
+use crate::device::capabilities::GemvShape;
 use crate::device::{Capabilities, DeviceError, Gpu, GpuTensor};
 use crate::dtype::{AccumDType, ComputeDType, StorageDType};
 use crate::ops::select::{KernelKey, Op, Reduction};
@@ -49,14 +50,20 @@ pub const SHUFFLE_LAYOUT_N: u32 = 32;
 /// * `Reduction::SerialShuffle` — rows, with each activation loaded by one lane of eight and
 ///   handed to the others by `subgroupShuffle` (where [`Capabilities::subgroup_shuffle`] is
 ///   usable; see [`layouts`]).
+/// * `Reduction::Subgroup` — a subgroup per weight row, four activation rows per pass, summed
+///   by `subgroupAdd`: what the tiles run as for n ≤ [`SMALL_N`] where the adapter's subgroup
+///   size is fixed ([`subgroup_shape`], [`for_shape`]), as a GEMV reads its weights.
 pub const LAYOUTS: [Reduction; 2] = [Reduction::Workgroup, Reduction::Serial];
 
 /// The layouts this adapter can run: [`LAYOUTS`], plus shuffled activations where subgroups
-/// allow.
+/// allow, and a subgroup per weight row where the subgroup size is fixed.
 pub fn layouts(caps: &Capabilities) -> Vec<Reduction> {
     let mut l = LAYOUTS.to_vec();
     if caps.subgroup_shuffle().usable() {
         l.push(Reduction::SerialShuffle);
+    }
+    if subgroup_shape(caps).is_some() {
+        l.push(Reduction::Subgroup);
     }
     l
 }
@@ -110,9 +117,9 @@ pub fn key(
 }
 
 /// `key` with an `r × r` register tile per invocation where it is tiled (one of
-/// [`TILE_REGS`]); row layouts are returned unchanged.
+/// [`TILE_REGS`]); other layouts are returned unchanged.
 pub fn with_tile_reg(key: &KernelKey, r: u32) -> KernelKey {
-    if key.reduction.one_per_row() {
+    if key.reduction != Reduction::Workgroup {
         return key.clone();
     }
     KernelKey {
@@ -129,17 +136,46 @@ pub fn reachable_variants(caps: &Capabilities, dtype: StorageDType) -> Vec<Kerne
     if crate::ops::dequantize::dtype_define(dtype).is_none() {
         return Vec::new();
     }
+    let subgroup = subgroup_shape(caps);
     PRECISIONS
         .into_iter()
         .filter(|(c, _)| *c == ComputeDType::F32 || caps.f16().usable())
         .flat_map(|(c, a)| layouts(caps).into_iter().map(move |l| key(dtype, c, a, l)))
+        .filter_map(|k| match (k.reduction, subgroup) {
+            (Reduction::Subgroup, Some(_)) if k.accum != AccumDType::F32 => None,
+            (Reduction::Subgroup, Some(shape)) => Some(with_subgroup_shape(&k, shape)),
+            _ => Some(k),
+        })
         .flat_map(|k| with_each_tile_reg(&k))
         .collect()
 }
 
-/// `key` with each register tile of [`TILE_REGS`] where it is tiled; a row layout's key alone.
+/// The workgroup shape of the subgroup-per-row layout: GEMV's (256 invocations, one row per
+/// subgroup), where subgroups are usable and their size fixed.
+pub fn subgroup_shape(caps: &Capabilities) -> Option<GemvShape> {
+    caps.subgroups()
+        .usable()
+        .then_some(caps.geometry.gemv_subgroup)
+        .flatten()
+}
+
+/// `key` in the subgroup-per-row layout of `shape` (f32 sums: `subgroupAdd` of f16 is not
+/// portable).
+pub fn with_subgroup_shape(key: &KernelKey, shape: GemvShape) -> KernelKey {
+    KernelKey {
+        reduction: Reduction::Subgroup,
+        accum: AccumDType::F32,
+        workgroup_size: shape.workgroup_size,
+        rows_per_workgroup: shape.rows_per_workgroup,
+        rows_per_invocation: 1,
+        ..key.clone()
+    }
+}
+
+/// `key` with each register tile of [`TILE_REGS`] where it is tiled; another layout's key
+/// alone.
 pub fn with_each_tile_reg(key: &KernelKey) -> Vec<KernelKey> {
-    if key.reduction.one_per_row() {
+    if key.reduction != Reduction::Workgroup {
         vec![key.clone()]
     } else {
         TILE_REGS.map(|r| with_tile_reg(key, r)).to_vec()
@@ -151,9 +187,13 @@ pub fn with_each_tile_reg(key: &KernelKey) -> Vec<KernelKey> {
 /// whole 16-byte units (every block-quantized dtype; most plain shapes); shuffled activations
 /// need vec4, and fall back to the plain row layout otherwise.
 pub fn for_cols(key: &KernelKey, cols: u32) -> KernelKey {
-    let vec4 = key.reduction.one_per_row()
+    let vec4 = (key.reduction.one_per_row() || key.reduction == Reduction::Subgroup)
         && cols.is_multiple_of(4)
         && (!KernelKey::plain(key.dtype) || cols.is_multiple_of(unit(key).0));
+    // The subgroup-per-row layout reads whole units only; other rows take the tiles.
+    if key.reduction == Reduction::Subgroup && !vec4 {
+        return self::key(key.dtype, key.compute, key.accum, Reduction::Workgroup);
+    }
     KernelKey {
         vec4,
         reduction: match key.reduction {
@@ -171,8 +211,26 @@ pub fn for_cols(key: &KernelKey, cols: u32) -> KernelKey {
 pub const SMALL_N: u32 = 8;
 
 /// The key that runs for `n` activation rows of `cols` elements: [`for_cols`], with the row
-/// layouts' 8-row tile where `n` ≤ [`SMALL_N`] and rows are whole vec4s.
-pub fn for_shape(key: &KernelKey, cols: u32, n: u32) -> KernelKey {
+/// layouts' 8-row tile where `n` ≤ [`SMALL_N`] and rows are whole vec4s; and for the tiles
+/// (f32 sums), a subgroup per weight row where `n` ≤ [`SMALL_N`], the adapter has a fixed
+/// subgroup size and rows are whole units. Not measured on a GPU yet: the tiles compute a
+/// whole 64- or 128-wide tile in n whatever n is, where this reads the weights as a GEMV
+/// does, once per four activation rows (as ggml's `mul_mat_vec` takes up to 8 columns).
+pub fn for_shape(caps: &Capabilities, key: &KernelKey, cols: u32, n: u32) -> KernelKey {
+    if key.reduction == Reduction::Workgroup && key.accum == AccumDType::F32 && n <= SMALL_N {
+        if let Some(shape) = subgroup_shape(caps) {
+            let rows = for_cols(&with_subgroup_shape(key, shape), cols);
+            if rows.reduction == Reduction::Subgroup {
+                return rows;
+            }
+        }
+    }
+    shaped(key, cols, n)
+}
+
+/// [`for_cols`], with the row layouts' 8-row tile where `n` ≤ [`SMALL_N`] and rows are whole
+/// vec4s: what [`for_shape`] does for any adapter.
+pub fn shaped(key: &KernelKey, cols: u32, n: u32) -> KernelKey {
     let k = for_cols(key, cols);
     KernelKey {
         small_n: k.vec4 && k.reduction.one_per_row() && n <= SMALL_N,
@@ -195,10 +253,14 @@ fn unit(key: &KernelKey) -> (u32, &'static [&'static str]) {
 /// The shader variant of a GEMM key.
 pub fn variant(key: &KernelKey) -> ShaderVariant {
     let mut defines = key.precision_defines();
-    if key.reduction.one_per_row() {
-        defines.push(Define::flag("LAYOUT_ROWS"));
-    } else {
-        defines.push(Define::value("TILE_REG", key.rows_per_invocation));
+    match key.reduction {
+        r if r.one_per_row() => defines.push(Define::flag("LAYOUT_ROWS")),
+        Reduction::Subgroup => defines.extend([
+            Define::flag("LAYOUT_SUBGROUP"),
+            Define::value("WG_SIZE", key.workgroup_size),
+            Define::value("ROWS_PER_WG", key.rows_per_workgroup),
+        ]),
+        _ => defines.push(Define::value("TILE_REG", key.rows_per_invocation)),
     }
     if key.reduction == Reduction::SerialShuffle {
         defines.push(Define::flag("X_SHUFFLE"));
@@ -271,7 +333,7 @@ pub fn encode_gemm(
             limit: u64::from(u32::MAX),
         });
     }
-    let key = &for_shape(key, w.cols, n);
+    let key = &for_shape(&gpu.caps, key, w.cols, n);
     let pipeline = gpu.pipeline(&variant(key))?;
     for part in &w.parts {
         let params = GemmParams {
@@ -292,6 +354,8 @@ pub fn encode_gemm(
             Reduction::Serial if key.vec4 => (ROWS_LAYOUT_ROWS_VEC4, ROWS_LAYOUT_N_VEC4),
             Reduction::Serial => (ROWS_LAYOUT_ROWS, ROWS_LAYOUT_N),
             Reduction::SerialShuffle => (SHUFFLE_LAYOUT_ROWS, SHUFFLE_LAYOUT_N),
+            // Four activation rows per pass (gemm.wgsl's LAYOUT_SUBGROUP).
+            Reduction::Subgroup => (key.rows_per_workgroup, 4),
             _ => (tile(key), tile(key)),
         };
         let groups = [

@@ -79,13 +79,28 @@ pub fn all_variants() -> Vec<ShaderVariant> {
         }
         for (compute, accum) in gemm::PRECISIONS {
             for layout in gemm::LAYOUTS.into_iter().chain([Reduction::SerialShuffle]) {
-                for key in gemm::with_each_tile_reg(&gemm::key(dtype, compute, accum, layout)) {
+                // The subgroup-per-row layout too, for every subgroup size a geometry can have
+                // (f32 sums only).
+                let mut keys = gemm::with_each_tile_reg(&gemm::key(dtype, compute, accum, layout));
+                if layout == Reduction::Workgroup && accum == AccumDType::F32 {
+                    keys.extend([4u32, 8, 16, 32, 64, 128].map(|s| {
+                        gemm::with_subgroup_shape(
+                            &keys[0],
+                            GemvShape {
+                                workgroup_size: 256,
+                                rows_per_workgroup: 256 / s,
+                                rows_per_invocation: 1,
+                            },
+                        )
+                    }));
+                }
+                for key in keys {
                     // 16: vec4 rows (weight units) for every dtype; 4: for f32 and the block
                     // dtypes; 1: none.
                     // n: the row layouts' 8-row tile (SMALL_N) and their wide ones.
                     for cols in [16, 4, 1] {
                         for n in [gemm::SMALL_N, gemm::SMALL_N + 1] {
-                            v.push(gemm::variant(&gemm::for_shape(&key, cols, n)));
+                            v.push(gemm::variant(&gemm::shaped(&key, cols, n)));
                         }
                     }
                 }

@@ -789,9 +789,18 @@ fn select_gemm(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
         );
         format!(
             "{t}x{t} output tiles, {r}x{r} per invocation read as vec4s from workgroup memory, K in steps of {k}, \
-             weights decoded once per tile into workgroup memory{why}",
+             weights decoded once per tile into workgroup memory{why}{few}",
             t = gemm::tile(&tiled),
             k = gemm::tile_k(&tiled),
+            few = if gemm::subgroup_shape(caps).is_some() {
+                format!(
+                    "; for n <= {} (f32 sums, rows of whole units) a subgroup per weight row, four activation rows \
+                     per pass, as a GEMV reads its weights (not measured on a GPU yet)",
+                    gemm::SMALL_N
+                )
+            } else {
+                String::new()
+            },
             why = if caps.tuning.is_some() && !caps.summary.is_cpu() {
                 " (register tile raced)"
             } else {

@@ -176,7 +176,7 @@ fn gemm_rate(gpu: &Gpu, key: &KernelKey, w: &GpuTensor, n: u32) -> Result<Timed,
         gemm::encode_gemm(gpu, enc, key, w, n, [&x, &y], None)
     })?;
     Ok(Timed {
-        kernel: gemm::for_shape(key, w.cols, n).name(),
+        kernel: gemm::for_shape(&gpu.caps, key, w.cols, n).name(),
         rate: gemm::flops(w.rows, w.cols, n) as f64 / seconds / 1e9,
     })
 }
