@@ -111,7 +111,7 @@ fn check(
     gpu.submit_and_wait("gemm test", enc).unwrap();
     let what = format!(
         "{} on {} at {rows}x{cols}, n={n}, {} part(s){}",
-        for_shape(&gpu.caps, key, cols, n).name(),
+        for_shape(key, cols, n).name(),
         label(gpu),
         t.parts.len(),
         if bias.is_some() { ", bias" } else { "" }
@@ -137,7 +137,7 @@ fn every_dtype_and_precision_matches_the_reference_on_every_adapter() {
                 let t = std::time::Instant::now();
                 for (i, shape) in shapes(dtype).into_iter().enumerate() {
                     check(&gpu, &key, shape, None, 200 + i as u64);
-                    ran.insert(for_shape(&gpu.caps, &key, shape.1, shape.2).name());
+                    ran.insert(for_shape(&key, shape.1, shape.2).name());
                 }
                 eprintln!(
                     "{} on {}: {:.2} s",
@@ -345,4 +345,83 @@ fn per_dtype_gemm_races_pick_each_dtypes_layout() {
         let q8 = select(&caps, Op::Gemm, StorageDType::Q8_0, None);
         assert_eq!(q8.key().unwrap().reduction, f32_layout, "{}", label(&gpu));
     }
+}
+
+/// A short prefill (n ≤ SMALL_N) runs the tiles as a subgroup per weight row where the
+/// subgroup size is fixed, unless the autotune's few-rows race measured the tiles faster;
+/// more activation rows, f16 sums and the row layouts keep their key.
+#[test]
+fn few_row_gemm_follows_the_race() {
+    use wgllm::device::capabilities::{LayoutRace, Timed};
+    use wgllm::ops::gemm::{for_tokens, subgroup_shape, SMALL_N};
+    let timed = |rate: f64| Timed {
+        kernel: "injected".into(),
+        rate,
+    };
+    let mut checked = 0;
+    for gpu in all_gpus(Switches::default()) {
+        let Some(mut t) = gpu.caps.tuning.clone() else {
+            continue;
+        };
+        let tiles = key(
+            StorageDType::Q4_0,
+            wgllm::dtype::ComputeDType::F32,
+            AccumDType::F32,
+            Reduction::Workgroup,
+        );
+        let race = |tiles_rate: f64, subgroup_rate: f64| LayoutRace {
+            dtype: StorageDType::F32,
+            int_dot: false,
+            serial: timed(1.0),
+            workgroup: timed(tiles_rate),
+            subgroup: Some(timed(subgroup_rate)),
+            serial_shuffle: None,
+            subgroup_rows: 1,
+            tile_reg: 4,
+        };
+        let layout = |caps: &wgllm::device::Capabilities, k: &KernelKey, n: u32| {
+            for_tokens(caps, k, n).reduction
+        };
+        let Some(_) = subgroup_shape(&gpu.caps) else {
+            // No fixed subgroup size (GL): the tiles stay tiles.
+            assert_eq!(
+                layout(&gpu.caps, &tiles, 2),
+                Reduction::Workgroup,
+                "{}",
+                label(&gpu)
+            );
+            continue;
+        };
+        t.gemm_few_rows = None;
+        let untuned = gpu.caps.clone().with_tuning(t.clone());
+        assert_eq!(layout(&untuned, &tiles, 2), Reduction::Subgroup);
+        assert_eq!(layout(&untuned, &tiles, SMALL_N), Reduction::Subgroup);
+        assert_eq!(layout(&untuned, &tiles, SMALL_N + 1), Reduction::Workgroup);
+        let f16_sums = key(
+            StorageDType::Q4_0,
+            wgllm::dtype::ComputeDType::F16,
+            AccumDType::F16,
+            Reduction::Workgroup,
+        );
+        assert_eq!(layout(&untuned, &f16_sums, 2), Reduction::Workgroup);
+        let rows = key(
+            StorageDType::Q4_0,
+            wgllm::dtype::ComputeDType::F32,
+            AccumDType::F32,
+            Reduction::Serial,
+        );
+        assert_eq!(layout(&untuned, &rows, 2), Reduction::Serial);
+        // Measured: the tiles 9x faster keep the tiles; the subgroup rows faster take them.
+        t.gemm_few_rows = Some(race(9.0, 1.0));
+        let tiles_won = gpu.caps.clone().with_tuning(t.clone());
+        assert_eq!(layout(&tiles_won, &tiles, 2), Reduction::Workgroup);
+        t.gemm_few_rows = Some(race(1.0, 9.0));
+        let rows_won = gpu.caps.clone().with_tuning(t);
+        assert_eq!(layout(&rows_won, &tiles, 2), Reduction::Subgroup);
+        checked += 1;
+    }
+    assert!(
+        checked > 0,
+        "no adapter with a fixed subgroup size (lavapipe has one)"
+    );
 }

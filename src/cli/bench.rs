@@ -294,7 +294,11 @@ fn bench_op(gpu: &Gpu, args: &Args, op: Op, limits: &Limits) -> Result<Vec<Bench
     };
     let mut rows: Vec<BenchRow> = Vec::new();
     for dtype in dtypes(gpu, args, op)? {
-        let selected = select(&gpu.caps, op, dtype, None).key().cloned();
+        // GEMM's selected kernel for this many activation rows (gemm::for_tokens).
+        let selected = select(&gpu.caps, op, dtype, None).key().map(|k| match op {
+            Op::Gemv => k.clone(),
+            _ => gemm::for_tokens(&gpu.caps, k, n),
+        });
         let keys = match (args.selected_only, op) {
             (true, _) => selected.iter().cloned().collect(),
             (false, Op::Gemv) => gemv::reachable_variants(&gpu.caps, dtype),
@@ -320,7 +324,7 @@ fn bench_op(gpu: &Gpu, args: &Args, op: Op, limits: &Limits) -> Result<Vec<Bench
                 // become a subgroup per row for a few activation rows) are measured once.
                 let kernel = match op {
                     Op::Gemv => key.name(),
-                    _ => gemm::for_shape(&gpu.caps, key, shape.cols, n).name(),
+                    _ => gemm::for_shape(key, shape.cols, n).name(),
                 };
                 let is_selected = Some(key) == selected.as_ref();
                 if let Some(row) = rows[first_row..].iter_mut().find(|r| r.kernel == kernel) {
@@ -438,7 +442,15 @@ fn bench_model(
                 .expect("only dtypes with a kernel were loaded");
             match op {
                 Op::Gemv => gemv::encode_gemv_tensor(gpu, enc, key, m, [&x, &y], None)?,
-                _ => gemm::encode_gemm(gpu, enc, key, m, n, [&x, &y], None)?,
+                _ => gemm::encode_gemm(
+                    gpu,
+                    enc,
+                    &gemm::for_tokens(&gpu.caps, key, n),
+                    m,
+                    n,
+                    [&x, &y],
+                    None,
+                )?,
             }
         }
         Ok(())

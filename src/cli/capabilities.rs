@@ -448,6 +448,30 @@ fn render_details(a: &AdapterReport, out: &mut String) {
                 },
             ]);
         }
+        // A short prefill (GPUs with a fixed subgroup size): the tiles against a subgroup
+        // per weight row, which replaces them unless they measured MIN_LAYOUT_GAIN faster.
+        if let Some(g) = &t.gemm_few_rows {
+            let subgroup_wins = g.subgroup.as_ref().is_some_and(|s| {
+                g.workgroup.rate < s.rate * crate::device::capabilities::MIN_LAYOUT_GAIN
+            });
+            rows.push(vec![
+                format!(
+                    "gemm {} n={} (GFLOP/s)",
+                    g.dtype,
+                    crate::ops::tune::FEW_ROWS
+                ),
+                format!("{:.2}", g.serial.rate),
+                format!("{:.2} ({r}x{r})", g.workgroup.rate, r = g.tile_reg),
+                rate(&g.subgroup),
+                rate(&g.serial_shuffle),
+                if subgroup_wins {
+                    "subgroup rows (n <= 8)"
+                } else {
+                    "tiles (n <= 8)"
+                }
+                .into(),
+            ]);
+        }
         out.push_str(&format!(
             "\n  Autotune{} (GEMV: weight GB/s over {}; serial_shuffle = serial with activations shared by\n  subgroupShuffle; xN = N rows per subgroup sharing activation loads, raced on GPUs;\n  gemm: serial = rows layout, workgroup = tiles (RxR outputs per invocation; 4x4 and 8x8\n  raced on GPUs); another layout replaces the device-type\n  default only when {:.0}% faster)\n",
             if t.cached { ", cached" } else { "" },

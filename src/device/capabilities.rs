@@ -638,6 +638,10 @@ pub struct Tuning {
     /// The same race for every other dtype, on GPUs (f32 tiles and products each).
     #[serde(default)]
     pub gemm_by_dtype: Vec<LayoutRace>,
+    /// GEMM GFLOP/s (f32) for a few activation rows (`ops::tune::FEW_ROWS`), on GPUs with a
+    /// fixed subgroup size: `subgroup` is a subgroup per weight row, `workgroup` the tiles.
+    #[serde(default)]
+    pub gemm_few_rows: Option<LayoutRace>,
     /// f16 weights: f16 compute (shader-f16) against unpacking into f32.
     pub f16_gemv: Option<Race>,
     pub f16_gemm: Option<Race>,
@@ -765,6 +769,18 @@ impl Capabilities {
             Reduction::SerialShuffle if !shuffles => Reduction::Serial,
             Reduction::Serial if !tuned && shuffles => Reduction::SerialShuffle,
             r => r,
+        }
+    }
+
+    /// Whether the tiled GEMM runs as a subgroup per weight row for a few activation rows
+    /// (`gemm::for_tokens`): yes unless the autotune's few-rows race measured the tiles at
+    /// least [`MIN_LAYOUT_GAIN`] times faster (untuned, the expectation: a tile computes its
+    /// whole 64- or 128-wide n, where the subgroup rows read the weights once per four rows).
+    pub fn gemm_few_rows_by_subgroup(&self) -> bool {
+        let race = self.tuning.as_ref().and_then(|t| t.gemm_few_rows.as_ref());
+        match race.and_then(|r| r.subgroup.as_ref().map(|s| (s.rate, r.workgroup.rate))) {
+            Some((subgroup, tiles)) => tiles < subgroup * MIN_LAYOUT_GAIN,
+            None => true,
         }
     }
 

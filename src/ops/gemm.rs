@@ -210,27 +210,30 @@ pub fn for_cols(key: &KernelKey, cols: u32) -> KernelKey {
 /// ms at n = 32.
 pub const SMALL_N: u32 = 8;
 
-/// The key that runs for `n` activation rows of `cols` elements: [`for_cols`], with the row
-/// layouts' 8-row tile where `n` ≤ [`SMALL_N`] and rows are whole vec4s; and for the tiles
-/// (f32 sums), a subgroup per weight row where `n` ≤ [`SMALL_N`], the adapter has a fixed
-/// subgroup size and rows are whole units. Not measured on a GPU yet: the tiles compute a
-/// whole 64- or 128-wide tile in n whatever n is, where this reads the weights as a GEMV
-/// does, once per four activation rows (as ggml's `mul_mat_vec` takes up to 8 columns).
-pub fn for_shape(caps: &Capabilities, key: &KernelKey, cols: u32, n: u32) -> KernelKey {
-    if key.reduction == Reduction::Workgroup && key.accum == AccumDType::F32 && n <= SMALL_N {
-        if let Some(shape) = subgroup_shape(caps) {
-            let rows = for_cols(&with_subgroup_shape(key, shape), cols);
-            if rows.reduction == Reduction::Subgroup {
-                return rows;
-            }
+/// The selected GEMM key for `n` activation rows: for n ≤ [`SMALL_N`], the tiles (f32 sums)
+/// become a subgroup per weight row where the adapter has a fixed subgroup size and the
+/// autotune did not measure the tiles faster at a few rows
+/// ([`Capabilities::gemm_few_rows_by_subgroup`]). The tiles compute a whole 64- or 128-wide
+/// tile in n whatever n is; the subgroup rows read the weights as a GEMV does, once per four
+/// activation rows (as ggml's `mul_mat_vec` takes up to 8 columns). [`encode_gemm`] then
+/// shapes the key for its rows ([`for_shape`]: tiles again where rows are not whole units).
+pub fn for_tokens(caps: &Capabilities, key: &KernelKey, n: u32) -> KernelKey {
+    match subgroup_shape(caps) {
+        Some(shape)
+            if key.reduction == Reduction::Workgroup
+                && key.accum == AccumDType::F32
+                && n <= SMALL_N
+                && caps.gemm_few_rows_by_subgroup() =>
+        {
+            with_subgroup_shape(key, shape)
         }
+        _ => key.clone(),
     }
-    shaped(key, cols, n)
 }
 
-/// [`for_cols`], with the row layouts' 8-row tile where `n` ≤ [`SMALL_N`] and rows are whole
-/// vec4s: what [`for_shape`] does for any adapter.
-pub fn shaped(key: &KernelKey, cols: u32, n: u32) -> KernelKey {
+/// The key that runs for `n` activation rows of `cols` elements: [`for_cols`], with the row
+/// layouts' 8-row tile where `n` ≤ [`SMALL_N`] and rows are whole vec4s.
+pub fn for_shape(key: &KernelKey, cols: u32, n: u32) -> KernelKey {
     let k = for_cols(key, cols);
     KernelKey {
         small_n: k.vec4 && k.reduction.one_per_row() && n <= SMALL_N,
@@ -333,7 +336,7 @@ pub fn encode_gemm(
             limit: u64::from(u32::MAX),
         });
     }
-    let key = &for_shape(&gpu.caps, key, w.cols, n);
+    let key = &for_shape(key, w.cols, n);
     let pipeline = gpu.pipeline(&variant(key))?;
     for part in &w.parts {
         let params = GemmParams {

@@ -100,7 +100,7 @@ pub fn all_variants() -> Vec<ShaderVariant> {
                     // n: the row layouts' 8-row tile (SMALL_N) and their wide ones.
                     for cols in [16, 4, 1] {
                         for n in [gemm::SMALL_N, gemm::SMALL_N + 1] {
-                            v.push(gemm::variant(&gemm::shaped(&key, cols, n)));
+                            v.push(gemm::variant(&gemm::for_shape(&key, cols, n)));
                         }
                     }
                 }

@@ -792,11 +792,16 @@ fn select_gemm(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
              weights decoded once per tile into workgroup memory{why}{few}",
             t = gemm::tile(&tiled),
             k = gemm::tile_k(&tiled),
-            few = if gemm::subgroup_shape(caps).is_some() {
+            few = if gemm::subgroup_shape(caps).is_some() && caps.gemm_few_rows_by_subgroup() {
                 format!(
                     "; for n <= {} (f32 sums, rows of whole units) a subgroup per weight row, four activation rows \
-                     per pass, as a GEMV reads its weights (not measured on a GPU yet)",
-                    gemm::SMALL_N
+                     per pass, as a GEMV reads its weights ({})",
+                    gemm::SMALL_N,
+                    if caps.tuning.as_ref().is_some_and(|t| t.gemm_few_rows.is_some()) {
+                        "raced against the tiles at n = 4"
+                    } else {
+                        "not raced here"
+                    }
                 )
             } else {
                 String::new()

@@ -176,13 +176,17 @@ fn gemm_rate(gpu: &Gpu, key: &KernelKey, w: &GpuTensor, n: u32) -> Result<Timed,
         gemm::encode_gemm(gpu, enc, key, w, n, [&x, &y], None)
     })?;
     Ok(Timed {
-        kernel: gemm::for_shape(&gpu.caps, key, w.cols, n).name(),
+        kernel: gemm::for_shape(key, w.cols, n).name(),
         rate: gemm::flops(w.rows, w.cols, n) as f64 / seconds / 1e9,
     })
 }
 
+/// Activation rows of the few-rows GEMM race (GPUs): a short prefill.
+pub const FEW_ROWS: u32 = 4;
+
 /// Times every GEMM layout this adapter can run on the weights `w` (f32 tiles and products),
-/// with `n` activation rows; on GPUs the tiles with each register tile (gemm::TILE_REGS).
+/// with `n` activation rows; on GPUs the tiles with each register tile (gemm::TILE_REGS);
+/// for n ≤ gemm::SMALL_N also a subgroup per weight row, where the subgroup size is fixed.
 fn race_gemm_layouts(gpu: &Gpu, w: &GpuTensor, n: u32) -> Result<LayoutRace, DeviceError> {
     let key = |layout| gemm::key(w.dtype, ComputeDType::F32, AccumDType::F32, layout);
     let rate = |layout| gemm_rate(gpu, &key(layout), w, n);
@@ -211,12 +215,21 @@ fn race_gemm_layouts(gpu: &Gpu, w: &GpuTensor, n: u32) -> Result<LayoutRace, Dev
             detail: "no register tile was measured".into(),
         });
     };
+    let subgroup = match gemm::subgroup_shape(&gpu.caps) {
+        Some(shape) if n <= gemm::SMALL_N => Some(gemm_rate(
+            gpu,
+            &gemm::with_subgroup_shape(&key(Reduction::Workgroup), shape),
+            w,
+            n,
+        )?),
+        _ => None,
+    };
     Ok(LayoutRace {
         dtype: w.dtype,
         int_dot: false,
         serial: rate(Reduction::Serial)?,
         workgroup,
-        subgroup: None,
+        subgroup,
         serial_shuffle: if gpu.caps.subgroup_shuffle().usable() {
             Some(rate(Reduction::SerialShuffle)?)
         } else {
@@ -379,11 +392,19 @@ pub fn measure(gpu: &Gpu) -> Result<Tuning, DeviceError> {
             }
         }
     }
+    // A short prefill on GPUs with a fixed subgroup size: the tiles against a subgroup per
+    // weight row (gemm::for_tokens), f32 at the GEMM race's shape with FEW_ROWS rows.
+    let gemm_few_rows = if !caps.summary.is_cpu() && gemm::subgroup_shape(caps).is_some() {
+        Some(race_gemm_layouts(gpu, &w32, FEW_ROWS)?)
+    } else {
+        None
+    };
     let mut tuning = Tuning {
         gemv_shapes: gemv_shapes.clone(),
         gemv,
         gemm: Some(gemm),
         gemm_by_dtype,
+        gemm_few_rows,
         f16_gemv: None,
         f16_gemm: None,
         cached: false,
