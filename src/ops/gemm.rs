@@ -52,7 +52,8 @@ pub const SHUFFLE_LAYOUT_N: u32 = 32;
 ///   usable; see [`layouts`]).
 /// * `Reduction::Subgroup` — a subgroup per weight row, four activation rows per pass, summed
 ///   by `subgroupAdd`: what the tiles run as for n ≤ [`SMALL_N`] where the adapter's subgroup
-///   size is fixed ([`subgroup_shape`], [`for_shape`]), as a GEMV reads its weights.
+///   size is fixed and the autotune did not measure the tiles faster ([`subgroup_shape`],
+///   [`for_tokens`]), as a GEMV reads its weights.
 pub const LAYOUTS: [Reduction; 2] = [Reduction::Workgroup, Reduction::Serial];
 
 /// The layouts this adapter can run: [`LAYOUTS`], plus shuffled activations where subgroups
