@@ -451,9 +451,7 @@ fn render_details(a: &AdapterReport, out: &mut String) {
         // A short prefill (GPUs with a fixed subgroup size): the tiles against a subgroup
         // per weight row, which replaces them unless they measured MIN_LAYOUT_GAIN faster.
         if let Some(g) = &t.gemm_few_rows {
-            let subgroup_wins = g.subgroup.as_ref().is_some_and(|s| {
-                g.workgroup.rate < s.rate * crate::device::capabilities::MIN_LAYOUT_GAIN
-            });
+            let subgroup_wins = g.tiles_beat_subgroup_rows() == Some(false);
             rows.push(vec![
                 format!(
                     "gemm {} n={} (GFLOP/s)",

@@ -601,6 +601,15 @@ impl LayoutRace {
         })
     }
 
+    /// Whether the tiles (`workgroup`) measured at least [`MIN_LAYOUT_GAIN`] times faster
+    /// than a subgroup per weight row (`subgroup`), which otherwise replaces them for a few
+    /// activation rows (the few-rows GEMM race); `None` where no subgroup layout ran.
+    pub fn tiles_beat_subgroup_rows(&self) -> Option<bool> {
+        self.subgroup
+            .as_ref()
+            .map(|s| self.workgroup.rate >= s.rate * MIN_LAYOUT_GAIN)
+    }
+
     /// The measured-fastest layout, keeping `default` unless another is at least
     /// [`MIN_LAYOUT_GAIN`] times faster.
     pub fn fastest_over(&self, default: Reduction) -> Reduction {
@@ -778,10 +787,7 @@ impl Capabilities {
     /// whole 64- or 128-wide n, where the subgroup rows read the weights once per four rows).
     pub fn gemm_few_rows_by_subgroup(&self) -> bool {
         let race = self.tuning.as_ref().and_then(|t| t.gemm_few_rows.as_ref());
-        match race.and_then(|r| r.subgroup.as_ref().map(|s| (s.rate, r.workgroup.rate))) {
-            Some((subgroup, tiles)) => tiles < subgroup * MIN_LAYOUT_GAIN,
-            None => true,
-        }
+        race.and_then(LayoutRace::tiles_beat_subgroup_rows) != Some(true)
     }
 
     /// Packed int8 dot products (`dot4I8Packed`).

@@ -762,6 +762,10 @@ fn select_gemm(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
         };
     }
     let layout = caps.gemm_layout_for(dtype);
+    let tile_reg = caps.geometry.gemm_tile_reg_for(dtype);
+    let key =
+        |compute, accum| gemm::with_tile_reg(&gemm::key(dtype, compute, accum, layout), tile_reg);
+    let f32_key = key(ComputeDType::F32, AccumDType::F32);
     let tiles = if layout == Reduction::SerialShuffle {
         format!(
             "one invocation per 4 weight rows, {} activation rows per workgroup ({} for n <= {2}) shared by \
@@ -782,17 +786,14 @@ fn select_gemm(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
             gemm::ROWS_LAYOUT_N
         )
     } else {
-        let r = caps.geometry.gemm_tile_reg_for(dtype);
-        let tiled = gemm::with_tile_reg(
-            &gemm::key(dtype, ComputeDType::F32, AccumDType::F32, layout),
-            r,
-        );
         format!(
             "{t}x{t} output tiles, {r}x{r} per invocation read as vec4s from workgroup memory, K in steps of {k}, \
              weights decoded once per tile into workgroup memory{why}{few}",
-            t = gemm::tile(&tiled),
-            k = gemm::tile_k(&tiled),
-            few = if gemm::subgroup_shape(caps).is_some() && caps.gemm_few_rows_by_subgroup() {
+            t = gemm::tile(&f32_key),
+            r = tile_reg,
+            k = gemm::tile_k(&f32_key),
+            // What gemm::for_tokens runs for a few activation rows.
+            few = if gemm::for_tokens(caps, &f32_key, gemm::SMALL_N).reduction == Reduction::Subgroup {
                 format!(
                     "; for n <= {} (f32 sums, rows of whole units) a subgroup per weight row, four activation rows \
                      per pass, as a GEMV reads its weights ({})",
@@ -813,10 +814,6 @@ fn select_gemm(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
             }
         )
     };
-    let tile_reg = caps.geometry.gemm_tile_reg_for(dtype);
-    let key =
-        |compute, accum| gemm::with_tile_reg(&gemm::key(dtype, compute, accum, layout), tile_reg);
-    let f32_key = key(ComputeDType::F32, AccumDType::F32);
     match dtype {
         StorageDType::F16 => {
             let f16 = caps.f16();
