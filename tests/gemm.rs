@@ -10,7 +10,7 @@ use common::*;
 use std::collections::BTreeSet;
 use wgllm::device::tensor::{upload_tensor, PartLimits};
 use wgllm::device::{Gpu, Switches};
-use wgllm::dtype::{AccumDType, StorageDType};
+use wgllm::dtype::{AccumDType, ComputeDType, StorageDType};
 use wgllm::ops::dequantize::{synthetic, DTYPES};
 use wgllm::ops::gemm::{
     encode_gemm, for_shape, key, reachable_variants, reference, with_each_tile_reg, LAYOUTS,
@@ -363,12 +363,8 @@ fn few_row_gemm_follows_the_race() {
         let Some(mut t) = gpu.caps.tuning.clone() else {
             continue;
         };
-        let tiles = key(
-            StorageDType::Q4_0,
-            wgllm::dtype::ComputeDType::F32,
-            AccumDType::F32,
-            Reduction::Workgroup,
-        );
+        let q4_0 = |compute, accum, layout| key(StorageDType::Q4_0, compute, accum, layout);
+        let tiles = q4_0(ComputeDType::F32, AccumDType::F32, Reduction::Workgroup);
         let race = |tiles_rate: f64, subgroup_rate: f64| LayoutRace {
             dtype: StorageDType::F32,
             int_dot: false,
@@ -397,19 +393,9 @@ fn few_row_gemm_follows_the_race() {
         assert_eq!(layout(&untuned, &tiles, 2), Reduction::Subgroup);
         assert_eq!(layout(&untuned, &tiles, SMALL_N), Reduction::Subgroup);
         assert_eq!(layout(&untuned, &tiles, SMALL_N + 1), Reduction::Workgroup);
-        let f16_sums = key(
-            StorageDType::Q4_0,
-            wgllm::dtype::ComputeDType::F16,
-            AccumDType::F16,
-            Reduction::Workgroup,
-        );
+        let f16_sums = q4_0(ComputeDType::F16, AccumDType::F16, Reduction::Workgroup);
         assert_eq!(layout(&untuned, &f16_sums, 2), Reduction::Workgroup);
-        let rows = key(
-            StorageDType::Q4_0,
-            wgllm::dtype::ComputeDType::F32,
-            AccumDType::F32,
-            Reduction::Serial,
-        );
+        let rows = q4_0(ComputeDType::F32, AccumDType::F32, Reduction::Serial);
         assert_eq!(layout(&untuned, &rows, 2), Reduction::Serial);
         // Measured: the tiles 9x faster keep the tiles; the subgroup rows faster take them.
         t.gemm_few_rows = Some(race(9.0, 1.0));

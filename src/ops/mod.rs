@@ -19,6 +19,10 @@ use crate::dtype::{AccumDType, ComputeDType, StorageDType};
 use select::{KernelKey, Reduction};
 use shader::ShaderVariant;
 
+/// Every fixed subgroup size a geometry can have a subgroup-per-row layout for (GEMV's, and
+/// GEMM's for a few tokens): 256-invocation workgroups of 256 / size rows.
+const SUBGROUP_SIZES: [u32; 6] = [4, 8, 16, 32, 64, 128];
+
 /// Every shader variant the engine can ask for, on any adapter. The portability test
 /// translates each to SPIR-V, MSL, HLSL and GLSL; nothing compiles a variant not listed here.
 pub fn all_variants() -> Vec<ShaderVariant> {
@@ -33,7 +37,7 @@ pub fn all_variants() -> Vec<ShaderVariant> {
             (Reduction::SerialShuffle, 64, 64),
             (Reduction::Workgroup, 256, 4),
         ];
-        shapes.extend([4u32, 8, 16, 32, 64, 128].map(|s| (Reduction::Subgroup, 256, 256 / s)));
+        shapes.extend(SUBGROUP_SIZES.map(|s| (Reduction::Subgroup, 256, 256 / s)));
         for (reduction, workgroup_size, rows_per_workgroup) in shapes {
             let shape = GemvShape {
                 workgroup_size,
@@ -83,7 +87,7 @@ pub fn all_variants() -> Vec<ShaderVariant> {
                 // (f32 sums only).
                 let mut keys = gemm::with_each_tile_reg(&gemm::key(dtype, compute, accum, layout));
                 if layout == Reduction::Workgroup && accum == AccumDType::F32 {
-                    keys.extend([4u32, 8, 16, 32, 64, 128].map(|s| {
+                    keys.extend(SUBGROUP_SIZES.map(|s| {
                         gemm::with_subgroup_shape(
                             &keys[0],
                             GemvShape {

@@ -197,24 +197,21 @@ fn race_gemm_layouts(gpu: &Gpu, w: &GpuTensor, n: u32) -> Result<LayoutRace, Dev
     } else {
         &gemm::TILE_REGS
     };
-    let mut tiles: Option<(Timed, u32)> = None;
-    for &r in regs {
-        let t = gemm_rate(
+    let tiles = |r| {
+        gemm_rate(
             gpu,
             &gemm::with_tile_reg(&key(Reduction::Workgroup), r),
             w,
             n,
-        )?;
-        if tiles.as_ref().is_none_or(|(b, _)| t.rate > b.rate) {
-            tiles = Some((t, r));
+        )
+    };
+    let (mut workgroup, mut tile_reg) = (tiles(regs[0])?, regs[0]);
+    for &r in &regs[1..] {
+        let t = tiles(r)?;
+        if t.rate > workgroup.rate {
+            (workgroup, tile_reg) = (t, r);
         }
     }
-    let Some((workgroup, tile_reg)) = tiles else {
-        return Err(DeviceError::Internal {
-            what: "the gemm layout race".into(),
-            detail: "no register tile was measured".into(),
-        });
-    };
     let subgroup = match gemm::subgroup_shape(&gpu.caps) {
         Some(shape) if n <= gemm::SMALL_N => Some(gemm_rate(
             gpu,
