@@ -506,6 +506,12 @@ fn kquant_unit(base: u32, c: u32, lo: u32, hi: u32, ux: UnitX) -> f32 {
         - f16_at(base + 2u) * (sm_lo.y * sum_of(ux.a) + sm_hi.y * sum_of(ux.b));
 }
 
+// q4_0 / q4_1 / q5_0 / q5_1 unit u (quant word u): low nibbles are elements 4u.. of the
+// block, high nibbles the same 16 further on.
+fn nibble_x(u: u32, k0: u32) -> UnitX {
+    return x_pair(k0 + 4u * u, k0 + 16u + 4u * u);
+}
+
 // k-quant unit u (a word of the 128 quant bytes): low nibbles are elements 64c + l0.. of
 // sub-block 2c, high nibbles the same 32 further on.
 fn kquant_x(u: u32, k0: u32) -> UnitX {
@@ -532,7 +538,7 @@ fn unit_dot_x(blk: u32, u: u32, ux: UnitX) -> f32 {
 const UNITS: u32 = 4u; // 4 bytes: elements 4u..4u+4 (low nibbles) and 16+4u.. (high)
 #ifndef INT_DOT
 fn unit_x(u: u32, k0: u32) -> UnitX {
-    return x_pair(k0 + 4u * u, k0 + 16u + 4u * u);
+    return nibble_x(u, k0);
 }
 
 fn unit_dot_x(blk: u32, u: u32, ux: UnitX) -> f32 {
@@ -547,7 +553,7 @@ fn unit_dot_x(blk: u32, u: u32, ux: UnitX) -> f32 {
 const UNITS: u32 = 4u; // as q4_0; d·Σ(q·x) + m·Σx
 #ifndef INT_DOT
 fn unit_x(u: u32, k0: u32) -> UnitX {
-    return x_pair(k0 + 4u * u, k0 + 16u + 4u * u);
+    return nibble_x(u, k0);
 }
 
 fn unit_dot_x(blk: u32, u: u32, ux: UnitX) -> f32 {
@@ -563,7 +569,7 @@ fn unit_dot_x(blk: u32, u: u32, ux: UnitX) -> f32 {
 const UNITS: u32 = 4u; // as q4_0, with fifth bits 4u..4u+4 and 16+4u.. of qh
 #ifndef INT_DOT
 fn unit_x(u: u32, k0: u32) -> UnitX {
-    return x_pair(k0 + 4u * u, k0 + 16u + 4u * u);
+    return nibble_x(u, k0);
 }
 
 fn unit_dot_x(blk: u32, u: u32, ux: UnitX) -> f32 {
@@ -580,7 +586,7 @@ fn unit_dot_x(blk: u32, u: u32, ux: UnitX) -> f32 {
 const UNITS: u32 = 4u;
 #ifndef INT_DOT
 fn unit_x(u: u32, k0: u32) -> UnitX {
-    return x_pair(k0 + 4u * u, k0 + 16u + 4u * u);
+    return nibble_x(u, k0);
 }
 
 fn unit_dot_x(blk: u32, u: u32, ux: UnitX) -> f32 {
