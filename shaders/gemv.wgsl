@@ -102,6 +102,72 @@ fn x_from8(window: f32, k: u32, i: u32) -> f32 {
 var<private> lane8: u32;
 #endif
 
+#ifdef NF4_VEC4
+// nf4 in rows of whole 256-element groups with one invocation per row and shared activations
+// (CPU adapters): four 36-byte blocks are nine 16-byte vectors, read as such from W's second
+// binding, and their 256 activations eight windows of 32 (lane l loading elements 4l..4l+4 of
+// each, as vec4s from x's second binding). The word-at-a-time block decoder made 17 per-lane
+// loads per block (its absmax, eight code words, eight activations); this makes 17 per four.
+// Rows of 256 elements start on 16-byte boundaries (36 · 256 / 64 = 144 bytes): KernelKey::for_cols.
+@group(0) @binding(5) var<storage, read> w4: array<vec4<u32>>;
+@group(0) @binding(6) var<storage, read> x4: array<vec4<f32>>;
+
+// The codes in c (one per component) looked up in the code book held across the lanes: lane
+// l keeps entries l and l + 8 (`book`), and each code's entry arrives by shuffle. On lavapipe
+// a shuffle by a per-lane index is a vector permute, where the select tree `nf4` costs 15
+// blends per code: the lookup alone ran 2x faster (a probe of this loop, session 8).
+fn nf4_lookup(book: vec2<f32>, c: vec4<u32>) -> vec4<f32> {
+    let i = c & vec4<u32>(7u);
+    let lo = vec4<f32>(
+        subgroupShuffle(book.x, i.x), subgroupShuffle(book.x, i.y),
+        subgroupShuffle(book.x, i.z), subgroupShuffle(book.x, i.w),
+    );
+    let hi = vec4<f32>(
+        subgroupShuffle(book.y, i.x), subgroupShuffle(book.y, i.y),
+        subgroupShuffle(book.y, i.z), subgroupShuffle(book.y, i.w),
+    );
+    return select(lo, hi, c >= vec4<u32>(8u));
+}
+
+// Code word q (eight codes, high nibble first) against its activations: lanes l and l + 1 of
+// `window`, the first four and the next.
+fn nf4_word(book: vec2<f32>, q: u32, window: vec4<f32>, l: u32) -> f32 {
+    let v = vec4<u32>(q);
+    let a = nf4_lookup(book, (v >> vec4<u32>(4u, 0u, 12u, 8u)) & vec4<u32>(0xfu));
+    let b = nf4_lookup(book, (v >> vec4<u32>(20u, 16u, 28u, 24u)) & vec4<u32>(0xfu));
+    return dot(a, subgroupShuffle(window, l)) + dot(b, subgroupShuffle(window, l + 1u));
+}
+
+// A block: its absmax word, its code words 0..3 (q0) and 4..7 (q1), and its activations in
+// two windows (elements 0..32 and 32..64).
+fn nf4_block(book: vec2<f32>, absmax: u32, q0: vec4<u32>, q1: vec4<u32>, xa: vec4<f32>, xb: vec4<f32>) -> f32 {
+    let s = nf4_word(book, q0.x, xa, 0u) + nf4_word(book, q0.y, xa, 2u)
+        + nf4_word(book, q0.z, xa, 4u) + nf4_word(book, q0.w, xa, 6u)
+        + nf4_word(book, q1.x, xb, 0u) + nf4_word(book, q1.y, xb, 2u)
+        + nf4_word(book, q1.z, xb, 4u) + nf4_word(book, q1.w, xb, 6u);
+    return bitcast<f32>(absmax) * s;
+}
+
+// The group of four blocks at W vector v against activations from vector xv: block j starts at
+// word 9j, its absmax there and its codes in the next eight words.
+fn nf4_group(book: vec2<f32>, v: u32, xv: u32) -> f32 {
+    let r0 = w4[v];
+    let r1 = w4[v + 1u];
+    let r2 = w4[v + 2u];
+    let r3 = w4[v + 3u];
+    let r4 = w4[v + 4u];
+    let r5 = w4[v + 5u];
+    let r6 = w4[v + 6u];
+    let r7 = w4[v + 7u];
+    let r8 = w4[v + 8u];
+    let x0 = xv + lane8;
+    return nf4_block(book, r0.x, vec4<u32>(r0.yzw, r1.x), vec4<u32>(r1.yzw, r2.x), x4[x0], x4[x0 + 8u])
+        + nf4_block(book, r2.y, vec4<u32>(r2.zw, r3.xy), vec4<u32>(r3.zw, r4.xy), x4[x0 + 16u], x4[x0 + 24u])
+        + nf4_block(book, r4.z, vec4<u32>(r4.w, r5.xyz), vec4<u32>(r5.w, r6.xyz), x4[x0 + 32u], x4[x0 + 40u])
+        + nf4_block(book, r6.w, r7, r8, x4[x0 + 48u], x4[x0 + 56u]);
+}
+#endif
+
 #ifdef INT_DOT
 #include "int_dot.wgsl"
 #endif
@@ -424,10 +490,19 @@ fn partial(row: u32, first: u32, step: u32) -> acc_t {
 #else
 #ifdef ELEMENTWISE
     // BLOCKWISE: a block dtype with one invocation per row (the other layouts are UNITWISE).
+#ifdef NF4_VEC4
+    // Lane l holds code-book entries l and l + 8 for nf4_lookup.
+    let book = vec2<f32>(nf4(lane8), nf4(lane8 + 8u));
+    let groups = p.cols / 256u;
+    for (var g = 0u; g < groups; g = g + 1u) {
+        acc = acc + acc_t(nf4_group(book, 9u * (row * groups + g), 64u * g));
+    }
+#else
     let blocks = p.cols / BLOCK_ELEMS;
     for (var b = first; b < blocks; b = b + step) {
         acc = acc + acc_t(block_dot(row * blocks + b, b * BLOCK_ELEMS));
     }
+#endif
 #else
 #ifdef VEC4
     let units = p.cols / ELEMS_PER_UNIT;

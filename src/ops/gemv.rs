@@ -328,6 +328,13 @@ fn encode_part(
             &[&uniform, w, &q.values, y, bias, &q.scales],
             groups,
         ),
+        // nf4's 16-byte reader binds them a second time too, as vectors.
+        None if key.nf4_vec4() => gpu.encode_dispatch(
+            encoder,
+            &pipeline,
+            &[&uniform, w, x, y, bias, w, x],
+            groups,
+        ),
         None => gpu.encode_dispatch(encoder, &pipeline, &[&uniform, w, x, y, bias], groups),
     }
 }
@@ -392,7 +399,9 @@ pub fn reachable_variants(caps: &Capabilities, dtype: StorageDType) -> Vec<Kerne
                 if int_dot && (!vec4 || dot.int_dot_vec4()) {
                     keys.push(dot);
                 }
-                if (plain || !vec4) && (reduction != Reduction::SerialShuffle || key.shares_x()) {
+                if (plain || !vec4 || key.nf4_vec4())
+                    && (reduction != Reduction::SerialShuffle || key.shares_x())
+                {
                     // The subgroup layout also computes 2 and 4 rows per subgroup (raced on
                     // GPUs; reachable, and so tested, wherever the layout is).
                     if key.can_share_rows() {

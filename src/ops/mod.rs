@@ -46,7 +46,9 @@ pub fn all_variants() -> Vec<ShaderVariant> {
             };
             for vec4 in [false, true]
                 .into_iter()
-                .filter(|v| KernelKey::reads_vec4(dtype, true) || !v)
+                .filter(|v| {
+                    KernelKey::reads_vec4(dtype, true) || KernelKey::reads_vec4(dtype, false) || !v
+                })
             {
                 for workarounds in [vec![], vec![Workaround::F16UnpackHiViaShift]] {
                     let key = KernelKey::gemv(dtype, compute, reduction, shape, vec4, workarounds);
@@ -63,7 +65,7 @@ pub fn all_variants() -> Vec<ShaderVariant> {
                             v.push(realigned.variant());
                         }
                     }
-                    if !runs(&key) || (vec4 && !KernelKey::plain(dtype)) {
+                    if !runs(&key) || (vec4 && !KernelKey::plain(dtype) && !key.nf4_vec4()) {
                         continue;
                     }
                     if key.can_sum_in_f16() {

@@ -137,7 +137,8 @@ impl KernelKey {
             workgroup_size: shape.workgroup_size,
             rows_per_workgroup: shape.rows_per_workgroup,
             rows_per_invocation: shape.rows_per_invocation,
-            vec4,
+            // nf4's 16-byte reader exists for the shuffled layout only (NF4_VEC4).
+            vec4: vec4 && (dtype != StorageDType::Nf4 || reduction == Reduction::SerialShuffle),
             small_n: false,
             realign_groups: false,
             workarounds,
@@ -279,11 +280,27 @@ impl KernelKey {
     pub const INT_DOT_VEC4_GRANULE: u32 = 256;
 
     /// Whether this key's weights are read as 16-byte vectors where rows allow it
-    /// ([`Self::for_cols`] decides per shape): the word-wise dtypes, and every int-dot kernel
+    /// ([`Self::for_cols`] decides per shape): the word-wise dtypes, every int-dot kernel
     /// with one invocation per row (`int_dot_group_vec4`, q4_k/q5_k's and q6_k's block readers
-    /// in int_dot.wgsl).
+    /// in int_dot.wgsl), and nf4 with shared activations ([`Self::nf4_vec4`]).
     pub fn reads_vec4(dtype: StorageDType, int_dot: bool) -> bool {
-        Self::plain(dtype) || (int_dot && Self::has_int_dot(dtype))
+        Self::plain(dtype)
+            || (int_dot && Self::has_int_dot(dtype))
+            || (!int_dot && dtype == StorageDType::Nf4)
+    }
+
+    /// The rows nf4's 16-byte reader takes: whole groups of four 36-byte blocks (256
+    /// elements, 144 bytes), so that every row starts on a 16-byte boundary.
+    pub const NF4_VEC4_GRANULE: u32 = 256;
+
+    /// Whether this variant is nf4's 16-byte reader (NF4_VEC4: one invocation per row,
+    /// activations shared by shuffles; groups of four blocks from W's and x's second,
+    /// vector, bindings; the code book looked up by shuffles).
+    pub fn nf4_vec4(&self) -> bool {
+        self.op == Op::Gemv
+            && self.dtype == StorageDType::Nf4
+            && self.vec4
+            && self.reduction == Reduction::SerialShuffle
     }
 
     /// Whether this variant is the int-dot kernel that reads groups of eight blocks as
@@ -316,10 +333,14 @@ impl KernelKey {
     /// one-invocation-per-row layout.
     ///
     /// The int-dot 16-byte reader takes rows of [`Self::INT_DOT_VEC4_GRANULE`] elements as
-    /// they are, and realigns the groups of other rows of 32-element blocks.
+    /// they are, and realigns the groups of other rows of 32-element blocks. nf4's takes rows
+    /// of [`Self::NF4_VEC4_GRANULE`] elements; others keep the word-wise block decoder.
     pub fn for_cols(&self, cols: u32) -> Self {
-        let vec4 =
-            self.vec4 && !self.elementwise() && cols.is_multiple_of(self.elements_per_vec4());
+        let vec4 = if self.nf4_vec4() {
+            cols.is_multiple_of(Self::NF4_VEC4_GRANULE)
+        } else {
+            self.vec4 && !self.elementwise() && cols.is_multiple_of(self.elements_per_vec4())
+        };
         let shuffles = cols.is_multiple_of(32)
             && Self {
                 vec4,
@@ -409,6 +430,8 @@ impl KernelKey {
             if self.realign_groups {
                 defines.push(Define::flag("INT_DOT_VEC4_REALIGN"));
             }
+        } else if self.nf4_vec4() {
+            defines.push(Define::flag("NF4_VEC4"));
         } else if self.vec4 && !self.int_dot {
             defines.push(Define::flag("VEC4"));
         }
@@ -562,7 +585,7 @@ fn select_gemv(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
             compute,
             reduction,
             shape,
-            KernelKey::plain(dtype),
+            KernelKey::reads_vec4(dtype, false),
             workarounds.clone(),
         )
     };
@@ -634,7 +657,10 @@ fn select_gemv(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
         },
         d if BLOCK_DTYPES.contains(&d) => {
             // One invocation per row takes whole blocks; the other layouts share them.
-            let decode = if key(ComputeDType::F32).blockwise() {
+            let decode = if key(ComputeDType::F32).nf4_vec4() {
+                "read four at a time as 16-byte vectors (in rows of 256 elements; one at a time otherwise), \
+                 each code looked up in a code book held across the subgroup (subgroupShuffle), decoded"
+            } else if key(ComputeDType::F32).blockwise() {
                 "decoded a whole block at a time (scales once per block, quants a word at a time)"
             } else {
                 "shared by the row's invocations a quant word apart (activations read 16 bytes at a time), decoded"
