@@ -202,10 +202,14 @@ fn unit_part(u: WUnit, s: u32) -> vec4<f32> {
 #ifdef W_NF4
     // Elements 4s..4s+4: bytes 2s and 2s + 1 of the codes, high nibble first.
     let b = u.lo[s / 2u] >> (16u * (s % 2u));
+#ifdef NF4_BOOK
+    return u.scale.x * nf4_lookup(nf4_book, (vec4<u32>(b) >> vec4<u32>(4u, 0u, 12u, 8u)) & vec4<u32>(0xfu));
+#else
     return u.scale.x * vec4<f32>(
         nf4((b >> 4u) & 0xfu), nf4(b & 0xfu),
         nf4((b >> 12u) & 0xfu), nf4((b >> 8u) & 0xfu),
     );
+#endif
 #endif
 #ifdef W_Q4_1
     return u.scale.x * bytes4(nibbles_of(u, s), 0xffu) + vec4<f32>(u.scale.y);
@@ -426,6 +430,11 @@ fn row_step(v: vec4<tile_t>, m: XRows, a: RowSums) -> RowSums {
 #endif
 
 
+#ifdef NF4_BOOK
+// nf4's code book across the subgroup (blocks.wgsl's nf4_lookup), set once per invocation.
+var<private> nf4_book: vec2<f32>;
+#endif
+
 #ifdef X_SHUFFLE
 // Shuffled activations (rows of X a whole number of vec4s): per step of four k, each lane
 // loads one vec4 of activation rows n0 + lane + 8j (j = 0..4), and the 32 rows' values reach
@@ -496,6 +505,9 @@ fn main(
     let last_n = p.n - 1u;
     let last_r = p.rows - 1u;
     let lane = sg_lane % 8u;
+#ifdef NF4_BOOK
+    nf4_book = nf4_book_of(lane);
+#endif
     let xo = vec4<u32>(
         min(n0 + lane, last_n), min(n0 + 8u + lane, last_n),
         min(n0 + 16u + lane, last_n), min(n0 + 24u + lane, last_n),

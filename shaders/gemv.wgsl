@@ -112,23 +112,6 @@ var<private> lane8: u32;
 @group(0) @binding(5) var<storage, read> w4: array<vec4<u32>>;
 @group(0) @binding(6) var<storage, read> x4: array<vec4<f32>>;
 
-// The codes in c (one per component) looked up in the code book held across the lanes: lane
-// l keeps entries l and l + 8 (`book`), and each code's entry arrives by shuffle. On lavapipe
-// a shuffle by a per-lane index is a vector permute, where the select tree `nf4` costs 15
-// blends per code: the lookup alone ran 2x faster (a probe of this loop, session 8).
-fn nf4_lookup(book: vec2<f32>, c: vec4<u32>) -> vec4<f32> {
-    let i = c & vec4<u32>(7u);
-    let lo = vec4<f32>(
-        subgroupShuffle(book.x, i.x), subgroupShuffle(book.x, i.y),
-        subgroupShuffle(book.x, i.z), subgroupShuffle(book.x, i.w),
-    );
-    let hi = vec4<f32>(
-        subgroupShuffle(book.y, i.x), subgroupShuffle(book.y, i.y),
-        subgroupShuffle(book.y, i.z), subgroupShuffle(book.y, i.w),
-    );
-    return select(lo, hi, c >= vec4<u32>(8u));
-}
-
 // Code word q (eight codes, high nibble first) against its activations: lanes l and l + 1 of
 // `window`, the first four and the next.
 fn nf4_word(book: vec2<f32>, q: u32, window: vec4<f32>, l: u32) -> f32 {
@@ -491,8 +474,7 @@ fn partial(row: u32, first: u32, step: u32) -> acc_t {
 #ifdef ELEMENTWISE
     // BLOCKWISE: a block dtype with one invocation per row (the other layouts are UNITWISE).
 #ifdef NF4_VEC4
-    // Lane l holds code-book entries l and l + 8 for nf4_lookup.
-    let book = vec2<f32>(nf4(lane8), nf4(lane8 + 8u));
+    let book = nf4_book_of(lane8);
     let groups = p.cols / 256u;
     for (var g = 0u; g < groups; g = g + 1u) {
         acc = acc + acc_t(nf4_group(book, 9u * (row * groups + g), 64u * g));

@@ -268,6 +268,11 @@ pub fn variant(key: &KernelKey) -> ShaderVariant {
     }
     if key.reduction == Reduction::SerialShuffle {
         defines.push(Define::flag("X_SHUFFLE"));
+        // Every lane runs there, in subgroups of at least eight: nf4 looks its codes up by
+        // shuffles (blocks.wgsl's nf4_lookup) instead of the select tree.
+        if key.dtype == StorageDType::Nf4 {
+            defines.push(Define::flag("NF4_BOOK"));
+        }
     }
     // Rows of whole vec4s: activations read as vec4, and weights a unit at a time (through
     // W bound a second time, as 16-byte vectors).

@@ -432,6 +432,7 @@ impl KernelKey {
             }
         } else if self.nf4_vec4() {
             defines.push(Define::flag("NF4_VEC4"));
+            defines.push(Define::flag("NF4_BOOK"));
         } else if self.vec4 && !self.int_dot {
             defines.push(Define::flag("VEC4"));
         }
