@@ -329,12 +329,9 @@ fn encode_part(
             groups,
         ),
         // nf4's 16-byte reader binds them a second time too, as vectors.
-        None if key.nf4_vec4() => gpu.encode_dispatch(
-            encoder,
-            &pipeline,
-            &[&uniform, w, x, y, bias, w, x],
-            groups,
-        ),
+        None if key.nf4_vec4() => {
+            gpu.encode_dispatch(encoder, &pipeline, &[&uniform, w, x, y, bias, w, x], groups)
+        }
         None => gpu.encode_dispatch(encoder, &pipeline, &[&uniform, w, x, y, bias], groups),
     }
 }

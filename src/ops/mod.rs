@@ -44,12 +44,9 @@ pub fn all_variants() -> Vec<ShaderVariant> {
                 rows_per_workgroup,
                 rows_per_invocation: 1,
             };
-            for vec4 in [false, true]
-                .into_iter()
-                .filter(|v| {
-                    KernelKey::reads_vec4(dtype, true) || KernelKey::reads_vec4(dtype, false) || !v
-                })
-            {
+            for vec4 in [false, true].into_iter().filter(|v| {
+                KernelKey::reads_vec4(dtype, true) || KernelKey::reads_vec4(dtype, false) || !v
+            }) {
                 for workarounds in [vec![], vec![Workaround::F16UnpackHiViaShift]] {
                     let key = KernelKey::gemv(dtype, compute, reduction, shape, vec4, workarounds);
                     // Shuffled activations exist for some paths only.
