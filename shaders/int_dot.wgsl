@@ -59,18 +59,66 @@ fn xs_of(window: vec2<f32>, b0: u32, i: u32) -> vec2<f32> {
 #endif
 }
 
+#ifdef PAIR_MUL
+// PAIR_MUL (the 16-byte shuffled reader on CPU adapters, for the dtypes where it measured
+// faster than dot4I8Packed, which llvmpipe emulates byte by byte): two int8 products per
+// 32-bit multiply. A weight word w0..w3 splits into 16-bit fields (w0, w2) and (w1, w3), an
+// activation word x0..x3 into (x2, x0) and (x3, x1), each field sign-extended (a negative low
+// field borrows from the high one, so the value is x2 + 65536·x0). Then
+//   (w0 + 65536·w2)(x2 + 65536·x0) = w0·x2 + 65536·(w0·x0 + w2·x2) + 2^32·w2·x0,
+// and modulo 2^32 the middle field holds the sum of the two products. Summed in u32 over four
+// words the middle stays exact while |Σ middle| and |Σ low| are under 2^15: with weights
+// |w| ≤ 32 and activations |x| ≤ 127 (quantize_q8.wgsl clamps them), |Σ middle| ≤
+// 4·2·32·127 = 32512 and |Σ low| ≤ 4·32·127 = 16256. Rounding off the low half of the i32
+// total leaves Σ middle. Weights are 5-bit unsigned (q4_0/q4_1/q5_0/q5_1/q5_k quants, their
+// offsets applied from Σx afterwards) or, with PAIR_MUL_SIGNED, q6_k's int8 in [-32, 31].
+// The activations are split once per window lane before the shuffles hand them round.
+
+// Four activation words as (even, odd) sign-extended pairs.
+struct XWords {
+    e: vec4<u32>,
+    o: vec4<u32>,
+}
+
+// Fields (lo, hi) = (byte 0, byte 2) of each word of b, sign-extended.
+fn signed_fields(b: vec4<u32>) -> vec4<u32> {
+    let bias = vec4<u32>(0x00800080u);
+    return ((b & vec4<u32>(0x00ff00ffu)) ^ bias) - bias;
+}
+
+fn x_words_of(b: vec4<u32>) -> XWords {
+    // Rotated by 16 bits, bytes 0 and 2 are x2 and x0; rotated by 24, x3 and x1.
+    return XWords(
+        signed_fields((b >> vec4<u32>(16u)) | (b << vec4<u32>(16u))),
+        signed_fields((b >> vec4<u32>(24u)) | (b << vec4<u32>(8u))),
+    );
+}
+
+// Σ middle field of a u32 sum of pair products.
+fn middle(s: u32) -> i32 {
+    return (bitcast<i32>(s) + 0x8000) >> 16u;
+}
+#else
+// Four activation words as they are: four int8 each.
+alias XWords = vec4<u32>;
+
+fn x_words_of(b: vec4<u32>) -> XWords {
+    return b;
+}
+#endif
+
 // The eight x words of an activation block: words 0..3 (its elements 0..15) and 4..7.
 struct XBlock {
-    lo: vec4<u32>,
-    hi: vec4<u32>,
+    lo: XWords,
+    hi: XWords,
 }
 
 // The words of a k-quant block's (or a group of eight blocks') eight activation blocks in
 // shared windows (INT_DOT_VEC4 with REDUCE_SERIAL_SHUFFLE): blocks 0..3 and 4..7, a 16-byte
 // vector per lane; nothing otherwise. `x_block8` hands block i's words to every lane.
 struct XWindows {
-    lo: vec4<u32>,
-    hi: vec4<u32>,
+    lo: XWords,
+    hi: XWords,
 }
 
 #ifdef INT_DOT_VEC4
@@ -95,21 +143,34 @@ fn x_window4(b0: u32) -> vec4<u32> {
 
 fn x_windows8(b0: u32) -> XWindows {
 #ifdef INT_DOT_VEC4
-    return XWindows(x_window4(b0), x_window4(b0 + 4u));
+    return XWindows(x_words_of(x_window4(b0)), x_words_of(x_window4(b0 + 4u)));
 #else
-    return XWindows(vec4<u32>(0u), vec4<u32>(0u));
+    return XWindows(x_words_of(vec4<u32>(0u)), x_words_of(vec4<u32>(0u)));
 #endif
 }
+
+#ifdef REDUCE_SERIAL_SHUFFLE
+// Window lane l's words (of windows.lo, or of windows.hi if `hi`) handed to every lane.
+fn shuffled_words(windows: XWindows, hi: bool, l: u32) -> XWords {
+#ifdef PAIR_MUL
+    return XWords(
+        subgroupShuffle(select(windows.lo.e, windows.hi.e, hi), l),
+        subgroupShuffle(select(windows.lo.o, windows.hi.o, hi), l),
+    );
+#else
+    return subgroupShuffle(select(windows.lo, windows.hi, hi), l);
+#endif
+}
+#endif
 
 // Activation block b0 + i (i < 8): from the windows, or two 16-byte loads (INT_DOT_VEC4), or
 // one word window and eight shuffles / eight word loads.
 fn x_block8(windows: XWindows, b0: u32, i: u32) -> XBlock {
 #ifdef INT_DOT_VEC4
 #ifdef REDUCE_SERIAL_SHUFFLE
-    let window = select(windows.lo, windows.hi, i >= 4u);
-    return XBlock(subgroupShuffle(window, 2u * (i % 4u)), subgroupShuffle(window, 2u * (i % 4u) + 1u));
+    return XBlock(shuffled_words(windows, i >= 4u, 2u * (i % 4u)), shuffled_words(windows, i >= 4u, 2u * (i % 4u) + 1u));
 #else
-    return XBlock(x4[2u * (b0 + i)], x4[2u * (b0 + i) + 1u]);
+    return XBlock(x_words_of(x4[2u * (b0 + i)]), x_words_of(x4[2u * (b0 + i) + 1u]));
 #endif
 #else
     return x_block(b0 + i);
@@ -119,7 +180,7 @@ fn x_block8(windows: XWindows, b0: u32, i: u32) -> XBlock {
 // Activation block b, read as words (shared through one window when REDUCE_SERIAL_SHUFFLE).
 fn x_block(b: u32) -> XBlock {
     let window = x_window(b);
-    return XBlock(x_words(window, b, 0u), x_words(window, b, 4u));
+    return XBlock(x_words_of(x_words(window, b, 0u)), x_words_of(x_words(window, b, 4u)));
 }
 
 // Words first..first + 4 of activation block b (window from x_window).
@@ -145,10 +206,22 @@ fn w_vector(v: u32) -> vec4<u32> {
 #endif
 }
 
-// Σ of four packed int8 dot products.
-fn dot4x4(q: vec4<u32>, xq: vec4<u32>) -> i32 {
+// Σ of four packed int8 dot products: weights q against activations xq.
+fn dot4x4(q: vec4<u32>, xq: XWords) -> i32 {
+#ifdef PAIR_MUL
+    let m = vec4<u32>(0x00ff00ffu);
+#ifdef PAIR_MUL_SIGNED
+    let pe = signed_fields(q) * xq.e;
+    let po = signed_fields(q >> vec4<u32>(8u)) * xq.o;
+#else
+    let pe = (q & m) * xq.e;
+    let po = ((q >> vec4<u32>(8u)) & m) * xq.o;
+#endif
+    return middle(pe.x + pe.y + pe.z + pe.w) + middle(po.x + po.y + po.z + po.w);
+#else
     return dot4I8Packed(q.x, xq.x) + dot4I8Packed(q.y, xq.y) + dot4I8Packed(q.z, xq.z)
         + dot4I8Packed(q.w, xq.w);
+#endif
 }
 
 // Σ of the four int8 in a packed word.

@@ -91,7 +91,8 @@ fn json_lists_lavapipe_and_gl_with_a_truthful_matrix_and_matches_the_schema() {
     assert_eq!(tuned.len(), vk["tuning"]["gemv"].as_array().unwrap().len());
     for choice in tuned {
         let k = kernel(vk, "gemv", choice["dtype"].as_str().unwrap());
-        if k["kernel"].as_str().unwrap().ends_with("_dot4") != (choice["int_dot"] == true) {
+        // Int-dot kernels compute in i8 (named _dot4, or _pm where they multiply in pairs).
+        if (k["compute_dtype"] == "i8") != (choice["int_dot"] == true) {
             continue; // the other variant of an int-dot dtype
         }
         let layout = choice["reduction"].as_str().unwrap();

@@ -140,7 +140,7 @@ fn every_variant_matches_the_reference_on_every_adapter() {
                     check(&gpu, &key, rows, cols, 1000 + n as u64);
                     let effective = key.for_cols(cols);
                     ran.insert(format!(
-                        "{}_{}_{:?}{}{}{}{}",
+                        "{}_{}_{:?}{}{}{}{}{}",
                         key.dtype,
                         key.compute,
                         effective.reduction,
@@ -150,7 +150,8 @@ fn every_variant_matches_the_reference_on_every_adapter() {
                             1 => String::new(),
                             r => format!("_x{r}"),
                         },
-                        if key.int_dot { "_dot4" } else { "" }
+                        if key.int_dot { "_dot4" } else { "" },
+                        if effective.pair_mul() { "_pm" } else { "" }
                     ));
                 }
                 // Past 65,535 workgroups for one invocation per row too (4.2 M rows: plain
@@ -184,11 +185,18 @@ fn every_variant_matches_the_reference_on_every_adapter() {
                 expected.insert(format!("{d}_i8_SerialShuffle_dot4"));
                 // Read 16 bytes at a time, one invocation per row; 32-element blocks also in
                 // rows that are not whole groups of eight blocks, realigned.
+                // Shared activations: q4_0, q5_0, q5_1, q5_k and q6_k multiply in 16-bit
+                // pairs there (_pm), the others by dot4I8Packed.
+                let pm = if ["q4_0", "q5_0", "q5_1", "q5_k", "q6_k"].contains(&d.as_str()) {
+                    "_pm"
+                } else {
+                    ""
+                };
                 expected.insert(format!("{d}_i8_Serial_v4_dot4"));
-                expected.insert(format!("{d}_i8_SerialShuffle_v4_dot4"));
+                expected.insert(format!("{d}_i8_SerialShuffle_v4_dot4{pm}"));
                 if !d.ends_with("_k") {
                     expected.insert(format!("{d}_i8_Serial_v4_ra_dot4"));
-                    expected.insert(format!("{d}_i8_SerialShuffle_v4_ra_dot4"));
+                    expected.insert(format!("{d}_i8_SerialShuffle_v4_ra_dot4{pm}"));
                 }
             }
         }
@@ -589,6 +597,80 @@ fn weights_loaded_from_model_files_give_reference_results() {
             }
         }
     }
+}
+
+/// The pair-multiply int-dot reader (`_pm`) at the edge of its bound: every quant at its
+/// extreme (q5 quants 31, q6_k's -32) against activations all of one sign at full scale (127
+/// after quantization), so that each four-word sum of pair products reaches 31,496 (32,512 for
+/// q6_k) of the 32,767 its middle field holds. Results must equal the int-dot reference to f32
+/// rounding, on rows of whole eight-block groups and on realigned ones.
+#[test]
+fn pair_products_stay_exact_at_their_bound() {
+    let h = |v: f32| half::f16::from_f32(v).to_le_bytes();
+    // One block whose quants all sit at the extreme the pairs' bound allows.
+    let block = |dtype: StorageDType| -> Vec<u8> {
+        match dtype {
+            StorageDType::Q4_0 => [&h(0.5)[..], &[0xff; 16]].concat(),
+            StorageDType::Q5_0 => [&h(0.5)[..], &[0xff; 4], &[0xff; 16]].concat(),
+            StorageDType::Q5_1 => [&h(0.5)[..], &h(0.25), &[0xff; 4], &[0xff; 16]].concat(),
+            StorageDType::Q5K => [
+                &h(0.5)[..],
+                &h(0.25),
+                &[0xff; 12],
+                &[0xff; 32],
+                &[0xff; 128],
+            ]
+            .concat(),
+            // Quants 0 are -32 after the offset; scales 1.
+            StorageDType::Q6K => [&[0u8; 192][..], &[1; 16], &h(0.5)].concat(),
+            other => panic!("no extreme block for {other}"),
+        }
+    };
+    let mut ran = 0;
+    for gpu in all_gpus(Switches::default()) {
+        for dtype in wgllm::ops::select::KernelKey::PAIR_MUL_DTYPES {
+            let b = dtype.block().elements;
+            // Two groups of eight 32-element blocks (or two k-quant blocks), and ten blocks of
+            // 32 (groups realigned).
+            let mut widths = vec![(512 / b).max(2) * b];
+            if b == 32 {
+                widths.push(10 * b);
+            }
+            for cols in widths {
+                let keys: Vec<_> = reachable_variants(&gpu.caps, dtype)
+                    .into_iter()
+                    .filter(|k| k.for_cols(cols).pair_mul())
+                    .collect();
+                for key in keys {
+                    let rows = 3u32;
+                    let w: Vec<u8> = (0..rows * cols / b).flat_map(|_| block(dtype)).collect();
+                    for sign in [1.0f32, -1.0] {
+                        let x = vec![sign; cols as usize];
+                        let got =
+                            wgllm::ops::gemv::run_with(&gpu, &key, rows, cols, &w, &x).unwrap();
+                        let want = wgllm::ops::gemv::reference_int_dot(
+                            &GemvParams::new(rows, cols),
+                            dtype,
+                            &w,
+                            &x,
+                        )
+                        .unwrap();
+                        for (g, v) in got.iter().zip(&want) {
+                            assert!(
+                                (g - v).abs() <= 1e-5 * v.abs(),
+                                "{} on {} at {rows}x{cols}, x = {sign}: got {g}, want {v}",
+                                key.name(),
+                                label(&gpu)
+                            );
+                        }
+                        ran += 1;
+                    }
+                }
+            }
+        }
+    }
+    // lavapipe has the shuffled layout for all five dtypes, on both row widths where they exist.
+    assert!(ran >= 2 * 8, "the pair-multiply reader ran {ran} times");
 }
 
 /// q8_0 and q4_0 run on packed int8 dot products exactly where the autotune measured that
