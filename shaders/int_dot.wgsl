@@ -70,8 +70,10 @@ fn xs_of(window: vec2<f32>, b0: u32, i: u32) -> vec2<f32> {
 // words the middle stays exact while |Σ middle| and |Σ low| are under 2^15: with weights
 // |w| ≤ 32 and activations |x| ≤ 127 (quantize_q8.wgsl clamps them), |Σ middle| ≤
 // 4·2·32·127 = 32512 and |Σ low| ≤ 4·32·127 = 16256. Rounding off the low half of the i32
-// total leaves Σ middle. Weights are 5-bit unsigned (q4_0/q4_1/q5_0/q5_1/q5_k quants, their
+// total leaves Σ middle. Weights are 5-bit unsigned (q4_0/q5_0/q5_1/q5_k quants, their
 // offsets applied from Σx afterwards) or, with PAIR_MUL_SIGNED, q6_k's int8 in [-32, 31].
+// q8_0's quants span the whole int8 range (PAIR_MUL_WIDE): each word's two pair products are
+// rounded on their own (|middle| ≤ 2·128·127 = 32512, |low| ≤ 128·127 = 16256).
 // The activations are split once per window lane before the shuffles hand them round.
 
 // Four activation words as (even, odd) sign-extended pairs.
@@ -209,15 +211,23 @@ fn w_vector(v: u32) -> vec4<u32> {
 // Σ of four packed int8 dot products: weights q against activations xq.
 fn dot4x4(q: vec4<u32>, xq: XWords) -> i32 {
 #ifdef PAIR_MUL
-    let m = vec4<u32>(0x00ff00ffu);
+#ifdef PAIR_MUL_WIDE
+    // q8_0's int8 quants: each word's pair products on their own.
+    let pe = bitcast<vec4<i32>>(signed_fields(q) * xq.e);
+    let po = bitcast<vec4<i32>>(signed_fields(q >> vec4<u32>(8u)) * xq.o);
+    let r = ((pe + vec4<i32>(0x8000)) >> vec4<u32>(16u)) + ((po + vec4<i32>(0x8000)) >> vec4<u32>(16u));
+    return r.x + r.y + r.z + r.w;
+#else
 #ifdef PAIR_MUL_SIGNED
     let pe = signed_fields(q) * xq.e;
     let po = signed_fields(q >> vec4<u32>(8u)) * xq.o;
 #else
+    let m = vec4<u32>(0x00ff00ffu);
     let pe = (q & m) * xq.e;
     let po = ((q >> vec4<u32>(8u)) & m) * xq.o;
 #endif
     return middle(pe.x + pe.y + pe.z + pe.w) + middle(po.x + po.y + po.z + po.w);
+#endif
 #else
     return dot4I8Packed(q.x, xq.x) + dot4I8Packed(q.y, xq.y) + dot4I8Packed(q.z, xq.z)
         + dot4I8Packed(q.w, xq.w);

@@ -185,9 +185,9 @@ fn every_variant_matches_the_reference_on_every_adapter() {
                 expected.insert(format!("{d}_i8_SerialShuffle_dot4"));
                 // Read 16 bytes at a time, one invocation per row; 32-element blocks also in
                 // rows that are not whole groups of eight blocks, realigned.
-                // Shared activations: q4_0, q5_0, q5_1, q5_k and q6_k multiply in 16-bit
-                // pairs there (_pm), the others by dot4I8Packed.
-                let pm = if ["q4_0", "q5_0", "q5_1", "q5_k", "q6_k"].contains(&d.as_str()) {
+                // Shared activations: q8_0, q4_0, q5_0, q5_1, q5_k and q6_k multiply in 16-bit
+                // pairs there (_pm), q4_1 and q4_k by dot4I8Packed.
+                let pm = if ["q8_0", "q4_0", "q5_0", "q5_1", "q5_k", "q6_k"].contains(&d.as_str()) {
                     "_pm"
                 } else {
                     ""
@@ -600,9 +600,9 @@ fn weights_loaded_from_model_files_give_reference_results() {
 }
 
 /// The pair-multiply int-dot reader (`_pm`) at the edge of its bound: every quant at its
-/// extreme (q5 quants 31, q6_k's -32) against activations all of one sign at full scale (127
-/// after quantization), so that each four-word sum of pair products reaches 31,496 (32,512 for
-/// q6_k) of the 32,767 its middle field holds. Results must equal the int-dot reference to f32
+/// extreme (q5 quants 31, q6_k's -32, q8_0's -128) against activations all of one sign at full
+/// scale (127 after quantization), so that each sum of pair products reaches 31,496 (32,512
+/// for q6_k's four words and q8_0's one) of the 32,767 its middle field holds. Results must equal the int-dot reference to f32
 /// rounding, on rows of whole eight-block groups and on realigned ones.
 #[test]
 fn pair_products_stay_exact_at_their_bound() {
@@ -610,6 +610,7 @@ fn pair_products_stay_exact_at_their_bound() {
     // One block whose quants all sit at the extreme the pairs' bound allows.
     let block = |dtype: StorageDType| -> Vec<u8> {
         match dtype {
+            StorageDType::Q8_0 => [&h(0.5)[..], &[0x80; 32]].concat(),
             StorageDType::Q4_0 => [&h(0.5)[..], &[0xff; 16]].concat(),
             StorageDType::Q5_0 => [&h(0.5)[..], &[0xff; 4], &[0xff; 16]].concat(),
             StorageDType::Q5_1 => [&h(0.5)[..], &h(0.25), &[0xff; 4], &[0xff; 16]].concat(),
@@ -669,8 +670,8 @@ fn pair_products_stay_exact_at_their_bound() {
             }
         }
     }
-    // lavapipe has the shuffled layout for all five dtypes, on both row widths where they exist.
-    assert!(ran >= 2 * 8, "the pair-multiply reader ran {ran} times");
+    // lavapipe has the shuffled layout for all six dtypes, on both row widths where they exist.
+    assert!(ran >= 2 * 10, "the pair-multiply reader ran {ran} times");
 }
 
 /// q8_0 and q4_0 run on packed int8 dot products exactly where the autotune measured that

@@ -312,11 +312,12 @@ impl KernelKey {
     }
 
     /// Dtypes whose 16-byte shuffled int-dot reader multiplies packed int8 in 16-bit pairs
-    /// (PAIR_MUL, [`Self::pair_mul`]): those whose quants fit the pairs' bound and that
-    /// measured faster than dot4I8Packed on lavapipe (4096x4096, three alternating runs):
-    /// q4_0 -15%, q5_0 and q5_1 -13%, q5_k -11%, q6_k -15%; q4_1 and q4_k ran 3-25% slower
-    /// and keep dot4I8Packed, as q8_0 does (its int8 quants exceed the pairs' bound).
-    pub const PAIR_MUL_DTYPES: [StorageDType; 5] = [
+    /// (PAIR_MUL, [`Self::pair_mul`]): those that measured faster than dot4I8Packed on
+    /// lavapipe (4096x4096, three alternating runs): q4_0 -15%, q5_0 and q5_1 -13%, q5_k -11%,
+    /// q6_k -15%, q8_0 -7% (its wide quants rounded a word at a time: PAIR_MUL_WIDE). q4_1 and
+    /// q4_k ran 3-25% slower and keep dot4I8Packed.
+    pub const PAIR_MUL_DTYPES: [StorageDType; 6] = [
+        StorageDType::Q8_0,
         StorageDType::Q4_0,
         StorageDType::Q5_0,
         StorageDType::Q5_1,
@@ -327,7 +328,7 @@ impl KernelKey {
     /// Whether this variant computes its packed int8 products two per 32-bit multiply instead
     /// of by dot4I8Packed (PAIR_MUL, `_pm`): the int-dot 16-byte reader with shared
     /// activations (the CPU-adapter layout, where the driver emulates dot4I8Packed byte by
-    /// byte) over [`Self::PAIR_MUL_DTYPES`], whose quants fit the pairs' bound (|w| ≤ 32).
+    /// byte) over [`Self::PAIR_MUL_DTYPES`].
     pub fn pair_mul(&self) -> bool {
         self.int_dot_vec4()
             && self.reduction == Reduction::SerialShuffle
@@ -459,6 +460,9 @@ impl KernelKey {
                 defines.push(Define::flag("PAIR_MUL"));
                 if self.dtype == StorageDType::Q6K {
                     defines.push(Define::flag("PAIR_MUL_SIGNED"));
+                }
+                if self.dtype == StorageDType::Q8_0 {
+                    defines.push(Define::flag("PAIR_MUL_WIDE"));
                 }
             }
         } else if self.nf4_vec4() {
