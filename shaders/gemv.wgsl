@@ -108,7 +108,9 @@ var<private> lane8: u32;
 // binding, and their 256 activations eight windows of 32 (lane l loading elements 4l..4l+4 of
 // each, as vec4s from x's second binding). The word-at-a-time block decoder made 17 per-lane
 // loads per block (its absmax, eight code words, eight activations); this makes 17 per four.
-// Rows of 256 elements start on 16-byte boundaries (36 · 256 / 64 = 144 bytes): KernelKey::for_cols.
+// Rows of 256 elements start on 16-byte boundaries (36 · 256 / 64 = 144 bytes). Other rows
+// (NF4_VEC4_REALIGN, e.g. Qwen2.5-0.5B's 896 columns) start on a word: each group's vectors are
+// realigned from ten loads, and the row's last one to three blocks go a block at a time.
 @group(0) @binding(5) var<storage, read> w4: array<vec4<u32>>;
 @group(0) @binding(6) var<storage, read> x4: array<vec4<f32>>;
 
@@ -131,18 +133,44 @@ fn nf4_block(book: vec2<f32>, absmax: u32, q0: vec4<u32>, q1: vec4<u32>, xa: vec
     return bitcast<f32>(absmax) * s;
 }
 
-// The group of four blocks at W vector v against activations from vector xv: block j starts at
-// word 9j, its absmax there and its codes in the next eight words.
-fn nf4_group(book: vec2<f32>, v: u32, xv: u32) -> f32 {
-    let r0 = w4[v];
-    let r1 = w4[v + 1u];
-    let r2 = w4[v + 2u];
-    let r3 = w4[v + 3u];
-    let r4 = w4[v + 4u];
-    let r5 = w4[v + 5u];
-    let r6 = w4[v + 6u];
-    let r7 = w4[v + 7u];
-    let r8 = w4[v + 8u];
+// Vector i of a group from its loads a (vector i) and b (vector i + 1): with
+// NF4_VEC4_REALIGN the group starts o words into its first vector.
+fn nf4_vector(a: vec4<u32>, b: vec4<u32>, o: u32) -> vec4<u32> {
+#ifdef NF4_VEC4_REALIGN
+    return words_from(a, b, o);
+#else
+    return a;
+#endif
+}
+
+// The group of four blocks that starts o words into W vector v, against activations from
+// vector xv: block j starts at word 9j, its absmax there and its codes in the next eight words.
+fn nf4_group(book: vec2<f32>, v: u32, o: u32, xv: u32) -> f32 {
+    let l0 = w4[v];
+    let l1 = w4[v + 1u];
+    let l2 = w4[v + 2u];
+    let l3 = w4[v + 3u];
+    let l4 = w4[v + 4u];
+    let l5 = w4[v + 5u];
+    let l6 = w4[v + 6u];
+    let l7 = w4[v + 7u];
+    let l8 = w4[v + 8u];
+#ifdef NF4_VEC4_REALIGN
+    // Past the buffer's last vector it repeats that one: buffers are whole vectors, so a group
+    // that ends there ends on a vector (o = 0) and never uses it.
+    let l9 = w4[min(v + 9u, arrayLength(&w4) - 1u)];
+#else
+    let l9 = l8;
+#endif
+    let r0 = nf4_vector(l0, l1, o);
+    let r1 = nf4_vector(l1, l2, o);
+    let r2 = nf4_vector(l2, l3, o);
+    let r3 = nf4_vector(l3, l4, o);
+    let r4 = nf4_vector(l4, l5, o);
+    let r5 = nf4_vector(l5, l6, o);
+    let r6 = nf4_vector(l6, l7, o);
+    let r7 = nf4_vector(l7, l8, o);
+    let r8 = nf4_vector(l8, l9, o);
     let x0 = xv + lane8;
     return nf4_block(book, r0.x, vec4<u32>(r0.yzw, r1.x), vec4<u32>(r1.yzw, r2.x), x4[x0], x4[x0 + 8u])
         + nf4_block(book, r2.y, vec4<u32>(r2.zw, r3.xy), vec4<u32>(r3.zw, r4.xy), x4[x0 + 16u], x4[x0 + 24u])
@@ -475,9 +503,19 @@ fn partial(row: u32, first: u32, step: u32) -> acc_t {
     // BLOCKWISE: a block dtype with one invocation per row (the other layouts are UNITWISE).
 #ifdef NF4_VEC4
     let book = nf4_book_of(lane8);
-    let groups = p.cols / 256u;
+    let blocks = p.cols / BLOCK_ELEMS;
+    let groups = blocks / 4u;
     for (var g = 0u; g < groups; g = g + 1u) {
-        acc = acc + acc_t(nf4_group(book, 9u * (row * groups + g), 64u * g));
+#ifdef NF4_VEC4_REALIGN
+        let byte = (row * blocks + 4u * g) * 36u;
+        acc = acc + acc_t(nf4_group(book, byte / 16u, (byte % 16u) / 4u, 64u * g));
+#else
+        acc = acc + acc_t(nf4_group(book, 9u * (row * groups + g), 0u, 64u * g));
+#endif
+    }
+    // A realigned row's last blocks (none in rows of whole groups).
+    for (var b = 4u * groups; b < blocks; b = b + 1u) {
+        acc = acc + acc_t(block_dot(row * blocks + b, b * BLOCK_ELEMS));
     }
 #else
     let blocks = p.cols / BLOCK_ELEMS;

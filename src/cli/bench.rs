@@ -321,9 +321,10 @@ fn bench_op(gpu: &Gpu, args: &Args, op: Op, limits: &Limits) -> Result<Vec<Bench
             let first_row = rows.len();
             for key in &keys {
                 // The kernel that runs for this shape: keys that run the same one (the tiles
-                // become a subgroup per row for a few activation rows) are measured once.
+                // become a subgroup per row for a few activation rows; GEMV rows that are not
+                // whole vectors or groups take another reader) are measured once.
                 let kernel = match op {
-                    Op::Gemv => key.name(),
+                    Op::Gemv => key.for_cols(shape.cols).name(),
                     _ => gemm::for_shape(key, shape.cols, n).name(),
                 };
                 let is_selected = Some(key) == selected.as_ref();

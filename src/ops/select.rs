@@ -76,8 +76,9 @@ pub struct KernelKey {
     pub small_n: bool,
     /// Int-dot 16-byte reader of 32-element blocks over rows that are not whole groups of
     /// eight blocks (not a multiple of [`Self::INT_DOT_VEC4_GRANULE`]): groups start on any
-    /// even byte and each vector is realigned from two loads (INT_DOT_VEC4_REALIGN;
-    /// [`Self::for_cols`] decides).
+    /// even byte and each vector is realigned from two loads (INT_DOT_VEC4_REALIGN); likewise
+    /// nf4's 16-byte reader over rows that are not a multiple of [`Self::NF4_VEC4_GRANULE`]
+    /// (NF4_VEC4_REALIGN). [`Self::for_cols`] decides.
     pub realign_groups: bool,
     /// Driver workarounds compiled into this variant.
     pub workarounds: Vec<Workaround>,
@@ -291,8 +292,9 @@ impl KernelKey {
             || (!int_dot && dtype == StorageDType::Nf4)
     }
 
-    /// The rows nf4's 16-byte reader takes: whole groups of four 36-byte blocks (256
-    /// elements, 144 bytes), so that every row starts on a 16-byte boundary.
+    /// The rows nf4's 16-byte reader takes as they are: whole groups of four 36-byte blocks
+    /// (256 elements, 144 bytes), so that every row starts on a 16-byte boundary. Other rows
+    /// start on a word, and their groups are realigned (`realign_groups`).
     pub const NF4_VEC4_GRANULE: u32 = 256;
 
     /// Whether this variant is nf4's 16-byte reader (NF4_VEC4: one invocation per row,
@@ -363,7 +365,8 @@ impl KernelKey {
     /// of [`Self::NF4_VEC4_GRANULE`] elements; others keep the word-wise block decoder.
     pub fn for_cols(&self, cols: u32) -> Self {
         let vec4 = if self.nf4_vec4() {
-            cols.is_multiple_of(Self::NF4_VEC4_GRANULE)
+            // Every nf4 row (64-element blocks), realigned where not whole groups (below).
+            true
         } else {
             self.vec4 && !self.elementwise() && cols.is_multiple_of(self.elements_per_vec4())
         };
@@ -394,9 +397,10 @@ impl KernelKey {
         }
         .int_dot_vec4()
             && (whole_groups || realign_groups);
+        let nf4_realign = shaped.nf4_vec4() && !cols.is_multiple_of(Self::NF4_VEC4_GRANULE);
         Self {
             vec4: vec4 || int_dot_vec4,
-            realign_groups: int_dot_vec4 && realign_groups,
+            realign_groups: (int_dot_vec4 && realign_groups) || nf4_realign,
             ..shaped
         }
     }
@@ -468,6 +472,9 @@ impl KernelKey {
         } else if self.nf4_vec4() {
             defines.push(Define::flag("NF4_VEC4"));
             defines.push(Define::flag("NF4_BOOK"));
+            if self.realign_groups {
+                defines.push(Define::flag("NF4_VEC4_REALIGN"));
+            }
         } else if self.vec4 && !self.int_dot {
             defines.push(Define::flag("VEC4"));
         }
