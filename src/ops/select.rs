@@ -362,7 +362,7 @@ impl KernelKey {
     ///
     /// The int-dot 16-byte reader takes rows of [`Self::INT_DOT_VEC4_GRANULE`] elements as
     /// they are, and realigns the groups of other rows of 32-element blocks. nf4's takes rows
-    /// of [`Self::NF4_VEC4_GRANULE`] elements; others keep the word-wise block decoder.
+    /// of [`Self::NF4_VEC4_GRANULE`] elements as they are and realigns the others.
     pub fn for_cols(&self, cols: u32) -> Self {
         let vec4 = if self.nf4_vec4() {
             // Every nf4 row (64-element blocks), realigned where not whole groups (below).
@@ -475,7 +475,7 @@ impl KernelKey {
             if self.realign_groups {
                 defines.push(Define::flag("NF4_VEC4_REALIGN"));
             }
-        } else if self.vec4 && !self.int_dot {
+        } else if self.vec4 && !self.int_dot && !self.elementwise() {
             defines.push(Define::flag("VEC4"));
         }
         if !self.elementwise() && matches!(self.dtype, StorageDType::F8E4m3 | StorageDType::F8E5m2)
