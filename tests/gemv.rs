@@ -468,6 +468,10 @@ fn row_split_tensors_with_bias_match_the_reference() {
             (StorageDType::F16, 41, 3),
             (StorageDType::Q8_0, 29, 64),
             (StorageDType::Q4K, 23, 256),
+            // Realigned 16-byte readers: q5_0 groups at any even byte (pair multiplies on the
+            // shuffled layout), nf4 groups at any word with a one-block tail.
+            (StorageDType::Q5_0, 19, 320),
+            (StorageDType::Nf4, 17, 320),
         ] {
             let row_bytes = dtype.bytes_for(u64::from(cols)).unwrap();
             // Room for about 4 rows per part: uneven parts, the last one short.
