@@ -741,6 +741,39 @@ fn the_autotune_runs_once_per_adapter_then_comes_from_the_cache() {
     assert_eq!(b["cached"], true);
     // The cached answer is the measured one.
     assert_eq!(a["gemv"], b["gemv"]);
+    // A run with a path switched off measures without it, under its own key: the next run
+    // without the switch still reads its own measurements (those of `first`), int-dot races
+    // included. (Keyed by adapter alone, WGLLM_DISABLE=dot4 once made every later run lose
+    // the int-dot kernels until the next re-tune.)
+    let no_dot4 = wgllm(
+        &["--adapter", "vulkan", "capabilities", "--json"],
+        &[("WGLLM_DISABLE", "dot4"), env[0]],
+    );
+    assert!(no_dot4.status.success(), "{}", stderr(&no_dot4));
+    assert!(
+        stderr(&no_dot4).contains("measuring kernel layouts"),
+        "{}",
+        stderr(&no_dot4)
+    );
+    let third = wgllm(&["--adapter", "vulkan", "capabilities", "--json"], &env);
+    assert!(!stderr(&third).contains("measuring kernel layouts"));
+    let third: Value = serde_json::from_slice(&third.stdout).unwrap();
+    assert_eq!(tuning(&third), tuning(&second));
+    let probed = |v: &Value| {
+        v["adapters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["probed"] == true)
+            .unwrap()
+            .clone()
+    };
+    for dtype in ["q8_0", "q4_k"] {
+        assert_eq!(
+            kernel(&probed(&third), "gemv", dtype)["kernel"],
+            kernel(&probed(&first), "gemv", dtype)["kernel"]
+        );
+    }
     // WGLLM_TUNE=off keeps the heuristics and reports no measurements.
     let off = json(
         &["--adapter", "vulkan", "capabilities", "--json"],

@@ -87,10 +87,14 @@ pub fn run_or_load(gpu: &Gpu) -> Result<Tuning, DeviceError> {
     sources.push_str(include_str!("select.rs"));
     sources.push_str(include_str!("gemv.rs"));
     sources.push_str(include_str!("gemm.rs"));
+    // The WGLLM_DISABLE switches too: they decide what is raced (with `dot4` off no int-dot
+    // kernel is), and `dot4` leaves the device's features as they are, so the adapter key
+    // alone would hand a run without the switch the measurements of a run with it.
     let key = format!(
-        "{}|{:?}|{:016x}",
+        "{}|{:?}|{:?}|{:016x}",
         adapter_key(gpu),
         gpu.caps.selftest.workarounds(),
+        gpu.caps.disabled,
         fnv1a(sources.as_bytes())
     );
     let fresh = std::env::var("WGLLM_TUNE").is_ok_and(|v| v == "fresh");
