@@ -87,6 +87,9 @@ pub fn run_or_load(gpu: &Gpu) -> Result<Tuning, DeviceError> {
     sources.push_str(include_str!("select.rs"));
     sources.push_str(include_str!("gemv.rs"));
     sources.push_str(include_str!("gemm.rs"));
+    // The candidate shapes and layouts raced (device geometry), and how a kernel is timed.
+    sources.push_str(include_str!("../device/capabilities.rs"));
+    sources.push_str(include_str!("timing.rs"));
     // The WGLLM_DISABLE switches too: they decide what is raced (with `dot4` off no int-dot
     // kernel is), and `dot4` leaves the device's features as they are, so the adapter key
     // alone would hand a run without the switch the measurements of a run with it.
