@@ -446,11 +446,24 @@ var<private> nf4_book: vec2<f32>;
 // 543 -> 354 ms, q6_k 633 -> 433, f16 511 -> 417, f32 629 -> 582 (best of two runs each).
 // SMALL_N (n <= 8, a prefill of a few tokens): 8 activation rows, one load per lane (32 would
 // compute mostly clamped copies of the last row: lavapipe took as long for n = 2 as for 32).
+// SHUFFLE_TALL: 8 weight rows by 16 activation rows, as many sums. Per step of four k a lane
+// loads a vector per weight row it owns and one per eight activation rows, so dtypes whose
+// weights take less than a vector per row and step (4-bit quants, fp8, q8_0) load less in a
+// taller tile: 8 x 16 makes 2 activation loads where 4 x 32 made 4, for 4 more (shorter)
+// weight loads. KernelKey::shuffle_tall picks it for the dtypes where it measured faster.
+#ifdef SHUFFLE_TALL
+const SHUFFLE_ROWS_PER_WG: u32 = 512u;
+#else
 const SHUFFLE_ROWS_PER_WG: u32 = 256u;
+#endif
 #ifdef SMALL_N
 const SHUFFLE_N_PER_WG: u32 = 8u;
 #else
+#ifdef SHUFFLE_TALL
+const SHUFFLE_N_PER_WG: u32 = 16u;
+#else
 const SHUFFLE_N_PER_WG: u32 = 32u;
+#endif
 #endif
 
 // Elements k..k+4 of the activation rows, four rows (columns) per matrix: m[2j + h] holds
@@ -475,14 +488,18 @@ fn row_step(v: vec4<tile_t>, m: XCols, a: RowSums) -> RowSums {
 #ifdef SMALL_N
     return RowSums(a[0] + dot4(v, m[0]), a[1] + dot4(v, m[1]));
 #else
+#ifdef SHUFFLE_TALL
+    return RowSums(a[0] + dot4(v, m[0]), a[1] + dot4(v, m[1]), a[2] + dot4(v, m[2]), a[3] + dot4(v, m[3]));
+#else
     return RowSums(
         a[0] + dot4(v, m[0]), a[1] + dot4(v, m[1]), a[2] + dot4(v, m[2]), a[3] + dot4(v, m[3]),
         a[4] + dot4(v, m[4]), a[5] + dot4(v, m[5]), a[6] + dot4(v, m[6]), a[7] + dot4(v, m[7]),
     );
 #endif
+#endif
 }
 
-// Stores weight row r's sums for activation rows n0..n0+32 (those that exist).
+// Stores weight row r's sums for activation rows n0..n0 + SHUFFLE_N_PER_WG (those that exist).
 fn put_row(r: u32, n0: u32, sums: RowSums) {
     if (r >= p.rows) {
         return;
@@ -492,6 +509,70 @@ fn put_row(r: u32, n0: u32, sums: RowSums) {
     }
 }
 
+#ifdef SHUFFLE_TALL
+@compute @workgroup_size(64)
+fn main(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(subgroup_invocation_id) sg_lane: u32,
+) {
+    let r0 = wg.x * SHUFFLE_ROWS_PER_WG + lid;
+    let n0 = wg.y * SHUFFLE_N_PER_WG;
+    let last_n = p.n - 1u;
+    let last_r = p.rows - 1u;
+    let lane = sg_lane % 8u;
+#ifdef NF4_BOOK
+    nf4_book = nf4_book_of(lane);
+#endif
+    let xo = vec2<u32>(min(n0 + lane, last_n), min(n0 + 8u + lane, last_n)) * p.cols;
+    let wa = vec4<u32>(
+        min(r0, last_r), min(r0 + 64u, last_r), min(r0 + 128u, last_r), min(r0 + 192u, last_r),
+    ) * p.cols;
+    let wb = vec4<u32>(
+        min(r0 + 256u, last_r), min(r0 + 320u, last_r), min(r0 + 384u, last_r), min(r0 + 448u, last_r),
+    ) * p.cols;
+    var s0 = RowSums();
+    var s1 = RowSums();
+    var s2 = RowSums();
+    var s3 = RowSums();
+    var s4 = RowSums();
+    var s5 = RowSums();
+    var s6 = RowSums();
+    var s7 = RowSums();
+    for (var k0 = 0u; k0 < p.cols; k0 = k0 + STEP) {
+        let u0 = load_unit(wa.x + k0);
+        let u1 = load_unit(wa.y + k0);
+        let u2 = load_unit(wa.z + k0);
+        let u3 = load_unit(wa.w + k0);
+        let u4 = load_unit(wb.x + k0);
+        let u5 = load_unit(wb.y + k0);
+        let u6 = load_unit(wb.z + k0);
+        let u7 = load_unit(wb.w + k0);
+        for (var s = 0u; s < STEP / 4u; s = s + 1u) {
+            let k = k0 + 4u * s;
+            let own0 = x[(xo.x + k) / 4u];
+            let own1 = x[(xo.y + k) / 4u];
+            let m = XCols(x_cols(own0, 0u), x_cols(own0, 4u), x_cols(own1, 0u), x_cols(own1, 4u));
+            s0 = row_step(vec4<tile_t>(unit_part(u0, s)), m, s0);
+            s1 = row_step(vec4<tile_t>(unit_part(u1, s)), m, s1);
+            s2 = row_step(vec4<tile_t>(unit_part(u2, s)), m, s2);
+            s3 = row_step(vec4<tile_t>(unit_part(u3, s)), m, s3);
+            s4 = row_step(vec4<tile_t>(unit_part(u4, s)), m, s4);
+            s5 = row_step(vec4<tile_t>(unit_part(u5, s)), m, s5);
+            s6 = row_step(vec4<tile_t>(unit_part(u6, s)), m, s6);
+            s7 = row_step(vec4<tile_t>(unit_part(u7, s)), m, s7);
+        }
+    }
+    put_row(r0, n0, s0);
+    put_row(r0 + 64u, n0, s1);
+    put_row(r0 + 128u, n0, s2);
+    put_row(r0 + 192u, n0, s3);
+    put_row(r0 + 256u, n0, s4);
+    put_row(r0 + 320u, n0, s5);
+    put_row(r0 + 384u, n0, s6);
+    put_row(r0 + 448u, n0, s7);
+}
+#else
 @compute @workgroup_size(64)
 fn main(
     @builtin(workgroup_id) wg: vec3<u32>,
@@ -549,6 +630,7 @@ fn main(
     put_row(r0 + 128u, n0, s2);
     put_row(r0 + 192u, n0, s3);
 }
+#endif
 #else
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {

@@ -39,6 +39,9 @@ pub const ROWS_LAYOUT_N_VEC4: u32 = 16;
 /// rows (gemm.wgsl's SHUFFLE_ROWS_PER_WG, SHUFFLE_N_PER_WG).
 pub const SHUFFLE_LAYOUT_ROWS: u32 = 256;
 pub const SHUFFLE_LAYOUT_N: u32 = 32;
+/// The same for its tall tile (KernelKey::shuffle_tall; SHUFFLE_TALL).
+pub const SHUFFLE_TALL_LAYOUT_ROWS: u32 = 512;
+pub const SHUFFLE_TALL_LAYOUT_N: u32 = 16;
 
 /// How a GEMM kernel lays out its work (the `reduction` field of its key).
 ///
@@ -268,6 +271,9 @@ pub fn variant(key: &KernelKey) -> ShaderVariant {
     }
     if key.reduction == Reduction::SerialShuffle {
         defines.push(Define::flag("X_SHUFFLE"));
+        if key.shuffle_tall() {
+            defines.push(Define::flag("SHUFFLE_TALL"));
+        }
         // Every lane runs there, in subgroups of at least eight: nf4 looks its codes up by
         // shuffles (blocks.wgsl's nf4_lookup) instead of the select tree.
         if key.dtype == StorageDType::Nf4 {
@@ -362,6 +368,9 @@ pub fn encode_gemm(
             Reduction::SerialShuffle if key.small_n => (SHUFFLE_LAYOUT_ROWS, SMALL_N),
             Reduction::Serial if key.vec4 => (ROWS_LAYOUT_ROWS_VEC4, ROWS_LAYOUT_N_VEC4),
             Reduction::Serial => (ROWS_LAYOUT_ROWS, ROWS_LAYOUT_N),
+            Reduction::SerialShuffle if key.shuffle_tall() => {
+                (SHUFFLE_TALL_LAYOUT_ROWS, SHUFFLE_TALL_LAYOUT_N)
+            }
             Reduction::SerialShuffle => (SHUFFLE_LAYOUT_ROWS, SHUFFLE_LAYOUT_N),
             // Four activation rows per pass (gemm.wgsl's LAYOUT_SUBGROUP).
             Reduction::Subgroup => (key.rows_per_workgroup, 4),

@@ -71,9 +71,11 @@ pub fn all_variants() -> Vec<ShaderVariant> {
                     if key.can_share_rows() {
                         v.extend([2, 4].map(|rows| key.with_rows_per_invocation(rows).variant()));
                     }
-                    // nf4's 16-byte reader over rows that are not whole groups of four blocks.
+                    // nf4's 16-byte reader over rows that are not whole groups of four blocks,
+                    // with either sum type.
                     if key.nf4_vec4() {
                         v.push(key.for_cols(64).variant());
+                        v.push(key.with_accum(AccumDType::F16).for_cols(64).variant());
                     }
                     v.push(key.variant());
                 }

@@ -109,6 +109,9 @@ impl KernelKey {
         if self.rows_per_invocation > 1 {
             n.push_str(&format!("_x{}", self.rows_per_invocation));
         }
+        if self.shuffle_tall() {
+            n.push_str("_tall");
+        }
         if self.pair_mul() {
             n.push_str("_pm");
         } else if self.int_dot {
@@ -335,6 +338,31 @@ impl KernelKey {
         self.int_dot_vec4()
             && self.reduction == Reduction::SerialShuffle
             && Self::PAIR_MUL_DTYPES.contains(&self.dtype)
+    }
+
+    /// Dtypes whose shuffled GEMM rows take the tall register tile (SHUFFLE_TALL,
+    /// [`Self::shuffle_tall`]): those that measured faster with it on lavapipe (2048x4096,
+    /// n = 256, two alternating runs, GFLOP/s): q4_k 46-53 -> 57, q4_0 50-51 -> 53-54, q4_1
+    /// 50-51 -> 54-55, q5_1 48-49 -> 51, nf4 49-50 -> 53, f8_e5m2 50-51 -> 53. f32 (35 -> 29),
+    /// f16, bf16, q5_k and q6_k ran slower; q5_0, q8_0 and f8_e4m3 about even.
+    pub const SHUFFLE_TALL_DTYPES: [StorageDType; 6] = [
+        StorageDType::Q4_0,
+        StorageDType::Q4_1,
+        StorageDType::Q5_1,
+        StorageDType::Q4K,
+        StorageDType::Nf4,
+        StorageDType::F8E5m2,
+    ];
+
+    /// Whether this GEMM variant's shuffled rows give each lane 8 weight rows by 16
+    /// activation rows instead of 4 by 32 (SHUFFLE_TALL, `_tall`): over
+    /// [`Self::SHUFFLE_TALL_DTYPES`], for more than a few tokens (not SMALL_N).
+    pub fn shuffle_tall(&self) -> bool {
+        self.op == Op::Gemm
+            && self.reduction == Reduction::SerialShuffle
+            && self.vec4
+            && !self.small_n
+            && Self::SHUFFLE_TALL_DTYPES.contains(&self.dtype)
     }
 
     /// This GEMV key on the int-dot path (compute dtype i8), one row per subgroup.
@@ -852,11 +880,16 @@ fn select_gemm(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
         |compute, accum| gemm::with_tile_reg(&gemm::key(dtype, compute, accum, layout), tile_reg);
     let f32_key = key(ComputeDType::F32, AccumDType::F32);
     let tiles = if layout == Reduction::SerialShuffle {
+        // The tall tile where rows are whole vec4s and more than a few tokens run.
+        let (rows, n, small) = if KernelKey::SHUFFLE_TALL_DTYPES.contains(&dtype) {
+            (8, gemm::SHUFFLE_TALL_LAYOUT_N, "4 weight rows and ")
+        } else {
+            (4, gemm::SHUFFLE_LAYOUT_N, "")
+        };
         format!(
-            "one invocation per 4 weight rows, {} activation rows per workgroup ({} for n <= {2}) shared by \
+            "one invocation per {rows} weight rows, {n} activation rows per workgroup ({small}{} for n <= {}) shared by \
              subgroupShuffle, no barriers; weights read a unit (64 bytes of a plain dtype, a block or a chunk of one) at a time where \
              rows are whole vec4s",
-            gemm::SHUFFLE_LAYOUT_N,
             gemm::SMALL_N,
             gemm::SMALL_N
         )
