@@ -509,70 +509,6 @@ fn put_row(r: u32, n0: u32, sums: RowSums) {
     }
 }
 
-#ifdef SHUFFLE_TALL
-@compute @workgroup_size(64)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-    @builtin(subgroup_invocation_id) sg_lane: u32,
-) {
-    let r0 = wg.x * SHUFFLE_ROWS_PER_WG + lid;
-    let n0 = wg.y * SHUFFLE_N_PER_WG;
-    let last_n = p.n - 1u;
-    let last_r = p.rows - 1u;
-    let lane = sg_lane % 8u;
-#ifdef NF4_BOOK
-    nf4_book = nf4_book_of(lane);
-#endif
-    let xo = vec2<u32>(min(n0 + lane, last_n), min(n0 + 8u + lane, last_n)) * p.cols;
-    let wa = vec4<u32>(
-        min(r0, last_r), min(r0 + 64u, last_r), min(r0 + 128u, last_r), min(r0 + 192u, last_r),
-    ) * p.cols;
-    let wb = vec4<u32>(
-        min(r0 + 256u, last_r), min(r0 + 320u, last_r), min(r0 + 384u, last_r), min(r0 + 448u, last_r),
-    ) * p.cols;
-    var s0 = RowSums();
-    var s1 = RowSums();
-    var s2 = RowSums();
-    var s3 = RowSums();
-    var s4 = RowSums();
-    var s5 = RowSums();
-    var s6 = RowSums();
-    var s7 = RowSums();
-    for (var k0 = 0u; k0 < p.cols; k0 = k0 + STEP) {
-        let u0 = load_unit(wa.x + k0);
-        let u1 = load_unit(wa.y + k0);
-        let u2 = load_unit(wa.z + k0);
-        let u3 = load_unit(wa.w + k0);
-        let u4 = load_unit(wb.x + k0);
-        let u5 = load_unit(wb.y + k0);
-        let u6 = load_unit(wb.z + k0);
-        let u7 = load_unit(wb.w + k0);
-        for (var s = 0u; s < STEP / 4u; s = s + 1u) {
-            let k = k0 + 4u * s;
-            let own0 = x[(xo.x + k) / 4u];
-            let own1 = x[(xo.y + k) / 4u];
-            let m = XCols(x_cols(own0, 0u), x_cols(own0, 4u), x_cols(own1, 0u), x_cols(own1, 4u));
-            s0 = row_step(vec4<tile_t>(unit_part(u0, s)), m, s0);
-            s1 = row_step(vec4<tile_t>(unit_part(u1, s)), m, s1);
-            s2 = row_step(vec4<tile_t>(unit_part(u2, s)), m, s2);
-            s3 = row_step(vec4<tile_t>(unit_part(u3, s)), m, s3);
-            s4 = row_step(vec4<tile_t>(unit_part(u4, s)), m, s4);
-            s5 = row_step(vec4<tile_t>(unit_part(u5, s)), m, s5);
-            s6 = row_step(vec4<tile_t>(unit_part(u6, s)), m, s6);
-            s7 = row_step(vec4<tile_t>(unit_part(u7, s)), m, s7);
-        }
-    }
-    put_row(r0, n0, s0);
-    put_row(r0 + 64u, n0, s1);
-    put_row(r0 + 128u, n0, s2);
-    put_row(r0 + 192u, n0, s3);
-    put_row(r0 + 256u, n0, s4);
-    put_row(r0 + 320u, n0, s5);
-    put_row(r0 + 384u, n0, s6);
-    put_row(r0 + 448u, n0, s7);
-}
-#else
 @compute @workgroup_size(64)
 fn main(
     @builtin(workgroup_id) wg: vec3<u32>,
@@ -600,11 +536,27 @@ fn main(
     var s1 = RowSums();
     var s2 = RowSums();
     var s3 = RowSums();
+#ifdef SHUFFLE_TALL
+    // Weight rows r0 + 256 .. r0 + 448, 64 apart.
+    let wt = vec4<u32>(
+        min(r0 + 256u, last_r), min(r0 + 320u, last_r), min(r0 + 384u, last_r), min(r0 + 448u, last_r),
+    ) * p.cols;
+    var s4 = RowSums();
+    var s5 = RowSums();
+    var s6 = RowSums();
+    var s7 = RowSums();
+#endif
     for (var k0 = 0u; k0 < p.cols; k0 = k0 + STEP) {
         let u0 = load_unit(wo.x + k0);
         let u1 = load_unit(wo.y + k0);
         let u2 = load_unit(wo.z + k0);
         let u3 = load_unit(wo.w + k0);
+#ifdef SHUFFLE_TALL
+        let u4 = load_unit(wt.x + k0);
+        let u5 = load_unit(wt.y + k0);
+        let u6 = load_unit(wt.z + k0);
+        let u7 = load_unit(wt.w + k0);
+#endif
         for (var s = 0u; s < STEP / 4u; s = s + 1u) {
             let k = k0 + 4u * s;
             let own0 = x[(xo.x + k) / 4u];
@@ -612,6 +564,9 @@ fn main(
             let m = XCols(x_cols(own0, 0u), x_cols(own0, 4u));
 #else
             let own1 = x[(xo.y + k) / 4u];
+#ifdef SHUFFLE_TALL
+            let m = XCols(x_cols(own0, 0u), x_cols(own0, 4u), x_cols(own1, 0u), x_cols(own1, 4u));
+#else
             let own2 = x[(xo.z + k) / 4u];
             let own3 = x[(xo.w + k) / 4u];
             let m = XCols(
@@ -619,18 +574,30 @@ fn main(
                 x_cols(own2, 0u), x_cols(own2, 4u), x_cols(own3, 0u), x_cols(own3, 4u),
             );
 #endif
+#endif
             s0 = row_step(vec4<tile_t>(unit_part(u0, s)), m, s0);
             s1 = row_step(vec4<tile_t>(unit_part(u1, s)), m, s1);
             s2 = row_step(vec4<tile_t>(unit_part(u2, s)), m, s2);
             s3 = row_step(vec4<tile_t>(unit_part(u3, s)), m, s3);
+#ifdef SHUFFLE_TALL
+            s4 = row_step(vec4<tile_t>(unit_part(u4, s)), m, s4);
+            s5 = row_step(vec4<tile_t>(unit_part(u5, s)), m, s5);
+            s6 = row_step(vec4<tile_t>(unit_part(u6, s)), m, s6);
+            s7 = row_step(vec4<tile_t>(unit_part(u7, s)), m, s7);
+#endif
         }
     }
     put_row(r0, n0, s0);
     put_row(r0 + 64u, n0, s1);
     put_row(r0 + 128u, n0, s2);
     put_row(r0 + 192u, n0, s3);
-}
+#ifdef SHUFFLE_TALL
+    put_row(r0 + 256u, n0, s4);
+    put_row(r0 + 320u, n0, s5);
+    put_row(r0 + 384u, n0, s6);
+    put_row(r0 + 448u, n0, s7);
 #endif
+}
 #else
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {

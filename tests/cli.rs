@@ -727,15 +727,16 @@ fn the_autotune_runs_once_per_adapter_then_comes_from_the_cache() {
     let second = wgllm(&["--adapter", "vulkan", "capabilities", "--json"], &env);
     assert!(!stderr(&second).contains("measuring kernel layouts"));
     let second: Value = serde_json::from_slice(&second.stdout).unwrap();
-    let tuning = |v: &Value| {
+    let probed = |v: &Value| {
         v["adapters"]
             .as_array()
             .unwrap()
             .iter()
             .find(|a| a["probed"] == true)
-            .unwrap()["tuning"]
+            .unwrap()
             .clone()
     };
+    let tuning = |v: &Value| probed(v)["tuning"].clone();
     let (a, b) = (tuning(&first), tuning(&second));
     assert_eq!(a["cached"], false);
     assert_eq!(b["cached"], true);
@@ -759,15 +760,6 @@ fn the_autotune_runs_once_per_adapter_then_comes_from_the_cache() {
     assert!(!stderr(&third).contains("measuring kernel layouts"));
     let third: Value = serde_json::from_slice(&third.stdout).unwrap();
     assert_eq!(tuning(&third), tuning(&second));
-    let probed = |v: &Value| {
-        v["adapters"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|a| a["probed"] == true)
-            .unwrap()
-            .clone()
-    };
     for dtype in ["q8_0", "q4_k"] {
         assert_eq!(
             kernel(&probed(&third), "gemv", dtype)["kernel"],
