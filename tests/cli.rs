@@ -588,6 +588,13 @@ fn bench_model_times_a_pass_over_every_matrix_of_the_file() {
             .map(|d| d["bytes"].as_u64().unwrap())
             .sum();
         assert_eq!(by_dtype, bytes);
+        // Each dtype names the kernels its matrices ran, as that op over that dtype.
+        for d in m["by_dtype"].as_array().unwrap() {
+            let prefix = format!("{op}_{}_", d["dtype"].as_str().unwrap());
+            for kernel in d["kernel"].as_str().unwrap().split(", ") {
+                assert!(kernel.starts_with(&prefix), "{d}");
+            }
+        }
         assert_eq!(m["op"], op);
         assert_eq!(m["n"], if op == "gemv" { 1 } else { 4 });
         let seconds = m["seconds"].as_f64().unwrap();

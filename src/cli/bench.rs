@@ -477,7 +477,24 @@ fn bench_model(
                 dtype: *dtype,
                 matrices: of.len(),
                 bytes: of.iter().map(|m| m.bytes()).sum(),
-                kernel: path.key().map(|k| k.name()).unwrap_or_default(),
+                // The kernels that ran: a dtype's matrices of other widths may take another
+                // reader (realigned groups, no 16-byte vectors) or GEMM tile.
+                kernel: path
+                    .key()
+                    .map(|k| {
+                        let mut names: Vec<String> = of
+                            .iter()
+                            .map(|m| match op {
+                                Op::Gemv => k.for_cols(m.cols).name(),
+                                _ => gemm::for_shape(&gemm::for_tokens(&gpu.caps, k, n), m.cols, n)
+                                    .name(),
+                            })
+                            .collect();
+                        names.sort();
+                        names.dedup();
+                        names.join(", ")
+                    })
+                    .unwrap_or_default(),
                 path: path.kind(),
             }
         })
