@@ -102,6 +102,48 @@ fn x_from8(window: f32, k: u32, i: u32) -> f32 {
 var<private> lane8: u32;
 #endif
 
+#ifdef GROUP_VECTORS
+// Groups of blocks read as 16-byte vectors from W's vector binding `w4` (GROUP_VECTORS: the
+// int-dot reader's eight 32-element blocks, nf4's four blocks). group_at says where a group
+// starts: its first vector v, and the words o and half-word `half` it starts into it. In rows
+// of whole groups every group starts on a vector (o = 0, no half). With GROUPS_REALIGN (other
+// rows, e.g. Qwen2.5-0.5B's 896 columns or OpenLLaMA-3B's 3200) a group starts on any even
+// byte, and each of its vectors is realigned from two loads (`group_vector`): one more load
+// per group than the aligned read, where these rows took the word-wise path before (about 2x
+// slower on lavapipe).
+struct GroupAt {
+    v: u32,
+    o: u32,
+    half: bool,
+}
+
+fn group_at(blk0: u32, block_bytes: u32) -> GroupAt {
+    let X = blk0 * block_bytes;
+    return GroupAt(X / 16u, (X % 16u) / 4u, (X & 2u) != 0u);
+}
+
+// Vector i of a group from its loads a (vector i) and b (vector i + 1, from
+// `realign_load`; unused without GROUPS_REALIGN).
+fn group_vector(g: GroupAt, a: vec4<u32>, b: vec4<u32>) -> vec4<u32> {
+#ifdef GROUPS_REALIGN
+    return realigned(a, b, g.o, g.half);
+#else
+    return a;
+#endif
+}
+
+// Vector i of a group, loaded only to realign the one before it (GROUPS_REALIGN; past the
+// last vector of the buffer it repeats that one: buffers are whole vectors, so a group that
+// ends there ends on a vector and never uses it).
+fn realign_load(g: GroupAt, i: u32) -> vec4<u32> {
+#ifdef GROUPS_REALIGN
+    return w4[min(g.v + i, arrayLength(&w4) - 1u)];
+#else
+    return vec4<u32>(0u);
+#endif
+}
+#endif
+
 #ifdef NF4_VEC4
 // nf4 in rows of whole 256-element groups with one invocation per row and shared activations
 // (CPU adapters): four 36-byte blocks are nine 16-byte vectors, read as such from W's second
@@ -109,7 +151,7 @@ var<private> lane8: u32;
 // each, as vec4s from x's second binding). The word-at-a-time block decoder made 17 per-lane
 // loads per block (its absmax, eight code words, eight activations); this makes 17 per four.
 // Rows of 256 elements start on 16-byte boundaries (36 · 256 / 64 = 144 bytes). Other rows
-// (NF4_VEC4_REALIGN, e.g. Qwen2.5-0.5B's 896 columns) start on a word: each group's vectors are
+// (GROUPS_REALIGN, e.g. Qwen2.5-0.5B's 896 columns) start on a word: each group's vectors are
 // realigned from ten loads, and the row's last one to three blocks go a block at a time.
 @group(0) @binding(5) var<storage, read> w4: array<vec4<u32>>;
 @group(0) @binding(6) var<storage, read> x4: array<vec4<f32>>;
@@ -133,44 +175,29 @@ fn nf4_block(book: vec2<f32>, absmax: u32, q0: vec4<u32>, q1: vec4<u32>, xa: vec
     return bitcast<f32>(absmax) * s;
 }
 
-// Vector i of a group from its loads a (vector i) and b (vector i + 1): with
-// NF4_VEC4_REALIGN the group starts o words into its first vector.
-fn nf4_vector(a: vec4<u32>, b: vec4<u32>, o: u32) -> vec4<u32> {
-#ifdef NF4_VEC4_REALIGN
-    return words_from(a, b, o);
-#else
-    return a;
-#endif
-}
-
-// The group of four blocks that starts o words into W vector v, against activations from
-// vector xv: block j starts at word 9j, its absmax there and its codes in the next eight words.
-fn nf4_group(book: vec2<f32>, v: u32, o: u32, xv: u32) -> f32 {
-    let l0 = w4[v];
-    let l1 = w4[v + 1u];
-    let l2 = w4[v + 2u];
-    let l3 = w4[v + 3u];
-    let l4 = w4[v + 4u];
-    let l5 = w4[v + 5u];
-    let l6 = w4[v + 6u];
-    let l7 = w4[v + 7u];
-    let l8 = w4[v + 8u];
-#ifdef NF4_VEC4_REALIGN
-    // Past the buffer's last vector it repeats that one: buffers are whole vectors, so a group
-    // that ends there ends on a vector (o = 0) and never uses it.
-    let l9 = w4[min(v + 9u, arrayLength(&w4) - 1u)];
-#else
-    let l9 = l8;
-#endif
-    let r0 = nf4_vector(l0, l1, o);
-    let r1 = nf4_vector(l1, l2, o);
-    let r2 = nf4_vector(l2, l3, o);
-    let r3 = nf4_vector(l3, l4, o);
-    let r4 = nf4_vector(l4, l5, o);
-    let r5 = nf4_vector(l5, l6, o);
-    let r6 = nf4_vector(l6, l7, o);
-    let r7 = nf4_vector(l7, l8, o);
-    let r8 = nf4_vector(l8, l9, o);
+// The group of four blocks at g (36-byte blocks start on a word: no half), against
+// activations from vector xv: block j starts at word 9j, its absmax there and its codes in the
+// next eight words.
+fn nf4_group(book: vec2<f32>, g: GroupAt, xv: u32) -> f32 {
+    let l0 = w4[g.v];
+    let l1 = w4[g.v + 1u];
+    let l2 = w4[g.v + 2u];
+    let l3 = w4[g.v + 3u];
+    let l4 = w4[g.v + 4u];
+    let l5 = w4[g.v + 5u];
+    let l6 = w4[g.v + 6u];
+    let l7 = w4[g.v + 7u];
+    let l8 = w4[g.v + 8u];
+    let l9 = realign_load(g, 9u);
+    let r0 = group_vector(g, l0, l1);
+    let r1 = group_vector(g, l1, l2);
+    let r2 = group_vector(g, l2, l3);
+    let r3 = group_vector(g, l3, l4);
+    let r4 = group_vector(g, l4, l5);
+    let r5 = group_vector(g, l5, l6);
+    let r6 = group_vector(g, l6, l7);
+    let r7 = group_vector(g, l7, l8);
+    let r8 = group_vector(g, l8, l9);
     let x0 = xv + lane8;
     return nf4_block(book, r0.x, vec4<u32>(r0.yzw, r1.x), vec4<u32>(r1.yzw, r2.x), x4[x0], x4[x0 + 8u])
         + nf4_block(book, r2.y, vec4<u32>(r2.zw, r3.xy), vec4<u32>(r3.zw, r4.xy), x4[x0 + 16u], x4[x0 + 24u])
@@ -484,8 +511,8 @@ fn partial(row: u32, first: u32, step: u32) -> acc_t {
 #ifdef INT_DOT_GROUPS
     // Whole groups of eight blocks while rows have an even number of blocks (pairs then
     // start on word boundaries), or any number when the 16-byte reader realigns its vectors
-    // (INT_DOT_VEC4_REALIGN: groups may start on any even byte); the rest block by block.
-#ifdef INT_DOT_VEC4_REALIGN
+    // (GROUPS_REALIGN: groups may start on any even byte); the rest block by block.
+#ifdef GROUPS_REALIGN
     let groups = blocks / 8u;
 #else
     let groups = select(0u, blocks / 8u, blocks % 2u == 0u);
@@ -506,12 +533,13 @@ fn partial(row: u32, first: u32, step: u32) -> acc_t {
     let blocks = p.cols / BLOCK_ELEMS;
     let groups = blocks / 4u;
     for (var g = 0u; g < groups; g = g + 1u) {
-#ifdef NF4_VEC4_REALIGN
-        let byte = (row * blocks + 4u * g) * 36u;
-        acc = acc + acc_t(nf4_group(book, byte / 16u, (byte % 16u) / 4u, 64u * g));
+#ifdef GROUPS_REALIGN
+        let at = group_at(row * blocks + 4u * g, 36u);
 #else
-        acc = acc + acc_t(nf4_group(book, 9u * (row * groups + g), 0u, 64u * g));
+        // Whole groups: nine vectors each, the row's first on a vector.
+        let at = GroupAt(9u * (row * groups + g), 0u, false);
 #endif
+        acc = acc + acc_t(nf4_group(book, at, 64u * g));
     }
     // A realigned row's last blocks (none in rows of whole groups).
     for (var b = 4u * groups; b < blocks; b = b + 1u) {

@@ -497,45 +497,8 @@ fn int_dot_pair(blk: u32, xb: u32, sa: vec2<f32>, sb: vec2<f32>) -> f32 {
 }
 
 #ifdef INT_DOT_VEC4
-// Where a group of eight 32-element blocks starts in W's vector view: its first vector v, and
-// the words o and half-word `half` it starts into it. In rows of whole groups (a multiple of
-// 256 elements) every group starts on a vector (o = 0, no half). With INT_DOT_VEC4_REALIGN
-// (other rows, e.g. Qwen2.5-0.5B's 896 columns or OpenLLaMA-3B's 3200) a group starts on any
-// even byte, and each of its vectors is realigned from two loads (`group_vector`): one more
-// load per group than the aligned read, where these rows took the word-wise path before
-// (about 2x slower on lavapipe).
-struct GroupAt {
-    v: u32,
-    o: u32,
-    half: bool,
-}
-
-fn group_at(blk0: u32, block_bytes: u32) -> GroupAt {
-    let X = blk0 * block_bytes;
-    return GroupAt(X / 16u, (X % 16u) / 4u, (X & 2u) != 0u);
-}
-
-// Vector i of a group from its loads a (vector i) and b (vector i + 1, from
-// `realign_load`; unused without INT_DOT_VEC4_REALIGN).
-fn group_vector(g: GroupAt, a: vec4<u32>, b: vec4<u32>) -> vec4<u32> {
-#ifdef INT_DOT_VEC4_REALIGN
-    return realigned(a, b, g.o, g.half);
-#else
-    return a;
-#endif
-}
-
-// Vector i of a group, loaded only to realign the one before it (INT_DOT_VEC4_REALIGN; past
-// the last vector of the buffer it repeats that one: buffers are whole vectors, so a group
-// that ends there ends on a vector and never uses it).
-fn realign_load(g: GroupAt, i: u32) -> vec4<u32> {
-#ifdef INT_DOT_VEC4_REALIGN
-    return w4[min(g.v + i, arrayLength(&w4) - 1u)];
-#else
-    return vec4<u32>(0u);
-#endif
-}
-
+// Groups of eight 32-element blocks are read through gemv.wgsl's group helpers (group_at,
+// group_vector, realign_load; GROUPS_REALIGN in rows that are not whole groups).
 // Eight blocks from block blk0 (whose group starts where group_at says) against activation
 // blocks b0..b0 + 8, whose scales are in the window sw. A q8_0/q4_0/q5_0 pair p of W words
 // starts at word pW = 4·(pW / 4) + p·(W % 4): its vectors are read realigned by p·(W % 4)

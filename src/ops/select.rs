@@ -76,9 +76,9 @@ pub struct KernelKey {
     pub small_n: bool,
     /// Int-dot 16-byte reader of 32-element blocks over rows that are not whole groups of
     /// eight blocks (not a multiple of [`Self::INT_DOT_VEC4_GRANULE`]): groups start on any
-    /// even byte and each vector is realigned from two loads (INT_DOT_VEC4_REALIGN); likewise
-    /// nf4's 16-byte reader over rows that are not a multiple of [`Self::NF4_VEC4_GRANULE`]
-    /// (NF4_VEC4_REALIGN). [`Self::for_cols`] decides.
+    /// even byte and each vector is realigned from two loads; likewise nf4's 16-byte reader
+    /// over rows that are not a multiple of [`Self::NF4_VEC4_GRANULE`] (GROUPS_REALIGN for
+    /// both). [`Self::for_cols`] decides.
     pub realign_groups: bool,
     /// Driver workarounds compiled into this variant.
     pub workarounds: Vec<Workaround>,
@@ -485,9 +485,7 @@ impl KernelKey {
         }
         if self.int_dot_vec4() {
             defines.push(Define::flag("INT_DOT_VEC4"));
-            if self.realign_groups {
-                defines.push(Define::flag("INT_DOT_VEC4_REALIGN"));
-            }
+            defines.extend(self.group_defines());
             if self.pair_mul() {
                 defines.push(Define::flag("PAIR_MUL"));
                 if self.dtype == StorageDType::Q6K {
@@ -500,9 +498,7 @@ impl KernelKey {
         } else if self.nf4_vec4() {
             defines.push(Define::flag("NF4_VEC4"));
             defines.push(Define::flag("NF4_BOOK"));
-            if self.realign_groups {
-                defines.push(Define::flag("NF4_VEC4_REALIGN"));
-            }
+            defines.extend(self.group_defines());
         } else if self.vec4 && !self.int_dot && !self.elementwise() {
             defines.push(Define::flag("VEC4"));
         }
@@ -523,6 +519,16 @@ impl KernelKey {
             defines,
             name: self.name(),
         }
+    }
+
+    /// The group readers' defines (gemv.wgsl's group helpers, shared by the int-dot and nf4
+    /// 16-byte readers): GROUP_VECTORS, and GROUPS_REALIGN over rows that are not whole groups.
+    fn group_defines(&self) -> Vec<Define> {
+        let mut d = vec![Define::flag("GROUP_VECTORS")];
+        if self.realign_groups {
+            d.push(Define::flag("GROUPS_REALIGN"));
+        }
+        d
     }
 
     /// The defines every matmul shader takes from a key: the storage dtype (`W_*`), f16
