@@ -11,7 +11,7 @@ use crate::dtype::{AccumDType, ComputeDType, StorageDType};
 use crate::formats::TensorStore;
 use crate::model::weights;
 use crate::ops::fma_peak::{self, FmaResult};
-use crate::ops::select::{select, KernelPath, Op};
+use crate::ops::select::{select, KernelKey, KernelPath, Op};
 use crate::ops::timing::{self, median_seconds, median_timing, Clock};
 use crate::ops::{gemm, gemv, stream_read};
 use serde::Serialize;
@@ -323,10 +323,7 @@ fn bench_op(gpu: &Gpu, args: &Args, op: Op, limits: &Limits) -> Result<Vec<Bench
                 // The kernel that runs for this shape: keys that run the same one (the tiles
                 // become a subgroup per row for a few activation rows; GEMV rows that are not
                 // whole vectors or groups take another reader) are measured once.
-                let kernel = match op {
-                    Op::Gemv => key.for_cols(shape.cols).name(),
-                    _ => gemm::for_shape(key, shape.cols, n).name(),
-                };
+                let kernel = running(op, key, shape.cols, n).name();
                 let is_selected = Some(key) == selected.as_ref();
                 if let Some(row) = rows[first_row..].iter_mut().find(|r| r.kernel == kernel) {
                     row.selected = row.selected || is_selected;
@@ -436,22 +433,26 @@ fn bench_model(
         "timing a {op} pass over {} matrices…",
         loaded.matrices.len()
     );
+    // Each dtype's selected kernel for this many activation rows (gemm::for_tokens), once.
+    let run_keys: std::collections::BTreeMap<StorageDType, KernelKey> = keys
+        .iter()
+        .filter_map(|(dtype, path)| {
+            let key = path.key()?;
+            Some((
+                *dtype,
+                match op {
+                    Op::Gemv => key.clone(),
+                    _ => gemm::for_tokens(&gpu.caps, key, n),
+                },
+            ))
+        })
+        .collect();
     let seconds = median_seconds(gpu, &format!("the model {op} pass"), 3, |enc| {
         for m in &loaded.matrices {
-            let key = keys[&m.dtype]
-                .key()
-                .expect("only dtypes with a kernel were loaded");
+            let key = &run_keys[&m.dtype];
             match op {
                 Op::Gemv => gemv::encode_gemv_tensor(gpu, enc, key, m, [&x, &y], None)?,
-                _ => gemm::encode_gemm(
-                    gpu,
-                    enc,
-                    &gemm::for_tokens(&gpu.caps, key, n),
-                    m,
-                    n,
-                    [&x, &y],
-                    None,
-                )?,
+                _ => gemm::encode_gemm(gpu, enc, key, m, n, [&x, &y], None)?,
             }
         }
         Ok(())
@@ -479,16 +480,12 @@ fn bench_model(
                 bytes: of.iter().map(|m| m.bytes()).sum(),
                 // The kernels that ran: a dtype's matrices of other widths may take another
                 // reader (realigned groups, no 16-byte vectors) or GEMM tile.
-                kernel: path
-                    .key()
+                kernel: run_keys
+                    .get(dtype)
                     .map(|k| {
                         let mut names: Vec<String> = of
                             .iter()
-                            .map(|m| match op {
-                                Op::Gemv => k.for_cols(m.cols).name(),
-                                _ => gemm::for_shape(&gemm::for_tokens(&gpu.caps, k, n), m.cols, n)
-                                    .name(),
-                            })
+                            .map(|m| running(op, k, m.cols, n).name())
                             .collect();
                         names.sort();
                         names.dedup();
@@ -516,6 +513,15 @@ fn bench_model(
         by_dtype,
         not_measured,
     })
+}
+
+/// The kernel `key` runs as over rows of `cols` elements and `n` activation rows: the reader
+/// its encoder picks for the shape (gemv's for_cols, gemm's for_shape).
+fn running(op: Op, key: &KernelKey, cols: u32, n: u32) -> KernelKey {
+    match op {
+        Op::Gemv => key.for_cols(cols),
+        _ => gemm::for_shape(key, cols, n),
+    }
 }
 
 /// The limits measured in this run.
