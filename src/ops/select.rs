@@ -886,8 +886,13 @@ fn select_gemm(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
         |compute, accum| gemm::with_tile_reg(&gemm::key(dtype, compute, accum, layout), tile_reg);
     let f32_key = key(ComputeDType::F32, AccumDType::F32);
     let tiles = if layout == Reduction::SerialShuffle {
-        // The tall tile where rows are whole vec4s and more than a few tokens run.
-        let (rows, n, small) = if KernelKey::SHUFFLE_TALL_DTYPES.contains(&dtype) {
+        // The tall tile where rows are whole vec4s and more than a few tokens run: what the
+        // key takes for such a shape.
+        let vec4_rows = KernelKey {
+            vec4: true,
+            ..f32_key.clone()
+        };
+        let (rows, n, small) = if vec4_rows.shuffle_tall() {
             (8, gemm::SHUFFLE_TALL_LAYOUT_N, "4 weight rows and ")
         } else {
             (4, gemm::SHUFFLE_LAYOUT_N, "")
