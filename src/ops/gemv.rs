@@ -377,7 +377,6 @@ pub fn reachable_variants(caps: &Capabilities, dtype: StorageDType) -> Vec<Kerne
     if caps.subgroup_shuffle().usable() {
         reductions.push((Reduction::SerialShuffle, g.gemv_serial));
     }
-    let plain = KernelKey::plain(dtype);
     let int_dot = KernelKey::has_int_dot(dtype) && caps.dot4().usable();
     let mut keys = Vec::new();
     for &compute in &computes {
@@ -396,7 +395,7 @@ pub fn reachable_variants(caps: &Capabilities, dtype: StorageDType) -> Vec<Kerne
                 if int_dot && (!vec4 || dot.int_dot_vec4()) {
                     keys.push(dot);
                 }
-                if (plain || !vec4 || key.nf4_vec4())
+                if (!vec4 || key.vec4_decoder())
                     && (reduction != Reduction::SerialShuffle || key.shares_x())
                 {
                     // The subgroup layout also computes 2 and 4 rows per subgroup (raced on

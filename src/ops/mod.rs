@@ -62,7 +62,7 @@ pub fn all_variants() -> Vec<ShaderVariant> {
                             v.push(realigned.variant());
                         }
                     }
-                    if !runs(&key) || (vec4 && !KernelKey::plain(dtype) && !key.nf4_vec4()) {
+                    if !runs(&key) || (vec4 && !key.vec4_decoder()) {
                         continue;
                     }
                     if key.can_sum_in_f16() {

@@ -310,6 +310,13 @@ impl KernelKey {
             && self.reduction == Reduction::SerialShuffle
     }
 
+    /// Whether this f32-decode key reads its weights as 16-byte vectors: the word-wise dtypes'
+    /// VEC4 reader, nf4's NF4_VEC4. (A block dtype's other keys with `vec4` set run as without
+    /// it: enumerations of variants keep only the distinct ones.)
+    pub fn vec4_decoder(&self) -> bool {
+        !self.int_dot && self.vec4 && (Self::plain(self.dtype) || self.nf4_vec4())
+    }
+
     /// Whether this variant is the int-dot kernel that reads groups of eight blocks as
     /// 16-byte vectors (INT_DOT_VEC4; the weights are bound a second time, as vectors).
     pub fn int_dot_vec4(&self) -> bool {
