@@ -142,6 +142,26 @@ fn realign_load(g: GroupAt, i: u32) -> vec4<u32> {
     return vec4<u32>(0u);
 #endif
 }
+
+// The nine vectors (144 bytes) of a group at g: eight q4_0 blocks, or four nf4 blocks. Loads
+// written out, each once, and constant indices only, so the array stays in registers.
+fn group_vectors9(g: GroupAt) -> array<vec4<u32>, 9> {
+    let r0 = w4[g.v];
+    let r1 = w4[g.v + 1u];
+    let r2 = w4[g.v + 2u];
+    let r3 = w4[g.v + 3u];
+    let r4 = w4[g.v + 4u];
+    let r5 = w4[g.v + 5u];
+    let r6 = w4[g.v + 6u];
+    let r7 = w4[g.v + 7u];
+    let r8 = w4[g.v + 8u];
+    let r9 = realign_load(g, 9u);
+    return array<vec4<u32>, 9>(
+        group_vector(g, r0, r1), group_vector(g, r1, r2), group_vector(g, r2, r3),
+        group_vector(g, r3, r4), group_vector(g, r4, r5), group_vector(g, r5, r6),
+        group_vector(g, r6, r7), group_vector(g, r7, r8), group_vector(g, r8, r9),
+    );
+}
 #endif
 
 #ifdef NF4_VEC4
@@ -179,30 +199,12 @@ fn nf4_block(book: vec2<f32>, absmax: u32, q0: vec4<u32>, q1: vec4<u32>, xa: vec
 // activations from vector xv: block j starts at word 9j, its absmax there and its codes in the
 // next eight words.
 fn nf4_group(book: vec2<f32>, g: GroupAt, xv: u32) -> f32 {
-    let l0 = w4[g.v];
-    let l1 = w4[g.v + 1u];
-    let l2 = w4[g.v + 2u];
-    let l3 = w4[g.v + 3u];
-    let l4 = w4[g.v + 4u];
-    let l5 = w4[g.v + 5u];
-    let l6 = w4[g.v + 6u];
-    let l7 = w4[g.v + 7u];
-    let l8 = w4[g.v + 8u];
-    let l9 = realign_load(g, 9u);
-    let r0 = group_vector(g, l0, l1);
-    let r1 = group_vector(g, l1, l2);
-    let r2 = group_vector(g, l2, l3);
-    let r3 = group_vector(g, l3, l4);
-    let r4 = group_vector(g, l4, l5);
-    let r5 = group_vector(g, l5, l6);
-    let r6 = group_vector(g, l6, l7);
-    let r7 = group_vector(g, l7, l8);
-    let r8 = group_vector(g, l8, l9);
+    let r = group_vectors9(g);
     let x0 = xv + lane8;
-    return nf4_block(book, r0.x, vec4<u32>(r0.yzw, r1.x), vec4<u32>(r1.yzw, r2.x), x4[x0], x4[x0 + 8u])
-        + nf4_block(book, r2.y, vec4<u32>(r2.zw, r3.xy), vec4<u32>(r3.zw, r4.xy), x4[x0 + 16u], x4[x0 + 24u])
-        + nf4_block(book, r4.z, vec4<u32>(r4.w, r5.xyz), vec4<u32>(r5.w, r6.xyz), x4[x0 + 32u], x4[x0 + 40u])
-        + nf4_block(book, r6.w, r7, r8, x4[x0 + 48u], x4[x0 + 56u]);
+    return nf4_block(book, r[0].x, vec4<u32>(r[0].yzw, r[1].x), vec4<u32>(r[1].yzw, r[2].x), x4[x0], x4[x0 + 8u])
+        + nf4_block(book, r[2].y, vec4<u32>(r[2].zw, r[3].xy), vec4<u32>(r[3].zw, r[4].xy), x4[x0 + 16u], x4[x0 + 24u])
+        + nf4_block(book, r[4].z, vec4<u32>(r[4].w, r[5].xyz), vec4<u32>(r[5].w, r[6].xyz), x4[x0 + 32u], x4[x0 + 40u])
+        + nf4_block(book, r[6].w, r[7], r[8], x4[x0 + 48u], x4[x0 + 56u]);
 }
 #endif
 

@@ -559,30 +559,11 @@ fn int_dot_group_vec4(blk0: u32, b0: u32, sw: vec2<f32>) -> f32 {
 #endif
 #ifdef W_Q4_0
     // 8 blocks = 144 bytes = 9 vectors; pair p starts at word 9p (vector 2p, component p).
-    let g = group_at(blk0, 18u);
-    let r0 = w4[g.v];
-    let r1 = w4[g.v + 1u];
-    let r2 = w4[g.v + 2u];
-    let r3 = w4[g.v + 3u];
-    let r4 = w4[g.v + 4u];
-    let r5 = w4[g.v + 5u];
-    let r6 = w4[g.v + 6u];
-    let r7 = w4[g.v + 7u];
-    let r8 = w4[g.v + 8u];
-    let r9 = realign_load(g, 9u);
-    let v0 = group_vector(g, r0, r1);
-    let v1 = group_vector(g, r1, r2);
-    let v2 = group_vector(g, r2, r3);
-    let v3 = group_vector(g, r3, r4);
-    let v4 = group_vector(g, r4, r5);
-    let v5 = group_vector(g, r5, r6);
-    let v6 = group_vector(g, r6, r7);
-    let v7 = group_vector(g, r7, r8);
-    let v8 = group_vector(g, r8, r9);
-    return q4_0_pair(v0, v1, v2.x, x_block8(xw, b0, 0u), x_block8(xw, b0, 1u), xs_of(sw, b0, 0u), xs_of(sw, b0, 1u))
-        + q4_0_pair(vec4<u32>(v2.yzw, v3.x), vec4<u32>(v3.yzw, v4.x), v4.y, x_block8(xw, b0, 2u), x_block8(xw, b0, 3u), xs_of(sw, b0, 2u), xs_of(sw, b0, 3u))
-        + q4_0_pair(vec4<u32>(v4.zw, v5.xy), vec4<u32>(v5.zw, v6.xy), v6.z, x_block8(xw, b0, 4u), x_block8(xw, b0, 5u), xs_of(sw, b0, 4u), xs_of(sw, b0, 5u))
-        + q4_0_pair(vec4<u32>(v6.w, v7.xyz), vec4<u32>(v7.w, v8.xyz), v8.w, x_block8(xw, b0, 6u), x_block8(xw, b0, 7u), xs_of(sw, b0, 6u), xs_of(sw, b0, 7u));
+    let v = group_vectors9(group_at(blk0, 18u));
+    return q4_0_pair(v[0], v[1], v[2].x, x_block8(xw, b0, 0u), x_block8(xw, b0, 1u), xs_of(sw, b0, 0u), xs_of(sw, b0, 1u))
+        + q4_0_pair(vec4<u32>(v[2].yzw, v[3].x), vec4<u32>(v[3].yzw, v[4].x), v[4].y, x_block8(xw, b0, 2u), x_block8(xw, b0, 3u), xs_of(sw, b0, 2u), xs_of(sw, b0, 3u))
+        + q4_0_pair(vec4<u32>(v[4].zw, v[5].xy), vec4<u32>(v[5].zw, v[6].xy), v[6].z, x_block8(xw, b0, 4u), x_block8(xw, b0, 5u), xs_of(sw, b0, 4u), xs_of(sw, b0, 5u))
+        + q4_0_pair(vec4<u32>(v[6].w, v[7].xyz), vec4<u32>(v[7].w, v[8].xyz), v[8].w, x_block8(xw, b0, 6u), x_block8(xw, b0, 7u), xs_of(sw, b0, 6u), xs_of(sw, b0, 7u));
 #endif
 #ifdef W_Q5_0
     // 8 blocks = 176 bytes = 11 vectors; pair p starts at word 11p (vector 2p + p / 2...):
