@@ -11,6 +11,10 @@
 //                     `bitcast<vec2<f16>>(u32)` as f32, so kernels load f16 pairs this way)
 //   SECTION_SUBGROUP  subgroupAdd, subgroupShuffle (needs only the SUBGROUP device feature; naga rejects
 //                     `enable subgroups;`)
+//   SECTION_LOOPS     how many loop iterations an invocation may run: Mesa's llvmpipe (lavapipe
+//                     and GL) ends every loop of a shader invocation once 65,535 iterations
+//                     have run in all, without an error, so a longer loop sums only part of
+//                     its input
 // Slot numbers are mirrored in src/device/selftest.rs.
 
 #ifdef SECTION_F16
@@ -85,6 +89,17 @@ fn main(
         outp[21] = bitcast<u32>(f32(h.y));
         outp[24] = bitcast<u32>(f32(dot(h, vec2<f16>(f16(bitcast<f32>(inp[6])), f16(inp[5])))));
         outp[25] = bitcast<u32>(f32(f16(bitcast<f32>(inp[7]))));
+    }
+#endif
+#ifdef SECTION_LOOPS
+    // 100,000 iterations (in[5] = 1, so nothing can be folded at compile time).
+    let trips = inp[5] * 100000u;
+    var count = 0u;
+    for (var i = 0u; i < trips; i = i + 1u) {
+        count = count + inp[5];
+    }
+    if (lid == 0u) {
+        outp[26] = count;
     }
 #endif
 #ifdef SECTION_SUBGROUP

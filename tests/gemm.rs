@@ -411,3 +411,50 @@ fn few_row_gemm_follows_the_race() {
         "no adapter with a fixed subgroup size (lavapipe has one)"
     );
 }
+
+/// Llama-3.1-405B's MLP width, K = 53,248: the row layouts loop over all of it. Mesa's
+/// llvmpipe (lavapipe and GL) ends a shader invocation's loops after 65,535 iterations in all,
+/// without an error, so a kernel whose loops took a step per few elements (or nested) would
+/// return partial sums here: every precision and layout on every adapter must give whole
+/// ones, or — the workgroup tiles (a GPU layout), which summed 16,384 whole there and returned
+/// partial sums at 53,248 before KernelKey::loop_limited_cols — an error that says why.
+#[test]
+fn long_rows_are_summed_whole_or_refused() {
+    let mut failed = Vec::new();
+    for gpu in all_gpus(Switches::default()) {
+        assert!(gpu.caps.selftest.loop_limit.is_some(), "{}", label(&gpu));
+        for dtype in DTYPES {
+            for key in keys(&gpu, dtype) {
+                let tiles = key.reduction == Reduction::Workgroup;
+                let cols = if tiles { 16_384 } else { 53_248 };
+                for n in [5, 33] {
+                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        check(&gpu, &key, (9, cols, n), None, 4243)
+                    }));
+                    if r.is_err() {
+                        failed.push(format!("{} (n = {n}) on {}", key.name(), label(&gpu)));
+                    }
+                }
+                if tiles {
+                    let w = synthetic(dtype, 9 * 53_248, 1).unwrap();
+                    let limits = PartLimits::of(&gpu);
+                    let t =
+                        upload_tensor(&gpu, "w", dtype, (9, 53_248), &w, limits, &mut |_, _| {})
+                            .unwrap();
+                    let xb = gpu.storage("x", 5 * 53_248 * 4).unwrap();
+                    let yb = gpu.storage("y", 5 * 9 * 4).unwrap();
+                    let mut enc = gpu.device.create_command_encoder(&Default::default());
+                    let err = encode_gemm(&gpu, &mut enc, &key, &t, 5, [&xb, &yb], None)
+                        .expect_err("tiles past their tested K under a loop limit are refused")
+                        .to_string();
+                    assert!(
+                        err.contains("65535 iterations") && err.contains("16384"),
+                        "{}: {err}",
+                        label(&gpu)
+                    );
+                }
+            }
+        }
+    }
+    assert!(failed.is_empty(), "partial sums from: {failed:#?}");
+}

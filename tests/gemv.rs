@@ -396,6 +396,9 @@ fn self_test_passes_what_the_kernels_need_on_both_mesa_adapters() {
                 Some(true)
             );
         }
+        // Mesa's llvmpipe (both adapters here) ends a shader invocation's loops after 65,535
+        // iterations in all; the self-test measures it rather than knowing the driver.
+        assert_eq!(t.loop_limit, Some(65_535), "{}", label(&gpu));
     }
 }
 
@@ -864,4 +867,43 @@ fn rows_per_subgroup_follow_the_race() {
         tested > 0,
         "no adapter with the subgroup layout (lavapipe has it)"
     );
+}
+
+/// Llama-3.1-405B's MLP width, K = 53,248: one invocation per row loops over all of it. Mesa's
+/// llvmpipe (lavapipe and GL) ends a shader invocation's loops after 65,535 iterations in all,
+/// without an error, so a kernel whose loops took a step per element (or nested) would return
+/// partial sums here: every reachable variant on every adapter must give whole ones. One
+/// window of 32 elements longer, the driver's loop limit refuses the row with an error that
+/// says why, rather than risk a partial sum (KernelKey::loop_limited_cols).
+#[test]
+fn long_rows_are_summed_whole_or_refused() {
+    let mut failed = Vec::new();
+    for gpu in all_gpus(Switches::default()) {
+        for dtype in DTYPES {
+            for key in reachable_variants(&gpu.caps, dtype) {
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    check(&gpu, &key, 9, 53_248, 4242)
+                }));
+                if r.is_err() {
+                    failed.push(format!("{} on {}", key.name(), label(&gpu)));
+                }
+            }
+        }
+        let path = select(&gpu.caps, Op::Gemv, StorageDType::F32, None);
+        let key = path.key().unwrap();
+        let cols = 53_248 + 32;
+        let wb = gpu.storage("w", 9 * u64::from(cols) * 4).unwrap();
+        let xb = gpu.storage("x", u64::from(cols) * 4).unwrap();
+        let yb = gpu.storage("y", 9 * 4).unwrap();
+        let mut enc = gpu.device.create_command_encoder(&Default::default());
+        let err = encode_gemv(&gpu, &mut enc, key, (9, cols), [&wb, &xb, &yb])
+            .expect_err("a row past the tested length under a loop limit must be refused")
+            .to_string();
+        assert!(
+            err.contains("65535 iterations") && err.contains("53280"),
+            "{}: {err}",
+            label(&gpu)
+        );
+    }
+    assert!(failed.is_empty(), "partial sums from: {failed:#?}");
 }

@@ -76,6 +76,9 @@ pub struct SelfTestJson {
     pub failed: usize,
     pub cached: bool,
     pub subgroup_size_seen: Option<u32>,
+    /// Loop iterations after which the driver ends a shader invocation's loops (Mesa's
+    /// llvmpipe: 65,535); `null` when none was seen.
+    pub loop_limit: Option<u32>,
     pub checks: Vec<CheckResult>,
 }
 
@@ -128,6 +131,7 @@ fn with_caps(mut r: AdapterReport, caps: &Capabilities) -> AdapterReport {
         failed: t.failures().len(),
         cached: t.cached,
         subgroup_size_seen: t.subgroup_size_seen,
+        loop_limit: t.loop_limit,
         checks: t.results.clone(),
     });
     r.driver_workarounds = Some(
@@ -518,6 +522,13 @@ fn render_details(a: &AdapterReport, out: &mut String) {
         ));
         for c in t.checks.iter().filter(|c| !c.passed) {
             out.push_str(&format!("    ✗ {}: {}\n", c.primitive.name(), c.detail));
+        }
+        if let Some(limit) = t.loop_limit {
+            out.push_str(&format!(
+                "    ! shader loops end after {limit} iterations per invocation, silently: \
+                 matmul rows longer than each kernel is tested to sum whole are refused \
+                 (K > 53,248; GEMM workgroup tiles: K > 16,384)\n"
+            ));
         }
     }
     if let Some(w) = &a.driver_workarounds {

@@ -64,10 +64,17 @@ pub enum Section {
     Dot4,
     F16,
     Subgroup,
+    Loops,
 }
 
 impl Section {
-    pub const ALL: [Section; 4] = [Self::Base, Self::Dot4, Self::F16, Self::Subgroup];
+    pub const ALL: [Section; 5] = [
+        Self::Base,
+        Self::Dot4,
+        Self::F16,
+        Self::Subgroup,
+        Self::Loops,
+    ];
 
     pub fn variant(self) -> ShaderVariant {
         let (flag, name) = match self {
@@ -75,6 +82,7 @@ impl Section {
             Self::Dot4 => ("SECTION_DOT4", "selftest_dot4"),
             Self::F16 => ("SECTION_F16", "selftest_f16"),
             Self::Subgroup => ("SECTION_SUBGROUP", "selftest_subgroup"),
+            Self::Loops => ("SECTION_LOOPS", "selftest_loops"),
         };
         ShaderVariant {
             shader: Shader::SelfTest,
@@ -99,6 +107,8 @@ impl Section {
             Self::Dot4 => &[Unpack4xI8, Dot4I8Packed],
             Self::F16 => &[F16Arithmetic, F16LoadLo, F16LoadHi, F16Dot, F16FromF32],
             Self::Subgroup => &[SubgroupAdd, SubgroupShuffle],
+            // A measurement (SelfTestReport::loop_limit), not a pass-or-fail check.
+            Self::Loops => &[],
         }
     }
 }
@@ -142,6 +152,12 @@ pub struct SelfTestReport {
     pub results: Vec<CheckResult>,
     /// Subgroup size the shader saw, when the subgroup section ran.
     pub subgroup_size_seen: Option<u32>,
+    /// Loop iterations after which the driver ends a shader invocation's loops, counted over
+    /// all its loops (Mesa's llvmpipe: 65,535), when the loop section saw one; `None` when
+    /// 100,000 iterations ran whole. Kernels guard against it with
+    /// `KernelKey::loop_limited_cols`.
+    #[serde(default)]
+    pub loop_limit: Option<u32>,
     /// True when this report was read from the cache rather than measured now.
     #[serde(default)]
     pub cached: bool,
@@ -192,6 +208,8 @@ pub const INPUTS: [u32; 8] = [
 ];
 
 const OUT_WORDS: u64 = 96;
+/// The loop section's iterations (`selftest.wgsl`).
+const LOOP_PROBE_TRIPS: u32 = 100_000;
 const UNWRITTEN: u32 = 0xDEAD_BEEF;
 
 fn f32_of(bits: u32) -> f32 {
@@ -281,6 +299,7 @@ fn judge(section: Section, out: &[u32]) -> (Vec<CheckResult>, Option<u32>) {
                 ),
             );
         }
+        Section::Loops => {}
         Section::Subgroup => {
             let words = &out[32..96];
             let bad = words.iter().filter(|w| **w & 3 != 3).count();
@@ -379,6 +398,9 @@ pub fn run(gpu: &Gpu) -> Result<SelfTestReport, DeviceError> {
                 let (results, sg) = judge(section, &out);
                 report.results.extend(results);
                 report.subgroup_size_seen = report.subgroup_size_seen.or(sg);
+                if section == Section::Loops && out[26] < LOOP_PROBE_TRIPS {
+                    report.loop_limit = Some(out[26]);
+                }
             }
             // A section that does not compile or run fails its own checks; a lost device is
             // fatal for everything.

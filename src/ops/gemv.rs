@@ -7,7 +7,7 @@ use crate::device::selftest::Primitive;
 use crate::device::{Capabilities, DeviceError, Gpu, GpuTensor};
 use crate::dtype::ComputeDType;
 use crate::dtype::StorageDType;
-use crate::ops::select::{select, KernelKey, KernelPath, Op, Reduction};
+use crate::ops::select::{check_row_length, select, KernelKey, KernelPath, Op, Reduction};
 use half::{bf16, f16};
 
 /// The kernel's uniform block (mirrors `struct Params` in gemv.wgsl).
@@ -238,6 +238,7 @@ pub fn encode_gemv(
     (rows, cols): (u32, u32),
     [w, x, y]: [&wgpu::Buffer; 3],
 ) -> Result<(), DeviceError> {
+    check_row_length(&gpu.caps, key, cols)?;
     let quantized = quantize_for(gpu, encoder, key, x, cols)?;
     encode_part(
         gpu,
@@ -260,6 +261,7 @@ pub fn encode_gemv_tensor(
     [x, y]: [&wgpu::Buffer; 2],
     bias: Option<&wgpu::Buffer>,
 ) -> Result<(), DeviceError> {
+    check_row_length(&gpu.caps, key, w.cols)?;
     // One quantization pass serves every part.
     let quantized = quantize_for(gpu, encoder, key, x, w.cols)?;
     for part in &w.parts {

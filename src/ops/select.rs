@@ -85,6 +85,22 @@ pub struct KernelKey {
 }
 
 impl KernelKey {
+    /// The longest rows (K) this kernel is tested to sum whole on an adapter whose shader
+    /// loops end after a fixed number of iterations (`SelfTestReport::loop_limit`: Mesa's
+    /// llvmpipe, 65,535 over all of an invocation's loops, with no error). How many iterations
+    /// a kernel spends per step of K depends on which of its loops the driver unrolls, so the
+    /// bounds are the K the tests sum (tests/gemv.rs and tests/gemm.rs, `long_rows_*`): every
+    /// layout sums Llama-3.1-405B's 53,248-element MLP rows whole, but GEMM's workgroup tiles
+    /// (a GPU layout), which summed 16,384 whole and returned partial sums at 53,248; GEMV's
+    /// one-word-per-step reader returned partial sums at 131,072.
+    pub fn loop_limited_cols(&self) -> u32 {
+        if self.op == Op::Gemm && self.reduction == Reduction::Workgroup {
+            16_384
+        } else {
+            53_248
+        }
+    }
+
     /// Readable name, e.g. `gemv_f16_f16c_f32acc_subgroup_wg256`.
     pub fn name(&self) -> String {
         let mut n = format!(
@@ -629,6 +645,32 @@ fn reduction(
 }
 
 /// Decides the kernel path for `op` over weights (or, for attention, a KV cache) of `dtype`.
+/// Refuses rows longer than `key` sums whole on this adapter ([`KernelKey::loop_limited_cols`]):
+/// a clear error instead of the partial sums a driver's loop limit would return.
+pub fn check_row_length(
+    caps: &Capabilities,
+    key: &KernelKey,
+    cols: u32,
+) -> Result<(), crate::device::DeviceError> {
+    let Some(iterations) = caps.selftest.loop_limit else {
+        return Ok(());
+    };
+    let max = key.loop_limited_cols();
+    if cols <= max {
+        return Ok(());
+    }
+    Err(crate::device::DeviceError::Limit {
+        what: format!(
+            "{} over rows of K elements (this driver ends a shader's loops after {iterations} \
+             iterations in all, so a longer row would come back partly summed; the kernel is \
+             tested whole up to K = {max})",
+            key.name()
+        ),
+        needed: u64::from(cols),
+        limit: u64::from(max),
+    })
+}
+
 pub fn select(caps: &Capabilities, op: Op, dtype: StorageDType, kv: Option<KvDType>) -> KernelPath {
     let base_ok = [
         Primitive::WorkgroupBarrier,

@@ -24,6 +24,8 @@ pub enum Layout {
 }
 
 const WG: u32 = 64;
+/// Loop iterations per invocation, at most (see `time_config`).
+const MAX_TRIPS: u32 = 16_384;
 
 pub fn variant(layout: Layout) -> ShaderVariant {
     let (flag, name) = match layout {
@@ -152,7 +154,11 @@ fn time_config(
     width: u32,
 ) -> Result<StreamReadResult, DeviceError> {
     let words = (bytes / 16) as u32;
-    let invocations = width.min(words).max(1);
+    // At most MAX_TRIPS words per invocation: Mesa's llvmpipe ends a shader's loops after
+    // 65,535 iterations (SelfTestReport::loop_limit), and a chunk cut short there reads part
+    // of the buffer in part of the time, which would overstate the limit (lavapipe: 64
+    // invocations over 128 MiB read half of it and reported twice their bandwidth).
+    let invocations = width.max(words.div_ceil(MAX_TRIPS)).min(words).max(1);
     let (groups, groups_x) = grid_for_invocations(
         invocations,
         WG,
