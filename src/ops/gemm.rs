@@ -9,7 +9,7 @@
 use crate::device::capabilities::GemvShape;
 use crate::device::{Capabilities, DeviceError, Gpu, GpuTensor};
 use crate::dtype::{AccumDType, ComputeDType, StorageDType};
-use crate::ops::select::{KernelKey, Op, Reduction};
+use crate::ops::select::{check_row_length, KernelKey, Op, Reduction};
 use crate::ops::shader::{Define, Shader, ShaderVariant};
 
 /// Register tiles of the tiled layout: each invocation of 16 × 16 owns `r × r` outputs, so a
@@ -336,6 +336,7 @@ pub fn encode_gemm(
     [x, y]: [&wgpu::Buffer; 2],
     bias: Option<&wgpu::Buffer>,
 ) -> Result<(), DeviceError> {
+    check_row_length(&gpu.caps, key, w.cols)?;
     if u64::from(n) * u64::from(w.cols) > u64::from(u32::MAX)
         || u64::from(n) * u64::from(w.rows) > u64::from(u32::MAX)
     {
