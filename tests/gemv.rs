@@ -907,3 +907,58 @@ fn long_rows_are_summed_whole_or_refused() {
     }
     assert!(failed.is_empty(), "partial sums from: {failed:#?}");
 }
+
+/// The streaming-read limit reads every byte it counts: each configuration's per-invocation
+/// folds equal the CPU's over the same words, with 16-byte loads everywhere and 32-byte
+/// (vec4<u64>) ones where shader-int64 is enabled — lavapipe, not GL — including the CPU
+/// layout's 64-invocation configuration over 128 MiB, whose loops llvmpipe used to cut short.
+/// `WGLLM_DISABLE=int64` leaves the limit to 16-byte loads.
+#[test]
+fn the_streaming_read_limit_reads_every_byte_it_counts() {
+    use wgllm::ops::stream_read::{folds, invocations, measure, source, Layout};
+    for gpu in all_gpus(Switches::default()) {
+        let int64 = gpu.device.features().contains(wgpu::Features::SHADER_INT64);
+        assert_eq!(
+            int64,
+            gpu.caps.summary.backend == "vulkan",
+            "{}",
+            label(&gpu)
+        );
+        let bytes: u64 = 128 << 20;
+        let src = source(&gpu, bytes).unwrap();
+        // source(): word i of the buffer is (i mod 2^20) * 2654435761.
+        let word = |i: u64| ((i % (1 << 20)) as u32).wrapping_mul(2_654_435_761);
+        for word_bytes in [16u32, 32].into_iter().filter(|&b| b == 16 || int64) {
+            for (layout, width) in [(Layout::Chunked, 64), (Layout::Strided, 1 << 16)] {
+                let got = folds(&gpu, &src, bytes, (layout, width, word_bytes)).unwrap();
+                let inv = u64::from(invocations(bytes, width, word_bytes));
+                let per = u64::from(word_bytes / 4);
+                let words = bytes / u64::from(word_bytes);
+                let mut want = vec![0u32; inv as usize];
+                for w in 0..words {
+                    let id = match layout {
+                        Layout::Chunked => w / words.div_ceil(inv),
+                        Layout::Strided => w % inv,
+                    };
+                    for j in 0..per {
+                        want[id as usize] ^= word(w * per + j);
+                    }
+                }
+                assert!(
+                    got == want,
+                    "{}: {layout:?} x {width}, {word_bytes}-byte loads: folds differ",
+                    label(&gpu)
+                );
+            }
+        }
+    }
+    for gpu in all_gpus(Switches::parse("int64").unwrap()) {
+        assert!(!gpu.device.features().contains(wgpu::Features::SHADER_INT64));
+        assert_eq!(
+            measure(&gpu, 16 << 20).unwrap().word_bytes,
+            16,
+            "{}",
+            label(&gpu)
+        );
+    }
+}

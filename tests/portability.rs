@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use wgllm::ops::all_variants;
 use wgllm::ops::shader::{Shader, ShaderVariant};
 
-fn needs(v: &ShaderVariant) -> (bool, bool) {
+fn needs(v: &ShaderVariant) -> (bool, bool, bool) {
     let has = |n: &str| v.defines.iter().any(|d| d.name == n);
     (
         has("COMPUTE_F16") || has("ACCUM_F16") || has("SECTION_F16") || has("FMA_F16"),
@@ -15,6 +15,7 @@ fn needs(v: &ShaderVariant) -> (bool, bool) {
             || has("REDUCE_SERIAL_SHUFFLE")
             || has("X_SHUFFLE")
             || has("LAYOUT_SUBGROUP"),
+        has("WORDS_U64"),
     )
 }
 
@@ -22,7 +23,7 @@ fn validate(v: &ShaderVariant) -> (naga::Module, naga::valid::ModuleInfo) {
     let src = v.source().unwrap_or_else(|e| panic!("{}: {e}", v.name));
     let module = naga::front::wgsl::parse_str(&src)
         .unwrap_or_else(|e| panic!("{}: {}", v.name, e.emit_to_string(&src)));
-    let (f16, subgroup) = needs(v);
+    let (f16, subgroup, int64) = needs(v);
     // wgpu grants f16-in-f32 packing (unpack2x16float) on every backend but some WebGL.
     let mut caps = naga::valid::Capabilities::SHADER_FLOAT16_IN_FLOAT32;
     if f16 {
@@ -30,6 +31,9 @@ fn validate(v: &ShaderVariant) -> (naga::Module, naga::valid::ModuleInfo) {
     }
     if subgroup {
         caps |= naga::valid::Capabilities::SUBGROUP;
+    }
+    if int64 {
+        caps |= naga::valid::Capabilities::SHADER_INT64;
     }
     let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
         .subgroup_stages(naga::valid::ShaderStages::COMPUTE)
@@ -76,7 +80,7 @@ fn every_variant_validates_and_translates_to_all_backends() {
     let mut glsl_skipped = Vec::new();
     for v in all_variants() {
         let (module, info) = validate(&v);
-        let (f16, subgroup) = needs(&v);
+        let (f16, subgroup, int64) = needs(&v);
 
         naga::back::spv::write_vec(&module, &info, &naga::back::spv::Options::default(), None)
             .unwrap_or_else(|e| panic!("{} → SPIR-V: {e}", v.name));
@@ -102,9 +106,9 @@ fn every_variant_validates_and_translates_to_all_backends() {
             .write(&module, &info, None)
             .unwrap_or_else(|e| panic!("{} → HLSL: {e}", v.name));
 
-        // wgpu's GL backend offers neither shader-f16 nor subgroups, so those variants are
-        // never compiled for GL; every other variant must translate.
-        if f16 || subgroup {
+        // wgpu's GL backend offers neither shader-f16, subgroups nor shader-int64, so those
+        // variants are never compiled for GL; every other variant must translate.
+        if f16 || subgroup || int64 {
             glsl_skipped.push(v.name.clone());
             continue;
         }
@@ -132,11 +136,12 @@ fn every_variant_validates_and_translates_to_all_backends() {
         .and_then(|mut w| w.write())
         .unwrap_or_else(|e| panic!("{} → GLSL: {e}", v.name));
     }
-    // The GL-only exclusions are exactly the f16/subgroup/shuffle variants, never more.
+    // The GL-only exclusions are exactly the f16/subgroup/shuffle/u64 variants, never more.
     assert!(
-        glsl_skipped
-            .iter()
-            .all(|n| n.contains("f16") || n.contains("subgroup") || n.contains("shuffle")),
+        glsl_skipped.iter().all(|n| n.contains("f16")
+            || n.contains("subgroup")
+            || n.contains("shuffle")
+            || n.contains("u64")),
         "{glsl_skipped:?}"
     );
 }

@@ -648,8 +648,8 @@ pub fn render(r: &BenchReport) -> String {
     let mut limits = Vec::new();
     if let Some(l) = &r.stream_read {
         limits.push(format!(
-            "streaming-read limit {:.1} GB/s ({:?}, {} invocations)",
-            l.gb_per_s, l.layout, l.invocations
+            "streaming-read limit {:.1} GB/s ({:?}, {} invocations, {}-byte loads)",
+            l.gb_per_s, l.layout, l.invocations, l.word_bytes
         ));
     }
     for f in &r.fma_peak {

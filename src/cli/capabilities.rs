@@ -598,12 +598,13 @@ fn render_details(a: &AdapterReport, out: &mut String) {
 
     if let Some(m) = &a.measurements {
         out.push_str(&format!(
-            "\n  Measured: streaming read {:.1} GB/s ({} layout, {}), f32 FMA {:.1} GFLOP/s{}; timed by {}\n",
+            "\n  Measured: streaming read {:.1} GB/s ({} layout, {}-byte loads, {}), f32 FMA {:.1} GFLOP/s{}; timed by {}\n",
             m.stream_read.gb_per_s,
             match m.stream_read.layout {
                 stream_read::Layout::Strided => "strided",
                 stream_read::Layout::Chunked => "chunked",
             },
+            m.stream_read.word_bytes,
             bytes(m.stream_read.bytes),
             m.fma_f32.gflop_per_s,
             m.fma_f16.as_ref().map_or(String::new(), |f| format!(

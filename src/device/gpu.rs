@@ -48,6 +48,10 @@ fn wanted_features(adapter: &wgpu::Adapter, switches: &Switches) -> wgpu::Featur
     if !switches.subgroup {
         wanted |= wgpu::Features::SUBGROUP;
     }
+    // 32-byte loads (vec4<u64>): the streaming-read limit takes them where they read faster.
+    if !switches.int64 {
+        wanted |= wgpu::Features::SHADER_INT64;
+    }
     wanted & adapter.features()
 }
 

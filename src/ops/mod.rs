@@ -117,8 +117,11 @@ pub fn all_variants() -> Vec<ShaderVariant> {
         }
     }
     v.push(quantize::variant());
-    v.push(stream_read::variant(stream_read::Layout::Strided));
-    v.push(stream_read::variant(stream_read::Layout::Chunked));
+    for layout in [stream_read::Layout::Strided, stream_read::Layout::Chunked] {
+        for word_bytes in [16, 32] {
+            v.push(stream_read::variant(layout, word_bytes));
+        }
+    }
     v.push(fma_peak::variant(ComputeDType::F32));
     v.push(fma_peak::variant(ComputeDType::F16));
     v

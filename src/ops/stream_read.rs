@@ -27,15 +27,32 @@ const WG: u32 = 64;
 /// Loop iterations per invocation, at most (see `time_config`).
 const MAX_TRIPS: u32 = 16_384;
 
-pub fn variant(layout: Layout) -> ShaderVariant {
+/// The variant reading `word_bytes` per load: 16 (vec4<u32>) or 32 (vec4<u64>, needs
+/// shader-int64).
+pub fn variant(layout: Layout, word_bytes: u32) -> ShaderVariant {
     let (flag, name) = match layout {
         Layout::Strided => ("LAYOUT_STRIDED", "stream_read_strided"),
         Layout::Chunked => ("LAYOUT_CHUNKED", "stream_read_chunked"),
     };
+    let mut defines = vec![Define::flag(flag), Define::value("WG_SIZE", WG)];
+    let mut name = name.to_string();
+    if word_bytes == 32 {
+        defines.push(Define::flag("WORDS_U64"));
+        name.push_str("_u64");
+    }
     ShaderVariant {
         shader: Shader::StreamRead,
-        defines: vec![Define::flag(flag), Define::value("WG_SIZE", WG)],
-        name: name.into(),
+        defines,
+        name,
+    }
+}
+
+/// The load widths `gpu` can read with: 16 bytes, and 32 where shader-int64 is enabled.
+fn word_widths(gpu: &Gpu) -> &'static [u32] {
+    if gpu.device.features().contains(wgpu::Features::SHADER_INT64) {
+        &[16, 32]
+    } else {
+        &[16]
     }
 }
 
@@ -44,9 +61,11 @@ pub struct StreamReadResult {
     pub bytes: u64,
     pub seconds: f64,
     pub gb_per_s: f64,
-    /// The layout and width that read fastest (the ones reported).
+    /// The layout, width and load size that read fastest (the ones reported).
     pub layout: Layout,
     pub invocations: u32,
+    /// Bytes per load: 16 (vec4<u32>) or 32 (vec4<u64>, shader-int64).
+    pub word_bytes: u32,
 }
 
 /// The limit GEMV figures are divided by: a read of 1 GiB — capped by the binding limit and a
@@ -70,8 +89,8 @@ pub fn measure(gpu: &Gpu, max_bytes: u64) -> Result<StreamReadResult, DeviceErro
         .min(limits.max_storage_buffer_binding_size)
         .min(limits.max_buffer_size)
         .min(u64::from(u32::MAX) * 16)
-        / 16
-        * 16;
+        / 32
+        * 32;
     let src = source(gpu, bytes)?;
     // The best layout and width differ by adapter and are noisy on CPU adapters (measured on
     // lavapipe with 2 cores: chunked 4.4-9.5 GB/s depending on width, strided 1.0-1.4 GB/s),
@@ -94,9 +113,11 @@ pub fn measure(gpu: &Gpu, max_bytes: u64) -> Result<StreamReadResult, DeviceErro
     };
     let mut best: Option<StreamReadResult> = None;
     for &(layout, width) in configs {
-        let r = time_config(gpu, &src, bytes, layout, width)?;
-        if best.as_ref().is_none_or(|b| r.gb_per_s > b.gb_per_s) {
-            best = Some(r);
+        for &word_bytes in word_widths(gpu) {
+            let r = time_config(gpu, &src, bytes, (layout, width, word_bytes))?;
+            if best.as_ref().is_none_or(|b| r.gb_per_s > b.gb_per_s) {
+                best = Some(r);
+            }
         }
     }
     best.ok_or(DeviceError::Internal {
@@ -123,7 +144,12 @@ pub fn remeasure(
             &fresh
         }
     };
-    time_config(gpu, src, limit.bytes, limit.layout, limit.invocations)
+    time_config(
+        gpu,
+        src,
+        limit.bytes,
+        (limit.layout, limit.invocations, limit.word_bytes),
+    )
 }
 
 /// A buffer of `bytes` (a multiple of 16) filled with non-zero data: zeros can be faster than
@@ -145,20 +171,46 @@ pub fn source(gpu: &Gpu, bytes: u64) -> Result<wgpu::Buffer, DeviceError> {
     Ok(src)
 }
 
-/// Times one layout and width reading all of `src`.
-fn time_config(
+/// Runs one configuration once and returns each invocation's fold (the XOR of the u32 words
+/// it read): what the tests check against the same fold on the CPU, so the limit is known to
+/// read every byte it counts.
+pub fn folds(
     gpu: &Gpu,
     src: &wgpu::Buffer,
     bytes: u64,
-    layout: Layout,
-    width: u32,
-) -> Result<StreamReadResult, DeviceError> {
-    let words = (bytes / 16) as u32;
-    // At most MAX_TRIPS words per invocation: Mesa's llvmpipe ends a shader's loops after
-    // 65,535 iterations (SelfTestReport::loop_limit), and a chunk cut short there reads part
-    // of the buffer in part of the time, which would overstate the limit (lavapipe: 64
-    // invocations over 128 MiB read half of it and reported twice their bandwidth).
-    let invocations = width.max(words.div_ceil(MAX_TRIPS)).min(words).max(1);
+    (layout, width, word_bytes): (Layout, u32, u32),
+) -> Result<Vec<u32>, DeviceError> {
+    let (params, sink, pipeline, groups) =
+        config_resources(gpu, bytes, (layout, width, word_bytes))?;
+    gpu.dispatch(
+        "the streaming-read check",
+        &pipeline,
+        &[&params, src, &sink],
+        groups,
+    )?;
+    gpu.read_u32("streaming-read folds", &sink)
+}
+
+/// Invocations a configuration runs (see `time_config`).
+pub fn invocations(bytes: u64, width: u32, word_bytes: u32) -> u32 {
+    let words = (bytes / u64::from(word_bytes)) as u32;
+    width.max(words.div_ceil(MAX_TRIPS)).min(words).max(1)
+}
+
+type ConfigResources = (
+    wgpu::Buffer,
+    wgpu::Buffer,
+    std::sync::Arc<wgpu::ComputePipeline>,
+    [u32; 3],
+);
+
+fn config_resources(
+    gpu: &Gpu,
+    bytes: u64,
+    (layout, width, word_bytes): (Layout, u32, u32),
+) -> Result<ConfigResources, DeviceError> {
+    let words = (bytes / u64::from(word_bytes)) as u32;
+    let invocations = invocations(bytes, width, word_bytes);
     let (groups, groups_x) = grid_for_invocations(
         invocations,
         WG,
@@ -174,7 +226,25 @@ fn time_config(
         },
     )?;
     let sink = gpu.storage("stream-read sink", u64::from(invocations) * 4)?;
-    let pipeline = gpu.pipeline(&variant(layout))?;
+    let pipeline = gpu.pipeline(&variant(layout, word_bytes))?;
+    Ok((params, sink, pipeline, groups))
+}
+
+/// Times one layout and width reading all of `src`.
+fn time_config(
+    gpu: &Gpu,
+    src: &wgpu::Buffer,
+    bytes: u64,
+    (layout, width, word_bytes): (Layout, u32, u32),
+) -> Result<StreamReadResult, DeviceError> {
+    // At most MAX_TRIPS words per invocation (`invocations`): Mesa's llvmpipe ends a shader's
+    // loops after 65,535 iterations (SelfTestReport::loop_limit), and a chunk cut short there
+    // reads part of the buffer in part of the time, which would overstate the limit
+    // (lavapipe: 64 invocations over 128 MiB read half of it and reported twice their
+    // bandwidth).
+    let invocations = invocations(bytes, width, word_bytes);
+    let (params, sink, pipeline, groups) =
+        config_resources(gpu, bytes, (layout, width, word_bytes))?;
     let seconds = median_seconds(gpu, "the streaming-read benchmark", 5, |enc| {
         gpu.encode_dispatch(enc, &pipeline, &[&params, src, &sink], groups)
     })?;
@@ -184,5 +254,6 @@ fn time_config(
         gb_per_s: bytes as f64 / seconds / 1e9,
         layout,
         invocations,
+        word_bytes,
     })
 }
