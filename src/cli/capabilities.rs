@@ -9,7 +9,7 @@ use crate::device::memory::DeviceMemory;
 use crate::device::selftest::{CheckResult, Workaround};
 use crate::device::{AdapterList, Capabilities, DeviceError, Gpu, Switches};
 use crate::dtype::{ComputeDType, StorageDType};
-use crate::ops::select::{matrix, KernelEntry, Op};
+use crate::ops::select::{matrix, KernelEntry, KernelKey, Op};
 use crate::ops::{fma_peak, stream_read};
 use serde::Serialize;
 
@@ -493,7 +493,7 @@ fn render_details(a: &AdapterReport, out: &mut String) {
         ));
         let int_dot: Vec<_> = StorageDType::WEIGHT_DTYPES
             .into_iter()
-            .filter(|d| crate::ops::select::KernelKey::has_int_dot(*d))
+            .filter(|d| KernelKey::has_int_dot(*d))
             .map(|d| t.int_dot_race(d))
             .collect();
         for race in [&t.f16_gemv, &t.f16_gemm]
@@ -527,7 +527,9 @@ fn render_details(a: &AdapterReport, out: &mut String) {
             out.push_str(&format!(
                 "    ! shader loops end after {limit} iterations per invocation, silently: \
                  matmul rows longer than each kernel is tested to sum whole are refused \
-                 (K > 53,248; GEMM workgroup tiles: K > 16,384)\n"
+                 (K > {}; GEMM workgroup tiles: K > {})\n",
+                KernelKey::LOOP_LIMITED_COLS,
+                KernelKey::LOOP_LIMITED_TILE_COLS
             ));
         }
     }

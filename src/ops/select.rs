@@ -95,11 +95,16 @@ impl KernelKey {
     /// one-word-per-step reader returned partial sums at 131,072.
     pub fn loop_limited_cols(&self) -> u32 {
         if self.op == Op::Gemm && self.reduction == Reduction::Workgroup {
-            16_384
+            Self::LOOP_LIMITED_TILE_COLS
         } else {
-            53_248
+            Self::LOOP_LIMITED_COLS
         }
     }
+
+    /// [`Self::loop_limited_cols`] of every layout but GEMM's workgroup tiles.
+    pub const LOOP_LIMITED_COLS: u32 = 53_248;
+    /// [`Self::loop_limited_cols`] of GEMM's workgroup tiles.
+    pub const LOOP_LIMITED_TILE_COLS: u32 = 16_384;
 
     /// Readable name, e.g. `gemv_f16_f16c_f32acc_subgroup_wg256`.
     pub fn name(&self) -> String {

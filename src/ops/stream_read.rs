@@ -178,56 +178,67 @@ pub fn folds(
     gpu: &Gpu,
     src: &wgpu::Buffer,
     bytes: u64,
-    (layout, width, word_bytes): (Layout, u32, u32),
+    config: (Layout, u32, u32),
 ) -> Result<Vec<u32>, DeviceError> {
-    let (params, sink, pipeline, groups) =
-        config_resources(gpu, bytes, (layout, width, word_bytes))?;
+    let run = ConfigRun::new(gpu, bytes, config)?;
     gpu.dispatch(
         "the streaming-read check",
-        &pipeline,
-        &[&params, src, &sink],
-        groups,
+        &run.pipeline,
+        &[&run.params, src, &run.sink],
+        run.groups,
     )?;
-    gpu.read_u32("streaming-read folds", &sink)
+    gpu.read_u32("streaming-read folds", &run.sink)
 }
 
-/// Invocations a configuration runs (see `time_config`).
+/// Invocations a configuration of `width` runs over `bytes` in `word_bytes` loads: at most
+/// MAX_TRIPS words each. Mesa's llvmpipe ends a shader's loops after 65,535 iterations
+/// (SelfTestReport::loop_limit), and a chunk cut short there reads part of the buffer in part
+/// of the time, which would overstate the limit (lavapipe: 64 invocations over 128 MiB read
+/// half of it and reported twice their bandwidth).
 pub fn invocations(bytes: u64, width: u32, word_bytes: u32) -> u32 {
     let words = (bytes / u64::from(word_bytes)) as u32;
     width.max(words.div_ceil(MAX_TRIPS)).min(words).max(1)
 }
 
-type ConfigResources = (
-    wgpu::Buffer,
-    wgpu::Buffer,
-    std::sync::Arc<wgpu::ComputePipeline>,
-    [u32; 3],
-);
+/// What one configuration dispatches: its parameters, sink, pipeline and grid.
+struct ConfigRun {
+    invocations: u32,
+    params: wgpu::Buffer,
+    sink: wgpu::Buffer,
+    pipeline: std::sync::Arc<wgpu::ComputePipeline>,
+    groups: [u32; 3],
+}
 
-fn config_resources(
-    gpu: &Gpu,
-    bytes: u64,
-    (layout, width, word_bytes): (Layout, u32, u32),
-) -> Result<ConfigResources, DeviceError> {
-    let words = (bytes / u64::from(word_bytes)) as u32;
-    let invocations = invocations(bytes, width, word_bytes);
-    let (groups, groups_x) = grid_for_invocations(
-        invocations,
-        WG,
-        gpu.caps.summary.limits.max_compute_workgroups_per_dimension,
-    );
-    let params = gpu.uniform(
-        "stream-read params",
-        &StreamParams {
-            words,
+impl ConfigRun {
+    fn new(
+        gpu: &Gpu,
+        bytes: u64,
+        (layout, width, word_bytes): (Layout, u32, u32),
+    ) -> Result<Self, DeviceError> {
+        let words = (bytes / u64::from(word_bytes)) as u32;
+        let invocations = invocations(bytes, width, word_bytes);
+        let (groups, groups_x) = grid_for_invocations(
             invocations,
-            groups_x,
-            _pad: 0,
-        },
-    )?;
-    let sink = gpu.storage("stream-read sink", u64::from(invocations) * 4)?;
-    let pipeline = gpu.pipeline(&variant(layout, word_bytes))?;
-    Ok((params, sink, pipeline, groups))
+            WG,
+            gpu.caps.summary.limits.max_compute_workgroups_per_dimension,
+        );
+        let params = gpu.uniform(
+            "stream-read params",
+            &StreamParams {
+                words,
+                invocations,
+                groups_x,
+                _pad: 0,
+            },
+        )?;
+        Ok(Self {
+            invocations,
+            params,
+            sink: gpu.storage("stream-read sink", u64::from(invocations) * 4)?,
+            pipeline: gpu.pipeline(&variant(layout, word_bytes))?,
+            groups,
+        })
+    }
 }
 
 /// Times one layout and width reading all of `src`.
@@ -237,23 +248,21 @@ fn time_config(
     bytes: u64,
     (layout, width, word_bytes): (Layout, u32, u32),
 ) -> Result<StreamReadResult, DeviceError> {
-    // At most MAX_TRIPS words per invocation (`invocations`): Mesa's llvmpipe ends a shader's
-    // loops after 65,535 iterations (SelfTestReport::loop_limit), and a chunk cut short there
-    // reads part of the buffer in part of the time, which would overstate the limit
-    // (lavapipe: 64 invocations over 128 MiB read half of it and reported twice their
-    // bandwidth).
-    let invocations = invocations(bytes, width, word_bytes);
-    let (params, sink, pipeline, groups) =
-        config_resources(gpu, bytes, (layout, width, word_bytes))?;
+    let run = ConfigRun::new(gpu, bytes, (layout, width, word_bytes))?;
     let seconds = median_seconds(gpu, "the streaming-read benchmark", 5, |enc| {
-        gpu.encode_dispatch(enc, &pipeline, &[&params, src, &sink], groups)
+        gpu.encode_dispatch(
+            enc,
+            &run.pipeline,
+            &[&run.params, src, &run.sink],
+            run.groups,
+        )
     })?;
     Ok(StreamReadResult {
         bytes,
         seconds,
         gb_per_s: bytes as f64 / seconds / 1e9,
         layout,
-        invocations,
+        invocations: run.invocations,
         word_bytes,
     })
 }
