@@ -20,6 +20,10 @@
 // work is a block.
 // VEC4 (f32/f16/bf16/fp8, when a row is a whole number of 16-byte units): W is read as
 // vec4<u32> (4 f32, 8 f16/bf16 or 16 fp8; mat2x4<f16> with COMPUTE_F16) and x as vec4<f32>.
+// W_U64 (VEC4 with REDUCE_SERIAL_SHUFFLE and f32 compute; needs shader-int64): W is read 32
+// bytes per load, as vec4<u64>, each load split into two 16-byte units in registers. CPU
+// adapters turn every load into a loop over their SIMD lanes, so the wider load moves twice
+// the bytes per loop (lavapipe's streaming read: 18.1 GB/s against 10.8).
 // Row layout (REDUCE_*): ROWS_PER_WG rows per workgroup, THREADS_PER_ROW = WG_SIZE /
 // ROWS_PER_WG invocations sharing each row (a power of two).
 //   REDUCE_SERIAL     one invocation per row (CPU adapters; THREADS_PER_ROW = 1)
@@ -229,9 +233,19 @@ struct Params {
 // Eight f16 (16 bytes) per element: the two columns of a mat2x4<f16>.
 @group(0) @binding(1) var<storage, read> w: array<mat2x4<f16>>;
 #else
+#ifdef W_U64
+// Two 16-byte units per element (W_U64).
+@group(0) @binding(1) var<storage, read> w: array<vec4<u64>>;
+#else
 @group(0) @binding(1) var<storage, read> w: array<vec4<u32>>;
 #endif
+#endif
+#ifdef W_U64
+// Eight activations per element (W_U64: windows of 64, a load per lane).
+@group(0) @binding(2) var<storage, read> x: array<vec4<u64>>;
+#else
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
+#endif
 #else
 #ifdef COMPUTE_F16
 @group(0) @binding(1) var<storage, read> w: array<vec2<f16>>;
@@ -307,12 +321,6 @@ fn bf16x4(a: u32, b: u32) -> vec4<f32> {
 // x units (vec4<f32>) per W unit.
 const X_PER_UNIT: u32 = ELEMS_PER_UNIT / 4u;
 
-// The contribution of unit `u` of W, which is unit `xu` of its row.
-fn unit_dot(u: u32, xu: u32) -> f32 {
-    let ux = unit_x(xu);
-    return unit_dot_x(u, ux.a, ux.b, ux.c, ux.d);
-}
-
 // The activations of unit `xu` of a row: a, then b (eight-element units: f16, bf16) and c, d
 // (sixteen: fp8); the ones a dtype does not use are zero.
 struct UnitX {
@@ -322,6 +330,13 @@ struct UnitX {
     d: vec4<f32>,
 }
 
+#ifdef COMPUTE_F16
+alias WUnit = mat2x4<f16>;
+#else
+alias WUnit = vec4<u32>;
+#endif
+
+#ifndef W_U64
 fn unit_x(xu: u32) -> UnitX {
     let none = vec4<f32>(0.0);
 #ifdef W_F32
@@ -335,10 +350,79 @@ fn unit_x(xu: u32) -> UnitX {
 #endif
 }
 
-// Unit `u` of W against its activations: xa, then xb (eight-element units: f16, bf16) and
-// xc, xd (sixteen: fp8); the ones a dtype does not use are ignored.
+// Unit `u` of W against its activations (as `unit_value_dot`).
 fn unit_dot_x(u: u32, xa: vec4<f32>, xb: vec4<f32>, xc: vec4<f32>, xd: vec4<f32>) -> f32 {
-    let v = w[u];
+    return unit_value_dot(w[u], xa, xb, xc, xd);
+}
+
+// The contribution of unit `u` of W, which is unit `xu` of its row.
+fn unit_dot(u: u32, xu: u32) -> f32 {
+    let ux = unit_x(xu);
+    return unit_dot_x(u, ux.a, ux.b, ux.c, ux.d);
+}
+#endif
+
+// The activations unit j of a window of eight x units (`window`, one per lane) meets, handed
+// over by shuffles: X_PER_UNIT of them, the rest repeating the last.
+fn window_x(window: vec4<f32>, j: u32) -> UnitX {
+#ifdef REDUCE_SERIAL_SHUFFLE
+    let first = X_PER_UNIT * j;
+    let last = first + X_PER_UNIT - 1u;
+    return UnitX(
+        subgroupShuffle(window, first), subgroupShuffle(window, min(first + 1u, last)),
+        subgroupShuffle(window, min(first + 2u, last)), subgroupShuffle(window, last),
+    );
+#else
+    return UnitX(window, window, window, window);
+#endif
+}
+
+#ifdef W_U64
+// The two 16-byte halves of a 32-byte load, as u32 words.
+fn halves(v: vec4<u64>) -> array<vec4<u32>, 2> {
+    return array<vec4<u32>, 2>(
+        vec4<u32>(u32(v.x), u32(v.x >> 32u), u32(v.y), u32(v.y >> 32u)),
+        vec4<u32>(u32(v.z), u32(v.z >> 32u), u32(v.w), u32(v.w >> 32u)),
+    );
+}
+
+// Activation units t (t < 16) of a window of 64 that lanes hold as `lo` (their elements
+// 8l..8l+4) and `hi` (8l+4..8l+8): unit t sits in lane t / 2, half t % 2.
+fn window64_unit(lo: vec4<f32>, hi: vec4<f32>, t: u32) -> vec4<f32> {
+    return subgroupShuffle(select(lo, hi, (t & 1u) == 1u), t / 2u);
+}
+
+// The activations W unit j of a 64-wide window meets: X_PER_UNIT units, the rest repeating
+// the last.
+fn window64_x(lo: vec4<f32>, hi: vec4<f32>, j: u32) -> UnitX {
+    let first = X_PER_UNIT * j;
+    let last = first + X_PER_UNIT - 1u;
+    return UnitX(
+        window64_unit(lo, hi, first), window64_unit(lo, hi, min(first + 1u, last)),
+        window64_unit(lo, hi, min(first + 2u, last)), window64_unit(lo, hi, last),
+    );
+}
+
+// The sum of W units 2j and 2j + 1 of a 64-wide window (one 32-byte load, `v`).
+fn window64_dot(v: vec4<u64>, lo: vec4<f32>, hi: vec4<f32>, j: u32) -> f32 {
+    let h = halves(v);
+    let a = window64_x(lo, hi, 2u * j);
+    let b = window64_x(lo, hi, 2u * j + 1u);
+    return unit_value_dot(h[0], a.a, a.b, a.c, a.d) + unit_value_dot(h[1], b.a, b.b, b.c, b.d);
+}
+
+// This lane's 8 activations of the window starting at x element 64 * c (lo, then hi): loads
+// past the end of x (the last half-window of a row of 32 * odd elements) repeat its last
+// element, and are never used.
+fn window64(c: u32) -> array<vec4<f32>, 2> {
+    let h = halves(x[min(8u * c + lane8, arrayLength(&x) - 1u)]);
+    return array<vec4<f32>, 2>(bitcast<vec4<f32>>(h[0]), bitcast<vec4<f32>>(h[1]));
+}
+#endif
+
+// A unit of W, loaded, against its activations: xa, then xb (eight-element units: f16,
+// bf16) and xc, xd (sixteen: fp8); the ones a dtype does not use are ignored.
+fn unit_value_dot(v: WUnit, xa: vec4<f32>, xb: vec4<f32>, xc: vec4<f32>, xd: vec4<f32>) -> f32 {
 #ifdef W_F32
     return dot(bitcast<vec4<f32>>(v), xa);
 #endif
@@ -560,18 +644,37 @@ fn partial(row: u32, first: u32, step: u32) -> acc_t {
 #ifdef REDUCE_SERIAL_SHUFFLE
     // Windows of eight x units, one loaded per lane; a W unit takes X_PER_UNIT of them.
     const UNITS_PER_WINDOW: u32 = 8u / X_PER_UNIT;
+#ifdef W_U64
+    // Windows of 64 activations, 32 bytes loaded per lane, and W two units per load: a
+    // row's loads are whole (rows are whole windows of 32 elements: 128, 64 or 32 bytes),
+    // its last window half a window where the row is 32 * odd elements long. Wider windows
+    // halve the activation loads per weight byte, which the 2-byte dtypes feel most (per
+    // 32-element window, two weight loads to one activation load).
+    const LOADS_PER_WINDOW: u32 = UNITS_PER_WINDOW;
+    let loads = units / 2u;
+    let wbase = base / 2u;
+    let windows = loads / LOADS_PER_WINDOW;
+    for (var c = 0u; c < windows; c = c + 1u) {
+        let xw = window64(c);
+        for (var j = 0u; j < LOADS_PER_WINDOW; j = j + 1u) {
+            acc = acc + acc_t(window64_dot(w[wbase + c * LOADS_PER_WINDOW + j], xw[0], xw[1], j));
+        }
+    }
+    if (loads % LOADS_PER_WINDOW != 0u) {
+        let xw = window64(windows);
+        for (var j = 0u; j < LOADS_PER_WINDOW / 2u; j = j + 1u) {
+            acc = acc + acc_t(window64_dot(w[wbase + windows * LOADS_PER_WINDOW + j], xw[0], xw[1], j));
+        }
+    }
+#else
     for (var c = 0u; c < units / UNITS_PER_WINDOW; c = c + 1u) {
         let window = x[8u * c + lane8];
         for (var j = 0u; j < UNITS_PER_WINDOW; j = j + 1u) {
-            let first = X_PER_UNIT * j;
-            let last = first + X_PER_UNIT - 1u;
-            let xa = subgroupShuffle(window, first);
-            let xb = subgroupShuffle(window, min(first + 1u, last));
-            let xc = subgroupShuffle(window, min(first + 2u, last));
-            let xd = subgroupShuffle(window, last);
-            acc = acc + acc_t(unit_dot_x(base + c * UNITS_PER_WINDOW + j, xa, xb, xc, xd));
+            let ux = window_x(window, j);
+            acc = acc + acc_t(unit_dot_x(base + c * UNITS_PER_WINDOW + j, ux.a, ux.b, ux.c, ux.d));
         }
     }
+#endif
 #else
     for (var i = first; i < units; i = i + step) {
         acc = acc + acc_t(unit_dot(base + i, i));

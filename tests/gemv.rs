@@ -140,12 +140,13 @@ fn every_variant_matches_the_reference_on_every_adapter() {
                     check(&gpu, &key, rows, cols, 1000 + n as u64);
                     let effective = key.for_cols(cols);
                     ran.insert(format!(
-                        "{}_{}_{:?}{}{}{}{}{}",
+                        "{}_{}_{:?}{}{}{}{}{}{}",
                         key.dtype,
                         key.compute,
                         effective.reduction,
                         if effective.vec4 { "_v4" } else { "" },
                         if effective.realign_groups { "_ra" } else { "" },
+                        if effective.wide_loads { "_u64" } else { "" },
                         match effective.rows_per_invocation {
                             1 => String::new(),
                             r => format!("_x{r}"),
@@ -202,6 +203,10 @@ fn every_variant_matches_the_reference_on_every_adapter() {
         }
         if plain {
             expected.insert(format!("{d}_{c}_SerialShuffle_v4"));
+            // 32-byte loads (lavapipe has shader-int64), f32 decode, measured-faster dtypes.
+            if c == "f32" && d != "f8_e4m3" {
+                expected.insert(format!("{d}_{c}_SerialShuffle_v4_u64"));
+            }
         }
         // Several rows per subgroup, sharing activation loads (the unrolled f32-decode paths).
         for rows in [2, 4] {
@@ -469,6 +474,9 @@ fn row_split_tensors_with_bias_match_the_reference() {
             (StorageDType::F32, 37, 100),
             // Rows of 6 bytes: parts start mid-word in the file and at byte 0 on the GPU.
             (StorageDType::F16, 41, 3),
+            // Rows of 96 bf16 on the shuffled layout: 32-byte loads (where shader-int64 is),
+            // one 64-element window and a half one per row.
+            (StorageDType::Bf16, 21, 96),
             (StorageDType::Q8_0, 29, 64),
             (StorageDType::Q4K, 23, 256),
             // Realigned 16-byte readers: q5_0 groups at any even byte (pair multiplies on the
@@ -477,9 +485,11 @@ fn row_split_tensors_with_bias_match_the_reference() {
             (StorageDType::Nf4, 17, 320),
         ] {
             let row_bytes = dtype.bytes_for(u64::from(cols)).unwrap();
-            // Room for about 4 rows per part: uneven parts, the last one short.
+            // Room for about 4 rows per part (whole 32-byte vectors: at most 5 of f16's 6-byte
+            // rows): uneven parts, the last one short.
             let limits = PartLimits {
-                max_bytes: row_bytes * 4 + 4,
+                max_bytes: (row_bytes * 4 + 4)
+                    .next_multiple_of(wgllm::device::tensor::BUFFER_ALIGN),
                 max_elements: u64::from(u32::MAX),
             };
             for key in reachable_variants(&gpu.caps, dtype) {

@@ -15,7 +15,7 @@ fn needs(v: &ShaderVariant) -> (bool, bool, bool) {
             || has("REDUCE_SERIAL_SHUFFLE")
             || has("X_SHUFFLE")
             || has("LAYOUT_SUBGROUP"),
-        has("WORDS_U64"),
+        has("WORDS_U64") || has("W_U64"),
     )
 }
 

@@ -799,6 +799,12 @@ impl Capabilities {
         )
     }
 
+    /// 64-bit integers in shaders, for 32-byte (vec4<u64>) loads: the streaming-read limit's
+    /// and GEMV's on CPU adapters (`KernelKey::can_load_wide`).
+    pub fn int64(&self) -> Availability {
+        self.availability(self.summary.features.shader_int64, self.disabled.int64, &[])
+    }
+
     /// Cooperative matrices (no kernel uses them yet; reported for completeness).
     pub fn coopmat(&self) -> Availability {
         self.availability(

@@ -231,7 +231,7 @@ impl Gpu {
         Ok(value)
     }
 
-    /// A storage buffer filled from `bytes` (padded with zeros to whole 16-byte vectors:
+    /// A storage buffer filled from `bytes` (padded with zeros to whole 32-byte vectors:
     /// [`super::tensor::BUFFER_ALIGN`]).
     pub fn upload(&self, label: &str, bytes: &[u8]) -> Result<wgpu::Buffer, DeviceError> {
         let buffer = self.storage(label, bytes.len() as u64)?;
@@ -241,7 +241,7 @@ impl Gpu {
     }
 
     /// An uninitialised (zeroed by wgpu) storage buffer of `size` bytes, padded to whole
-    /// 16-byte vectors ([`super::tensor::BUFFER_ALIGN`]).
+    /// 32-byte vectors ([`super::tensor::BUFFER_ALIGN`]).
     pub fn storage(&self, label: &str, size: u64) -> Result<wgpu::Buffer, DeviceError> {
         let limit = self.caps.summary.limits.max_buffer_size;
         let size = size.max(1).div_ceil(super::tensor::BUFFER_ALIGN) * super::tensor::BUFFER_ALIGN;

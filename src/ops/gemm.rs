@@ -115,6 +115,7 @@ pub fn key(
         vec4: false,
         small_n: false,
         realign_groups: false,
+        wide_loads: false,
         workarounds: Vec::new(),
     };
     with_tile_reg(&key, TILE_REG)

@@ -405,6 +405,11 @@ pub fn reachable_variants(caps: &Capabilities, dtype: StorageDType) -> Vec<Kerne
                     if key.can_share_rows() {
                         keys.extend([2, 4].map(|rows| key.with_rows_per_invocation(rows)));
                     }
+                    // 32-byte loads where shader-int64 is usable (`WGLLM_DISABLE=int64` runs
+                    // the 16-byte reader).
+                    if caps.int64().usable() && key.can_load_wide() {
+                        keys.push(key.with_wide_loads(true));
+                    }
                     keys.push(key);
                 }
             }
@@ -495,6 +500,7 @@ mod tests {
             vec4: false,
             small_n: false,
             realign_groups: false,
+            wide_loads: false,
             workarounds: vec![],
         };
         assert_eq!(grid(&key, 70_000, 65_535), ([65_535, 2, 1], 65_535));

@@ -80,6 +80,9 @@ pub struct KernelKey {
     /// over rows that are not a multiple of [`Self::NF4_VEC4_GRANULE`] (GROUPS_REALIGN for
     /// both). [`Self::for_cols`] decides.
     pub realign_groups: bool,
+    /// W read 32 bytes per load (vec4<u64>, W_U64; needs shader-int64) by the word-wise
+    /// dtypes' 16-byte reader with shared activations ([`Self::can_load_wide`]).
+    pub wide_loads: bool,
     /// Driver workarounds compiled into this variant.
     pub workarounds: Vec<Workaround>,
 }
@@ -127,6 +130,9 @@ impl KernelKey {
         if self.realign_groups {
             n.push_str("_ra");
         }
+        if self.wide_loads {
+            n.push_str("_u64");
+        }
         if self.rows_per_invocation > 1 {
             n.push_str(&format!("_x{}", self.rows_per_invocation));
         }
@@ -168,8 +174,44 @@ impl KernelKey {
             vec4: vec4 && (dtype != StorageDType::Nf4 || reduction == Reduction::SerialShuffle),
             small_n: false,
             realign_groups: false,
+            wide_loads: false,
             workarounds,
         }
+    }
+
+    /// This key reading W 32 bytes per load where it can ([`Self::can_load_wide`]) and `on`
+    /// is set (shader-int64 usable).
+    pub fn with_wide_loads(&self, on: bool) -> Self {
+        Self {
+            wide_loads: on && self.can_load_wide(),
+            ..self.clone()
+        }
+    }
+
+    /// Dtypes whose shuffled 16-byte GEMV reader has a 32-byte-load variant
+    /// ([`Self::can_load_wide`]): those it measured faster for on lavapipe (4096x4096, three
+    /// alternating runs, GEMV time): f32 6.7 -> 4.8 ms, f16 4.5 -> 3.4, bf16 4.2 -> 3.0,
+    /// f8_e5m2 3.2-3.4 -> 2.5-2.6. f8_e4m3, whose decode is a dozen operations per byte, ran
+    /// 3.7-3.8 -> 4.0 ms and keeps 16-byte loads.
+    pub const WIDE_LOAD_DTYPES: [StorageDType; 4] = [
+        StorageDType::F32,
+        StorageDType::F16,
+        StorageDType::Bf16,
+        StorageDType::F8E5m2,
+    ];
+
+    /// Whether this key has a 32-byte-load variant (W_U64): GEMV's 16-byte reader of
+    /// [`Self::WIDE_LOAD_DTYPES`] with activations shared by shuffles (the CPU-adapter layout,
+    /// whose loads are each a loop over the SIMD lanes: lavapipe's streaming read moves 18.1
+    /// GB/s in 32-byte loads, 10.8 in 16-byte ones), decoding into f32. Activations are read
+    /// 32 bytes per lane too, in windows of 64. Rows there are whole windows of 32 elements,
+    /// so whole 32-byte loads.
+    pub fn can_load_wide(&self) -> bool {
+        self.op == Op::Gemv
+            && Self::WIDE_LOAD_DTYPES.contains(&self.dtype)
+            && self.vec4
+            && self.reduction == Reduction::SerialShuffle
+            && self.compute == ComputeDType::F32
     }
 
     /// This key computing `rows` rows per subgroup, its rows per workgroup scaled to match
@@ -459,6 +501,7 @@ impl KernelKey {
             realign_groups: (int_dot_vec4 && realign_groups) || nf4_realign,
             ..shaped
         }
+        .with_wide_loads(self.wide_loads)
     }
 
     /// The shader file and defines of this variant.
@@ -529,6 +572,9 @@ impl KernelKey {
             defines.extend(self.group_defines());
         } else if self.vec4 && !self.int_dot && !self.elementwise() {
             defines.push(Define::flag("VEC4"));
+            if self.wide_loads {
+                defines.push(Define::flag("W_U64"));
+            }
         }
         if !self.elementwise() && matches!(self.dtype, StorageDType::F8E4m3 | StorageDType::F8E5m2)
         {
@@ -586,6 +632,9 @@ impl KernelKey {
             Reduction::Subgroup | Reduction::SerialShuffle
         ) {
             f |= wgpu::Features::SUBGROUP;
+        }
+        if self.wide_loads {
+            f |= wgpu::Features::SHADER_INT64;
         }
         f
     }
@@ -710,6 +759,7 @@ fn select_gemv(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
     };
     let (reduction, shape, reduction_feature) = reduction(caps, dtype, false);
     let workarounds = caps.selftest.workarounds();
+    let wide = caps.int64().usable();
     let key = |compute| {
         KernelKey::gemv(
             dtype,
@@ -719,6 +769,7 @@ fn select_gemv(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
             KernelKey::reads_vec4(dtype, false),
             workarounds.clone(),
         )
+        .with_wide_loads(wide)
     };
     let reduce_note = match (reduction, shape.rows_per_invocation) {
         (Reduction::Serial, _) => "one invocation per row".to_string(),
@@ -737,11 +788,17 @@ fn select_gemv(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
         Some(r) => format!("{a}, {r}"),
         None => a.to_string(),
     };
+    // What the f32-decode key's 32-byte loads add to its description (KernelKey::wide_loads).
+    let wide_note = if key(ComputeDType::F32).wide_loads {
+        "; weights and activations read 32 bytes per load (vec4<u64>, shader-int64)"
+    } else {
+        ""
+    };
     match dtype {
         StorageDType::F32 => KernelPath::Native {
             key: key(ComputeDType::F32),
             feature: join("f32 arithmetic"),
-            detail: format!("f32 weights multiplied and summed in f32; {reduce_note}"),
+            detail: format!("f32 weights multiplied and summed in f32; {reduce_note}{wide_note}"),
         },
         StorageDType::F16 => {
             let f16 = caps.f16();
@@ -751,7 +808,7 @@ fn select_gemv(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
                     key: key(ComputeDType::F32),
                     reason: format!(
                         "shader-f16 is usable, but {why}: f16 unpacked with unpack2x16float into f32; multiplied \
-                         and summed in f32"
+                         and summed in f32{wide_note}"
                     ),
                 }
             } else if f16.usable() {
@@ -764,7 +821,7 @@ fn select_gemv(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
                 KernelPath::Fallback {
                     key: key(ComputeDType::F32),
                     reason: format!(
-                        "f16 unpacked with unpack2x16float into f32 ({}); multiplied and summed in f32",
+                        "f16 unpacked with unpack2x16float into f32 ({}); multiplied and summed in f32{wide_note}",
                         f16.why_not("shader-f16")
                     ),
                 }
@@ -779,12 +836,15 @@ fn select_gemv(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
         }
         StorageDType::Bf16 => KernelPath::Fallback {
             key: key(ComputeDType::F32),
-            reason: "WGSL has no bf16: decoded from u32 bits (shift by 16) into f32; multiplied and summed in f32"
-                .into(),
+            reason: format!(
+                "WGSL has no bf16: decoded from u32 bits (shift by 16) into f32; multiplied and summed in f32{wide_note}"
+            ),
         },
         StorageDType::F8E4m3 | StorageDType::F8E5m2 => KernelPath::Fallback {
             key: key(ComputeDType::F32),
-            reason: format!("WGSL has no fp8: {dtype} decoded from its bits into f32; multiplied and summed in f32"),
+            reason: format!(
+                "WGSL has no fp8: {dtype} decoded from its bits into f32; multiplied and summed in f32{wide_note}"
+            ),
         },
         d if BLOCK_DTYPES.contains(&d) => {
             // One invocation per row takes whole blocks; the other layouts share them.

@@ -71,9 +71,10 @@ pub const SENTINEL_WORDS: usize = 1024;
 pub const SENTINEL: u32 = 0x7FC0_DEAD; // a NaN payload no kernel writes
 
 /// An output buffer of `n` f32 followed by the sentinel region, all pre-filled with sentinel
-/// (to the buffer's end: buffers are whole 16-byte vectors).
+/// (to the buffer's end: buffers are whole 32-byte vectors, `BUFFER_ALIGN`).
 pub fn guarded_output(gpu: &Gpu, n: usize) -> wgpu::Buffer {
-    let words = vec![SENTINEL; (n + SENTINEL_WORDS).div_ceil(4) * 4];
+    let align = wgllm::device::tensor::BUFFER_ALIGN as usize / 4;
+    let words = vec![SENTINEL; (n + SENTINEL_WORDS).div_ceil(align) * align];
     gpu.upload("guarded output", bytemuck::cast_slice(&words))
         .expect("allocating output")
 }
