@@ -411,6 +411,50 @@ fn window64_dot(v: vec4<u64>, lo: vec4<f32>, hi: vec4<f32>, j: u32) -> f32 {
     return unit_value_dot(h[0], a.a, a.b, a.c, a.d) + unit_value_dot(h[1], b.a, b.b, b.c, b.d);
 }
 
+// W loads (32 bytes, two units) per 64-wide window.
+const LOADS_PER_WINDOW64: u32 = 8u / X_PER_UNIT;
+
+#ifdef ROWS_PER_INVOCATION
+// Two rows per invocation (ROWS_PER_INVOCATION = 2 with W_U64): rows row_a and row_b,
+// each activation window and each shuffle serving both rows' loads. A loop step then reads
+// twice the weight bytes per activation load and shuffle; the autotune races it against one
+// row per invocation (register pressure decides which wins, per dtype).
+fn pair_partial(row_a: u32, row_b: u32) -> vec2<acc_t> {
+    let loads = p.cols / ELEMS_PER_UNIT / 2u;
+    let wa = row_a * loads;
+    let wb = row_b * loads;
+    let windows = loads / LOADS_PER_WINDOW64;
+    var acc = vec2<acc_t>(0.0);
+    for (var c = 0u; c < windows; c = c + 1u) {
+        let xw = window64(c);
+        for (var j = 0u; j < LOADS_PER_WINDOW64; j = j + 1u) {
+            let i = c * LOADS_PER_WINDOW64 + j;
+            acc = acc + vec2<acc_t>(window64_dot2(w[wa + i], w[wb + i], xw[0], xw[1], j));
+        }
+    }
+    if (loads % LOADS_PER_WINDOW64 != 0u) {
+        let xw = window64(windows);
+        for (var j = 0u; j < LOADS_PER_WINDOW64 / 2u; j = j + 1u) {
+            let i = windows * LOADS_PER_WINDOW64 + j;
+            acc = acc + vec2<acc_t>(window64_dot2(w[wa + i], w[wb + i], xw[0], xw[1], j));
+        }
+    }
+    return acc;
+}
+
+// `window64_dot` for two rows' loads (va, vb) against the same activations.
+fn window64_dot2(va: vec4<u64>, vb: vec4<u64>, lo: vec4<f32>, hi: vec4<f32>, j: u32) -> vec2<f32> {
+    let a = window64_x(lo, hi, 2u * j);
+    let b = window64_x(lo, hi, 2u * j + 1u);
+    let ha = halves(va);
+    let hb = halves(vb);
+    return vec2<f32>(
+        unit_value_dot(ha[0], a.a, a.b, a.c, a.d) + unit_value_dot(ha[1], b.a, b.b, b.c, b.d),
+        unit_value_dot(hb[0], a.a, a.b, a.c, a.d) + unit_value_dot(hb[1], b.a, b.b, b.c, b.d),
+    );
+}
+#endif
+
 // This lane's 8 activations of the window starting at x element 64 * c (lo, then hi): loads
 // past the end of x (the last half-window of a row of 32 * odd elements) repeat its last
 // element, and are never used.
@@ -650,7 +694,7 @@ fn partial(row: u32, first: u32, step: u32) -> acc_t {
     // its last window half a window where the row is 32 * odd elements long. Wider windows
     // halve the activation loads per weight byte, which the 2-byte dtypes feel most (per
     // 32-element window, two weight loads to one activation load).
-    const LOADS_PER_WINDOW: u32 = UNITS_PER_WINDOW;
+    const LOADS_PER_WINDOW: u32 = LOADS_PER_WINDOW64;
     let loads = units / 2u;
     let wbase = base / 2u;
     let windows = loads / LOADS_PER_WINDOW;
@@ -713,10 +757,22 @@ fn main(
     lane8 = sg_lane % 8u;
     let row = (wg.y * p.groups_x + wg.x) * ROWS_PER_WG + lid;
     // Lanes past the last row redo it rather than return: a shuffle needs its source lane.
+#ifdef ROWS_PER_INVOCATION
+    // Rows row and row + WG_SIZE (ROWS_PER_WG = 2 * WG_SIZE).
+    let second = row + WG_SIZE;
+    let sums = pair_partial(min(row, p.rows - 1u), min(second, p.rows - 1u));
+    if (row < p.rows) {
+        output(row, sums.x);
+    }
+    if (second < p.rows) {
+        output(second, sums.y);
+    }
+#else
     let sum = partial(min(row, p.rows - 1u), 0u, 1u);
     if (row < p.rows) {
         output(row, sum);
     }
+#endif
 }
 #endif
 

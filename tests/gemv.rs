@@ -206,6 +206,8 @@ fn every_variant_matches_the_reference_on_every_adapter() {
             // 32-byte loads (lavapipe has shader-int64), f32 decode, measured-faster dtypes.
             if c == "f32" && d != "f8_e4m3" {
                 expected.insert(format!("{d}_{c}_SerialShuffle_v4_u64"));
+                // Two rows per invocation (selected for bf16; reachable for all four).
+                expected.insert(format!("{d}_{c}_SerialShuffle_v4_u64_x2"));
             }
         }
         // Several rows per subgroup, sharing activation loads (the unrolled f32-decode paths).

@@ -402,13 +402,21 @@ pub fn reachable_variants(caps: &Capabilities, dtype: StorageDType) -> Vec<Kerne
                 {
                     // The subgroup layout also computes 2 and 4 rows per subgroup (raced on
                     // GPUs; reachable, and so tested, wherever the layout is).
-                    if key.can_share_rows() {
-                        keys.extend([2, 4].map(|rows| key.with_rows_per_invocation(rows)));
-                    }
+                    keys.extend(
+                        key.shared_rows()
+                            .iter()
+                            .map(|&rows| key.with_rows_per_invocation(rows)),
+                    );
                     // 32-byte loads where shader-int64 is usable (`WGLLM_DISABLE=int64` runs
-                    // the 16-byte reader).
+                    // the 16-byte reader), one or two rows per invocation.
                     if caps.int64().usable() && key.can_load_wide() {
-                        keys.push(key.with_wide_loads(true));
+                        let wide = key.with_wide_loads(true);
+                        keys.extend(
+                            wide.shared_rows()
+                                .iter()
+                                .map(|&rows| wide.with_rows_per_invocation(rows)),
+                        );
+                        keys.push(wide);
                     }
                     keys.push(key);
                 }

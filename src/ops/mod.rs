@@ -68,14 +68,19 @@ pub fn all_variants() -> Vec<ShaderVariant> {
                     if key.can_sum_in_f16() {
                         v.push(key.with_accum(AccumDType::F16).variant());
                     }
-                    if key.can_share_rows() {
-                        v.extend([2, 4].map(|rows| key.with_rows_per_invocation(rows).variant()));
-                    }
+                    v.extend(
+                        key.shared_rows()
+                            .iter()
+                            .map(|&rows| key.with_rows_per_invocation(rows).variant()),
+                    );
                     if key.can_load_wide() {
                         let wide = key.with_wide_loads(true);
-                        v.push(wide.variant());
-                        if wide.can_sum_in_f16() {
-                            v.push(wide.with_accum(AccumDType::F16).variant());
+                        for rows in [1].iter().chain(wide.shared_rows()) {
+                            let wide = wide.with_rows_per_invocation(*rows);
+                            v.push(wide.variant());
+                            if wide.can_sum_in_f16() {
+                                v.push(wide.with_accum(AccumDType::F16).variant());
+                            }
                         }
                     }
                     // nf4's 16-byte reader over rows that are not whole groups of four blocks,

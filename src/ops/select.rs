@@ -181,10 +181,16 @@ impl KernelKey {
 
     /// This key reading W 32 bytes per load where it can ([`Self::can_load_wide`]) and `on`
     /// is set (shader-int64 usable).
+    /// Without them, the shuffled reader computes one row per invocation.
     pub fn with_wide_loads(&self, on: bool) -> Self {
-        Self {
+        let key = Self {
             wide_loads: on && self.can_load_wide(),
             ..self.clone()
+        };
+        if !key.can_share_rows() && key.rows_per_invocation > 1 {
+            key.with_rows_per_invocation(1)
+        } else {
+            key
         }
     }
 
@@ -199,6 +205,26 @@ impl KernelKey {
         StorageDType::Bf16,
         StorageDType::F8E5m2,
     ];
+
+    /// Dtypes whose 32-byte shuffled GEMV reader computes two rows per invocation
+    /// ([`Self::with_wide_reader`]): those it measured faster for on lavapipe (two alternating
+    /// runs, 4096x4096 / 14336x4096): bf16 3.03 -> 2.78 ms / 10.6 -> 9.5-9.8 ms. f32 ran
+    /// slower (4.8-4.9 -> 5.7-5.8 ms at 4096x4096), f8_e5m2 too (2.5 -> 2.7-2.8), f16 even
+    /// (3.4-3.5 -> 3.4-3.8). Not raced by the autotune: its CPU shape (512x4096, 8 MB of f32)
+    /// stays in the caches, where two rows won for f32 as well.
+    pub const PAIRED_ROW_DTYPES: [StorageDType; 1] = [StorageDType::Bf16];
+
+    /// This key as `select` runs it on the shuffled layout: 32-byte loads where `on`
+    /// (shader-int64 usable) and the key can take them, and then two rows per invocation for
+    /// [`Self::PAIRED_ROW_DTYPES`].
+    pub fn with_wide_reader(&self, on: bool) -> Self {
+        let key = self.with_wide_loads(on);
+        if key.wide_loads && Self::PAIRED_ROW_DTYPES.contains(&key.dtype) {
+            key.with_rows_per_invocation(2)
+        } else {
+            key
+        }
+    }
 
     /// Whether this key has a 32-byte-load variant (W_U64): GEMV's 16-byte reader of
     /// [`Self::WIDE_LOAD_DTYPES`] with activations shared by shuffles (the CPU-adapter layout,
@@ -230,10 +256,25 @@ impl KernelKey {
         }
     }
 
-    /// Whether this key may compute several rows per subgroup: the unrolled subgroup layout
-    /// (f32 decoding of block units or 16-byte vectors).
+    /// Whether this key may compute several rows per subgroup (or, with shuffled
+    /// activations, per invocation): the unrolled subgroup layout (f32 decoding of block
+    /// units or 16-byte vectors), and the 32-byte shuffled reader ([`Self::wide_loads`]).
     pub fn can_share_rows(&self) -> bool {
-        self.reduction == Reduction::Subgroup && self.unrolled() && !self.int_dot
+        (self.reduction == Reduction::Subgroup && self.unrolled() && !self.int_dot)
+            || self.wide_loads
+    }
+
+    /// The rows per subgroup (or invocation) other than one that this key can compute
+    /// ([`Self::can_share_rows`]): 2 and 4 per subgroup, 2 per invocation for the 32-byte
+    /// shuffled reader (each activation window and shuffle then serves both rows' loads).
+    pub fn shared_rows(&self) -> &'static [u32] {
+        if !self.can_share_rows() {
+            &[]
+        } else if self.wide_loads {
+            &[2]
+        } else {
+            &[2, 4]
+        }
     }
 
     /// This key with sums kept in `accum` (f16 needs shader-f16, and only keys for which
@@ -482,7 +523,8 @@ impl KernelKey {
             vec4,
             reduction,
             ..self.clone()
-        };
+        }
+        .with_wide_loads(self.wide_loads);
         // Rows that lost the unrolled path (no 16-byte vectors) take one row per subgroup.
         if !shaped.can_share_rows() {
             shaped = shaped.with_rows_per_invocation(1);
@@ -501,7 +543,6 @@ impl KernelKey {
             realign_groups: (int_dot_vec4 && realign_groups) || nf4_realign,
             ..shaped
         }
-        .with_wide_loads(self.wide_loads)
     }
 
     /// The shader file and defines of this variant.
@@ -769,7 +810,7 @@ fn select_gemv(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
             KernelKey::reads_vec4(dtype, false),
             workarounds.clone(),
         )
-        .with_wide_loads(wide)
+        .with_wide_reader(wide)
     };
     let reduce_note = match (reduction, shape.rows_per_invocation) {
         (Reduction::Serial, _) => "one invocation per row".to_string(),
@@ -789,10 +830,13 @@ fn select_gemv(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
         None => a.to_string(),
     };
     // What the f32-decode key's 32-byte loads add to its description (KernelKey::wide_loads).
-    let wide_note = if key(ComputeDType::F32).wide_loads {
-        "; weights and activations read 32 bytes per load (vec4<u64>, shader-int64)"
-    } else {
-        ""
+    let wide_note = match key(ComputeDType::F32) {
+        k if k.wide_loads && k.rows_per_invocation > 1 => {
+            "; weights and activations read 32 bytes per load (vec4<u64>, shader-int64), two rows per invocation \
+             sharing each activation load"
+        }
+        k if k.wide_loads => "; weights and activations read 32 bytes per load (vec4<u64>, shader-int64)",
+        _ => "",
     };
     match dtype {
         StorageDType::F32 => KernelPath::Native {

@@ -276,7 +276,7 @@ fn race_gemv_layouts(
             caps.selftest.workarounds(),
         )
         // As `select` runs it: 32-byte loads where it would.
-        .with_wide_loads(caps.int64().usable());
+        .with_wide_reader(caps.int64().usable());
         if int_dot {
             k.with_int_dot()
         } else {
@@ -435,7 +435,7 @@ pub fn measure(gpu: &Gpu) -> Result<Tuning, DeviceError> {
                 true,
                 caps.selftest.workarounds(),
             )
-            .with_wide_loads(caps.int64().usable())
+            .with_wide_reader(caps.int64().usable())
         };
         tuning.f16_gemv = Some(Race {
             work: format!("f16 gemv {}", shapes_text(&gemv_shapes)),
