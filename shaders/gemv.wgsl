@@ -141,7 +141,7 @@ fn group_vector(g: GroupAt, a: vec4<u32>, b: vec4<u32>) -> vec4<u32> {
 // ends there ends on a vector and never uses it).
 fn realign_load(g: GroupAt, i: u32) -> vec4<u32> {
 #ifdef GROUPS_REALIGN
-    return w4[min(g.v + i, arrayLength(&w4) - 1u)];
+    return w4_at(min(g.v + i, w4_vectors() - 1u));
 #else
     return vec4<u32>(0u);
 #endif
@@ -150,21 +150,40 @@ fn realign_load(g: GroupAt, i: u32) -> vec4<u32> {
 // The nine vectors (144 bytes) of a group at g: eight q4_0 blocks, or four nf4 blocks. Loads
 // written out, each once, and constant indices only, so the array stays in registers.
 fn group_vectors9(g: GroupAt) -> array<vec4<u32>, 9> {
-    let r0 = w4[g.v];
-    let r1 = w4[g.v + 1u];
-    let r2 = w4[g.v + 2u];
-    let r3 = w4[g.v + 3u];
-    let r4 = w4[g.v + 4u];
-    let r5 = w4[g.v + 5u];
-    let r6 = w4[g.v + 6u];
-    let r7 = w4[g.v + 7u];
-    let r8 = w4[g.v + 8u];
+    let r = group_loads9(g);
     let r9 = realign_load(g, 9u);
     return array<vec4<u32>, 9>(
-        group_vector(g, r0, r1), group_vector(g, r1, r2), group_vector(g, r2, r3),
-        group_vector(g, r3, r4), group_vector(g, r4, r5), group_vector(g, r5, r6),
-        group_vector(g, r6, r7), group_vector(g, r7, r8), group_vector(g, r8, r9),
+        group_vector(g, r[0], r[1]), group_vector(g, r[1], r[2]), group_vector(g, r[2], r[3]),
+        group_vector(g, r[3], r[4]), group_vector(g, r[4], r[5]), group_vector(g, r[5], r[6]),
+        group_vector(g, r[6], r[7]), group_vector(g, r[7], r[8]), group_vector(g, r[8], r9),
     );
+}
+
+// The nine vectors of a group at g as loaded (before realigning): with W_U64 (int-dot's
+// 32-byte binding) from five 32-byte loads, each vector the half the group's start parity
+// says (int_dot.wgsl's `group_loads17` explains); otherwise one 16-byte load each.
+fn group_loads9(g: GroupAt) -> array<vec4<u32>, 9> {
+#ifdef W_U64
+    let b = g.v / 2u;
+    let odd = (g.v & 1u) == 1u;
+    let l0 = w4[b];
+    let l1 = w4[b + 1u];
+    let l2 = w4[b + 2u];
+    let l3 = w4[b + 3u];
+    let l4 = w4[b + 4u];
+    return array<vec4<u32>, 9>(
+        half_of(l0, odd), half_of(select(l0, l1, odd), !odd),
+        half_of(l1, odd), half_of(select(l1, l2, odd), !odd),
+        half_of(l2, odd), half_of(select(l2, l3, odd), !odd),
+        half_of(l3, odd), half_of(select(l3, l4, odd), !odd),
+        half_of(l4, odd),
+    );
+#else
+    return array<vec4<u32>, 9>(
+        w4[g.v], w4[g.v + 1u], w4[g.v + 2u], w4[g.v + 3u], w4[g.v + 4u], w4[g.v + 5u],
+        w4[g.v + 6u], w4[g.v + 7u], w4[g.v + 8u],
+    );
+#endif
 }
 #endif
 
@@ -178,6 +197,16 @@ fn group_vectors9(g: GroupAt) -> array<vec4<u32>, 9> {
 // (GROUPS_REALIGN, e.g. Qwen2.5-0.5B's 896 columns) start on a word: each group's vectors are
 // realigned from ten loads, and the row's last one to three blocks go a block at a time.
 @group(0) @binding(5) var<storage, read> w4: array<vec4<u32>>;
+
+// 16-byte vector v of W (the group helpers read W this way: int_dot.wgsl's binding may be
+// 32-byte vectors).
+fn w4_at(v: u32) -> vec4<u32> {
+    return w4[v];
+}
+
+fn w4_vectors() -> u32 {
+    return arrayLength(&w4);
+}
 @group(0) @binding(6) var<storage, read> x4: array<vec4<f32>>;
 
 // Code word q (eight codes, high nibble first) against its activations: lanes l and l + 1 of

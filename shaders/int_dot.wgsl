@@ -129,14 +129,56 @@ struct XWindows {
 // are 17 of these loads against 68 word loads. Used for groups of eight 32-element blocks
 // in rows of whole groups (which then start on 16-byte boundaries: KernelKey::for_cols),
 // every q4_k (144-byte) and q5_k (176-byte) block, and every q6_k block, realigned.
+#ifdef W_U64
+// W_U64 (the shuffled reader of INT_DOT_WIDE dtypes, where shader-int64 is usable): both
+// bound as 32-byte vectors. llvmpipe's loads cost about the same whatever their width, so
+// the group readers that take a group's vectors two per load (q8_0's) and the activation
+// windows (a whole block per lane) halve their loads; other reads take half a load.
+@group(0) @binding(6) var<storage, read> w4: array<vec4<u64>>;
+@group(0) @binding(7) var<storage, read> x4: array<vec4<u64>>;
+
+// 16-byte vector v of W.
+fn w4_at(v: u32) -> vec4<u32> {
+    return half_of(w4[v / 2u], (v & 1u) == 1u);
+}
+
+fn w4_vectors() -> u32 {
+    return 2u * arrayLength(&w4);
+}
+
+// 16-byte vector v of the quantized activations.
+fn x4_at(v: u32) -> vec4<u32> {
+    return half_of(x4[v / 2u], (v & 1u) == 1u);
+}
+
+// The low (or, with `high`, the high) 16 bytes of a 32-byte load, as u32 words.
+fn half_of(q: vec4<u64>, high: bool) -> vec4<u32> {
+    let lo = vec4<u32>(u32(q.x), u32(q.x >> 32u), u32(q.y), u32(q.y >> 32u));
+    let hi = vec4<u32>(u32(q.z), u32(q.z >> 32u), u32(q.w), u32(q.w >> 32u));
+    return select(lo, hi, high);
+}
+#else
 @group(0) @binding(6) var<storage, read> w4: array<vec4<u32>>;
 // The quantized activations again, 16 bytes (half a block) per element.
 @group(0) @binding(7) var<storage, read> x4: array<vec4<u32>>;
 
+fn w4_at(v: u32) -> vec4<u32> {
+    return w4[v];
+}
+
+fn w4_vectors() -> u32 {
+    return arrayLength(&w4);
+}
+
+fn x4_at(v: u32) -> vec4<u32> {
+    return x4[v];
+}
+#endif
+
 // Activation blocks b0..b0 + 4 as one vector per lane (with REDUCE_SERIAL_SHUFFLE).
 fn x_window4(b0: u32) -> vec4<u32> {
 #ifdef REDUCE_SERIAL_SHUFFLE
-    return x4[2u * b0 + lane8];
+    return x4_at(2u * b0 + lane8);
 #else
     return vec4<u32>(0u);
 #endif
@@ -144,10 +186,16 @@ fn x_window4(b0: u32) -> vec4<u32> {
 #endif
 
 fn x_windows8(b0: u32) -> XWindows {
+#ifdef W_U64
+    // Lane l holds block b0 + l whole: its words 0..3 (lo) and 4..7 (hi).
+    let q = x4[b0 + lane8];
+    return XWindows(x_words_of(half_of(q, false)), x_words_of(half_of(q, true)));
+#else
 #ifdef INT_DOT_VEC4
     return XWindows(x_words_of(x_window4(b0)), x_words_of(x_window4(b0 + 4u)));
 #else
     return XWindows(x_words_of(vec4<u32>(0u)), x_words_of(vec4<u32>(0u)));
+#endif
 #endif
 }
 
@@ -169,10 +217,14 @@ fn shuffled_words(windows: XWindows, hi: bool, l: u32) -> XWords {
 // one word window and eight shuffles / eight word loads.
 fn x_block8(windows: XWindows, b0: u32, i: u32) -> XBlock {
 #ifdef INT_DOT_VEC4
+#ifdef W_U64
+    return XBlock(shuffled_words(windows, false, i), shuffled_words(windows, true, i));
+#else
 #ifdef REDUCE_SERIAL_SHUFFLE
     return XBlock(shuffled_words(windows, i >= 4u, 2u * (i % 4u)), shuffled_words(windows, i >= 4u, 2u * (i % 4u) + 1u));
 #else
-    return XBlock(x_words_of(x4[2u * (b0 + i)]), x_words_of(x4[2u * (b0 + i) + 1u]));
+    return XBlock(x_words_of(x4_at(2u * (b0 + i))), x_words_of(x4_at(2u * (b0 + i) + 1u)));
+#endif
 #endif
 #else
     return x_block(b0 + i);
@@ -202,7 +254,7 @@ fn w_words(i: u32) -> vec4<u32> {
 // otherwise.
 fn w_vector(v: u32) -> vec4<u32> {
 #ifdef INT_DOT_VEC4
-    return w4[v];
+    return w4_at(v);
 #else
     return w_words(4u * v);
 #endif
@@ -497,6 +549,75 @@ fn int_dot_pair(blk: u32, xb: u32, sa: vec2<f32>, sb: vec2<f32>) -> f32 {
 }
 
 #ifdef INT_DOT_VEC4
+#ifdef W_Q5_0
+// The 11 vectors of a q5_0 group at g (176 bytes) as loaded: six 32-byte loads with W_U64
+// (as `group_loads17`), else eleven 16-byte ones.
+fn group_loads11(g: GroupAt) -> array<vec4<u32>, 11> {
+#ifdef W_U64
+    let b = g.v / 2u;
+    let odd = (g.v & 1u) == 1u;
+    let l0 = w4[b];
+    let l1 = w4[b + 1u];
+    let l2 = w4[b + 2u];
+    let l3 = w4[b + 3u];
+    let l4 = w4[b + 4u];
+    let l5 = w4[b + 5u];
+    return array<vec4<u32>, 11>(
+        half_of(l0, odd), half_of(select(l0, l1, odd), !odd),
+        half_of(l1, odd), half_of(select(l1, l2, odd), !odd),
+        half_of(l2, odd), half_of(select(l2, l3, odd), !odd),
+        half_of(l3, odd), half_of(select(l3, l4, odd), !odd),
+        half_of(l4, odd), half_of(select(l4, l5, odd), !odd),
+        half_of(l5, odd),
+    );
+#else
+    return array<vec4<u32>, 11>(
+        w4[g.v], w4[g.v + 1u], w4[g.v + 2u], w4[g.v + 3u], w4[g.v + 4u], w4[g.v + 5u],
+        w4[g.v + 6u], w4[g.v + 7u], w4[g.v + 8u], w4[g.v + 9u], w4[g.v + 10u],
+    );
+#endif
+}
+#endif
+
+#ifdef W_Q8_0
+// The 17 vectors of a q8_0 group at g (272 bytes), as loaded (before realigning): with
+// W_U64 from nine 32-byte loads, each vector the half the group's start parity says;
+// otherwise one 16-byte load each. Loads written out, constant indices only (registers).
+fn group_loads17(g: GroupAt) -> array<vec4<u32>, 17> {
+#ifdef W_U64
+    let b = g.v / 2u;
+    let odd = (g.v & 1u) == 1u;
+    let l0 = w4[b];
+    let l1 = w4[b + 1u];
+    let l2 = w4[b + 2u];
+    let l3 = w4[b + 3u];
+    let l4 = w4[b + 4u];
+    let l5 = w4[b + 5u];
+    let l6 = w4[b + 6u];
+    let l7 = w4[b + 7u];
+    let l8 = w4[b + 8u];
+    // Vector i is half i of the loads from an even start, half i + 1 from an odd one.
+    return array<vec4<u32>, 17>(
+        half_of(l0, odd), half_of(select(l0, l1, odd), !odd),
+        half_of(l1, odd), half_of(select(l1, l2, odd), !odd),
+        half_of(l2, odd), half_of(select(l2, l3, odd), !odd),
+        half_of(l3, odd), half_of(select(l3, l4, odd), !odd),
+        half_of(l4, odd), half_of(select(l4, l5, odd), !odd),
+        half_of(l5, odd), half_of(select(l5, l6, odd), !odd),
+        half_of(l6, odd), half_of(select(l6, l7, odd), !odd),
+        half_of(l7, odd), half_of(select(l7, l8, odd), !odd),
+        half_of(l8, odd),
+    );
+#else
+    return array<vec4<u32>, 17>(
+        w4[g.v], w4[g.v + 1u], w4[g.v + 2u], w4[g.v + 3u], w4[g.v + 4u], w4[g.v + 5u],
+        w4[g.v + 6u], w4[g.v + 7u], w4[g.v + 8u], w4[g.v + 9u], w4[g.v + 10u], w4[g.v + 11u],
+        w4[g.v + 12u], w4[g.v + 13u], w4[g.v + 14u], w4[g.v + 15u], w4[g.v + 16u],
+    );
+#endif
+}
+#endif
+
 // Groups of eight 32-element blocks are read through gemv.wgsl's group helpers (group_at,
 // group_vector, realign_load; GROUPS_REALIGN in rows that are not whole groups).
 // Eight blocks from block blk0 (whose group starts where group_at says) against activation
@@ -508,23 +629,24 @@ fn int_dot_group_vec4(blk0: u32, b0: u32, sw: vec2<f32>) -> f32 {
 #ifdef W_Q8_0
     // 8 blocks = 272 bytes = 17 vectors; pair p starts at word 17p (vector 4p, component p).
     let g = group_at(blk0, 34u);
-    let r0 = w4[g.v];
-    let r1 = w4[g.v + 1u];
-    let r2 = w4[g.v + 2u];
-    let r3 = w4[g.v + 3u];
-    let r4 = w4[g.v + 4u];
-    let r5 = w4[g.v + 5u];
-    let r6 = w4[g.v + 6u];
-    let r7 = w4[g.v + 7u];
-    let r8 = w4[g.v + 8u];
-    let r9 = w4[g.v + 9u];
-    let r10 = w4[g.v + 10u];
-    let r11 = w4[g.v + 11u];
-    let r12 = w4[g.v + 12u];
-    let r13 = w4[g.v + 13u];
-    let r14 = w4[g.v + 14u];
-    let r15 = w4[g.v + 15u];
-    let r16 = w4[g.v + 16u];
+    let r = group_loads17(g);
+    let r0 = r[0];
+    let r1 = r[1];
+    let r2 = r[2];
+    let r3 = r[3];
+    let r4 = r[4];
+    let r5 = r[5];
+    let r6 = r[6];
+    let r7 = r[7];
+    let r8 = r[8];
+    let r9 = r[9];
+    let r10 = r[10];
+    let r11 = r[11];
+    let r12 = r[12];
+    let r13 = r[13];
+    let r14 = r[14];
+    let r15 = r[15];
+    let r16 = r[16];
     let r17 = realign_load(g, 17u);
     let v0 = group_vector(g, r0, r1);
     let v1 = group_vector(g, r1, r2);
@@ -569,17 +691,18 @@ fn int_dot_group_vec4(blk0: u32, b0: u32, sw: vec2<f32>) -> f32 {
     // 8 blocks = 176 bytes = 11 vectors; pair p starts at word 11p (vector 2p + p / 2...):
     // words 0, 11, 22, 33 are v0.x, v2.w, v5.z, v8.y.
     let g = group_at(blk0, 22u);
-    let r0 = w4[g.v];
-    let r1 = w4[g.v + 1u];
-    let r2 = w4[g.v + 2u];
-    let r3 = w4[g.v + 3u];
-    let r4 = w4[g.v + 4u];
-    let r5 = w4[g.v + 5u];
-    let r6 = w4[g.v + 6u];
-    let r7 = w4[g.v + 7u];
-    let r8 = w4[g.v + 8u];
-    let r9 = w4[g.v + 9u];
-    let r10 = w4[g.v + 10u];
+    let r = group_loads11(g);
+    let r0 = r[0];
+    let r1 = r[1];
+    let r2 = r[2];
+    let r3 = r[3];
+    let r4 = r[4];
+    let r5 = r[5];
+    let r6 = r[6];
+    let r7 = r[7];
+    let r8 = r[8];
+    let r9 = r[9];
+    let r10 = r[10];
     let r11 = realign_load(g, 11u);
     let v0 = group_vector(g, r0, r1);
     let v1 = group_vector(g, r1, r2);
@@ -604,11 +727,11 @@ fn int_dot_group_vec4(blk0: u32, b0: u32, sw: vec2<f32>) -> f32 {
     var acc = 0.0;
     for (var h = 0u; h < 2u; h = h + 1u) {
         let v = g.v + 5u * h;
-        let r0 = w4[v];
-        let r1 = w4[v + 1u];
-        let r2 = w4[v + 2u];
-        let r3 = w4[v + 3u];
-        let r4 = w4[v + 4u];
+        let r0 = w4_at(v);
+        let r1 = w4_at(v + 1u);
+        let r2 = w4_at(v + 2u);
+        let r3 = w4_at(v + 3u);
+        let r4 = w4_at(v + 4u);
         let r5 = realign_load(g, 5u * h + 5u);
         let v0 = group_vector(g, r0, r1);
         let v1 = group_vector(g, r1, r2);
@@ -630,9 +753,9 @@ fn int_dot_group_vec4(blk0: u32, b0: u32, sw: vec2<f32>) -> f32 {
     var acc = 0.0;
     for (var h = 0u; h < 4u; h = h + 1u) {
         let v = g.v + 3u * h;
-        let r0 = w4[v];
-        let r1 = w4[v + 1u];
-        let r2 = w4[v + 2u];
+        let r0 = w4_at(v);
+        let r1 = w4_at(v + 1u);
+        let r2 = w4_at(v + 2u);
         let r3 = realign_load(g, 3u * h + 3u);
         let v0 = group_vector(g, r0, r1);
         let v1 = group_vector(g, r1, r2);
@@ -824,20 +947,20 @@ fn q6k_block_vec4(blk: u32, xb: u32) -> f32 {
     let half = j % 2u == 1u;
     let xsw = xs_window(xb * 8u);
     let xw = x_windows8(xb * 8u);
-    let l0 = w4[v];
-    let l1 = w4[v + 1u];
-    let l2 = w4[v + 2u];
-    let l3 = w4[v + 3u];
-    let l4 = w4[v + 4u];
-    let l5 = w4[v + 5u];
-    let l6 = w4[v + 6u];
-    let l7 = w4[v + 7u];
-    let l8 = w4[v + 8u];
-    let l9 = w4[v + 9u];
-    let l10 = w4[v + 10u];
-    let l11 = w4[v + 11u];
-    let l12 = w4[v + 12u];
-    let l13 = w4[v + 13u];
+    let l0 = w4_at(v);
+    let l1 = w4_at(v + 1u);
+    let l2 = w4_at(v + 2u);
+    let l3 = w4_at(v + 3u);
+    let l4 = w4_at(v + 4u);
+    let l5 = w4_at(v + 5u);
+    let l6 = w4_at(v + 6u);
+    let l7 = w4_at(v + 7u);
+    let l8 = w4_at(v + 8u);
+    let l9 = w4_at(v + 9u);
+    let l10 = w4_at(v + 10u);
+    let l11 = w4_at(v + 11u);
+    let l12 = w4_at(v + 12u);
+    let l13 = w4_at(v + 13u);
     let sc = realigned(l12, l13, o, half);
     // d: block bytes 208, 209, which are 2j bytes into vector 13.
     let d = unpack2x16float(l13[o] >> select(0u, 16u, half)).x;

@@ -395,6 +395,10 @@ pub fn reachable_variants(caps: &Capabilities, dtype: StorageDType) -> Vec<Kerne
                 let dot = key.with_int_dot();
                 // Int-dot keys differ by vec4 only where it picks the 16-byte reader.
                 if int_dot && (!vec4 || dot.int_dot_vec4()) {
+                    // 32-byte loads where shader-int64 is usable and the dtype has them.
+                    if caps.int64().usable() && dot.can_load_wide() {
+                        keys.push(dot.with_wide_loads(true));
+                    }
                     keys.push(dot);
                 }
                 if (!vec4 || key.vec4_decoder())

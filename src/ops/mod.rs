@@ -55,11 +55,14 @@ pub fn all_variants() -> Vec<ShaderVariant> {
                     let dot = key.with_int_dot();
                     if KernelKey::has_int_dot(dtype) && runs(&dot) && (!vec4 || dot.int_dot_vec4())
                     {
-                        v.push(dot.variant());
-                        // Rows that are not whole groups of eight 32-element blocks.
-                        let realigned = dot.for_cols(32);
-                        if realigned.realign_groups {
-                            v.push(realigned.variant());
+                        // With 32-byte loads too, where the dtype has them; and in rows that are
+                        // not whole groups of eight 32-element blocks.
+                        for dot in [dot.clone(), dot.with_wide_loads(true)] {
+                            v.push(dot.variant());
+                            let realigned = dot.for_cols(32);
+                            if realigned.realign_groups {
+                                v.push(realigned.variant());
+                            }
                         }
                     }
                     if !runs(&key) || (vec4 && !key.vec4_decoder()) {

@@ -274,14 +274,9 @@ fn race_gemv_layouts(
             g.gemv_shape(r).with_rows_per_invocation(rows),
             KernelKey::reads_vec4(dtype, int_dot),
             caps.selftest.workarounds(),
-        )
+        );
         // As `select` runs it: 32-byte loads where it would.
-        .with_wide_reader(caps.int64().usable());
-        if int_dot {
-            k.with_int_dot()
-        } else {
-            k
-        }
+        if int_dot { k.with_int_dot() } else { k }.with_wide_reader(caps.int64().usable())
     };
     let mut layouts = vec![(Reduction::Serial, 1), (Reduction::Workgroup, 1)];
     if caps.subgroups().usable() && g.gemv_subgroup.is_some() {
