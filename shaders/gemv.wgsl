@@ -64,6 +64,15 @@ alias acc_t = f16;
 alias acc_t = f32;
 #endif
 
+#ifdef W_U64
+// The low (or, with `high`, the high) 16 bytes of a 32-byte load, as u32 words.
+fn half_of(q: vec4<u64>, high: bool) -> vec4<u32> {
+    let lo = vec4<u32>(u32(q.x), u32(q.x >> 32u), u32(q.y), u32(q.y >> 32u));
+    let hi = vec4<u32>(u32(q.z), u32(q.z >> 32u), u32(q.w), u32(q.w >> 32u));
+    return select(lo, hi, high);
+}
+#endif
+
 #ifdef ELEMENTWISE
 #include "blocks.wgsl"
 
@@ -120,6 +129,26 @@ struct GroupAt {
     o: u32,
     half: bool,
 }
+
+// W's vector binding `w4` (nf4's or int_dot.wgsl's) as 16-byte vectors, whether it is bound
+// as 16- or as 32-byte ones (W_U64: each read then takes half of a 32-byte load).
+#ifdef W_U64
+fn w4_at(v: u32) -> vec4<u32> {
+    return half_of(w4[v / 2u], (v & 1u) == 1u);
+}
+
+fn w4_vectors() -> u32 {
+    return 2u * arrayLength(&w4);
+}
+#else
+fn w4_at(v: u32) -> vec4<u32> {
+    return w4[v];
+}
+
+fn w4_vectors() -> u32 {
+    return arrayLength(&w4);
+}
+#endif
 
 fn group_at(blk0: u32, block_bytes: u32) -> GroupAt {
     let X = blk0 * block_bytes;
@@ -196,18 +225,14 @@ fn group_loads9(g: GroupAt) -> array<vec4<u32>, 9> {
 // Rows of 256 elements start on 16-byte boundaries (36 · 256 / 64 = 144 bytes). Other rows
 // (GROUPS_REALIGN, e.g. Qwen2.5-0.5B's 896 columns) start on a word: each group's vectors are
 // realigned from ten loads, and the row's last one to three blocks go a block at a time.
+#ifdef W_U64
+// W_U64: both bound as 32-byte vectors (eight activations per element).
+@group(0) @binding(5) var<storage, read> w4: array<vec4<u64>>;
+@group(0) @binding(6) var<storage, read> x4: array<vec4<u64>>;
+#else
 @group(0) @binding(5) var<storage, read> w4: array<vec4<u32>>;
-
-// 16-byte vector v of W (the group helpers read W this way: int_dot.wgsl's binding may be
-// 32-byte vectors).
-fn w4_at(v: u32) -> vec4<u32> {
-    return w4[v];
-}
-
-fn w4_vectors() -> u32 {
-    return arrayLength(&w4);
-}
 @group(0) @binding(6) var<storage, read> x4: array<vec4<f32>>;
+#endif
 
 // Code word q (eight codes, high nibble first) against its activations: lanes l and l + 1 of
 // `window`, the first four and the next.
@@ -217,6 +242,30 @@ fn nf4_word(book: vec2<f32>, q: u32, window: vec4<f32>, l: u32) -> f32 {
     let b = nf4_lookup(book, (v >> vec4<u32>(20u, 16u, 28u, 24u)) & vec4<u32>(0xfu));
     return dot(a, subgroupShuffle(window, l)) + dot(b, subgroupShuffle(window, l + 1u));
 }
+
+#ifdef W_U64
+// Code word m of a block (eight codes, high nibble first) against its activations, which
+// lane m holds: elements 8m..8m + 4 (`lo`) and 8m + 4..8m + 8 (`hi`) of the block.
+fn nf4_word64(book: vec2<f32>, q: u32, lo: vec4<f32>, hi: vec4<f32>, m: u32) -> f32 {
+    let v = vec4<u32>(q);
+    let a = nf4_lookup(book, (v >> vec4<u32>(4u, 0u, 12u, 8u)) & vec4<u32>(0xfu));
+    let b = nf4_lookup(book, (v >> vec4<u32>(20u, 16u, 28u, 24u)) & vec4<u32>(0xfu));
+    return dot(a, subgroupShuffle(lo, m)) + dot(b, subgroupShuffle(hi, m));
+}
+
+// A block: its absmax word, its code words 0..3 (q0) and 4..7 (q1), against its 64
+// activations, eight per lane from one 32-byte load at x vector `xv`.
+fn nf4_block64(book: vec2<f32>, absmax: u32, q0: vec4<u32>, q1: vec4<u32>, xv: u32) -> f32 {
+    let xq = x4[xv + lane8];
+    let lo = bitcast<vec4<f32>>(half_of(xq, false));
+    let hi = bitcast<vec4<f32>>(half_of(xq, true));
+    let s = nf4_word64(book, q0.x, lo, hi, 0u) + nf4_word64(book, q0.y, lo, hi, 1u)
+        + nf4_word64(book, q0.z, lo, hi, 2u) + nf4_word64(book, q0.w, lo, hi, 3u)
+        + nf4_word64(book, q1.x, lo, hi, 4u) + nf4_word64(book, q1.y, lo, hi, 5u)
+        + nf4_word64(book, q1.z, lo, hi, 6u) + nf4_word64(book, q1.w, lo, hi, 7u);
+    return bitcast<f32>(absmax) * s;
+}
+#endif
 
 // A block: its absmax word, its code words 0..3 (q0) and 4..7 (q1), and its activations in
 // two windows (elements 0..32 and 32..64).
@@ -233,11 +282,20 @@ fn nf4_block(book: vec2<f32>, absmax: u32, q0: vec4<u32>, q1: vec4<u32>, xa: vec
 // next eight words.
 fn nf4_group(book: vec2<f32>, g: GroupAt, xv: u32) -> f32 {
     let r = group_vectors9(g);
+#ifdef W_U64
+    // x in 32-byte vectors: a block's 64 activations are eight of them, one per lane.
+    let x8 = xv / 2u;
+    return nf4_block64(book, r[0].x, vec4<u32>(r[0].yzw, r[1].x), vec4<u32>(r[1].yzw, r[2].x), x8)
+        + nf4_block64(book, r[2].y, vec4<u32>(r[2].zw, r[3].xy), vec4<u32>(r[3].zw, r[4].xy), x8 + 8u)
+        + nf4_block64(book, r[4].z, vec4<u32>(r[4].w, r[5].xyz), vec4<u32>(r[5].w, r[6].xyz), x8 + 16u)
+        + nf4_block64(book, r[6].w, r[7], r[8], x8 + 24u);
+#else
     let x0 = xv + lane8;
     return nf4_block(book, r[0].x, vec4<u32>(r[0].yzw, r[1].x), vec4<u32>(r[1].yzw, r[2].x), x4[x0], x4[x0 + 8u])
         + nf4_block(book, r[2].y, vec4<u32>(r[2].zw, r[3].xy), vec4<u32>(r[3].zw, r[4].xy), x4[x0 + 16u], x4[x0 + 24u])
         + nf4_block(book, r[4].z, vec4<u32>(r[4].w, r[5].xyz), vec4<u32>(r[5].w, r[6].xyz), x4[x0 + 32u], x4[x0 + 40u])
         + nf4_block(book, r[6].w, r[7], r[8], x4[x0 + 48u], x4[x0 + 56u]);
+#endif
 }
 #endif
 
@@ -409,10 +467,7 @@ fn window_x(window: vec4<f32>, j: u32) -> UnitX {
 #ifdef W_U64
 // The two 16-byte halves of a 32-byte load, as u32 words.
 fn halves(v: vec4<u64>) -> array<vec4<u32>, 2> {
-    return array<vec4<u32>, 2>(
-        vec4<u32>(u32(v.x), u32(v.x >> 32u), u32(v.y), u32(v.y >> 32u)),
-        vec4<u32>(u32(v.z), u32(v.z >> 32u), u32(v.w), u32(v.w >> 32u)),
-    );
+    return array<vec4<u32>, 2>(half_of(v, false), half_of(v, true));
 }
 
 // Activation units t (t < 16) of a window of 64 that lanes hold as `lo` (their elements

@@ -137,38 +137,14 @@ struct XWindows {
 @group(0) @binding(6) var<storage, read> w4: array<vec4<u64>>;
 @group(0) @binding(7) var<storage, read> x4: array<vec4<u64>>;
 
-// 16-byte vector v of W.
-fn w4_at(v: u32) -> vec4<u32> {
-    return half_of(w4[v / 2u], (v & 1u) == 1u);
-}
-
-fn w4_vectors() -> u32 {
-    return 2u * arrayLength(&w4);
-}
-
 // 16-byte vector v of the quantized activations.
 fn x4_at(v: u32) -> vec4<u32> {
     return half_of(x4[v / 2u], (v & 1u) == 1u);
-}
-
-// The low (or, with `high`, the high) 16 bytes of a 32-byte load, as u32 words.
-fn half_of(q: vec4<u64>, high: bool) -> vec4<u32> {
-    let lo = vec4<u32>(u32(q.x), u32(q.x >> 32u), u32(q.y), u32(q.y >> 32u));
-    let hi = vec4<u32>(u32(q.z), u32(q.z >> 32u), u32(q.w), u32(q.w >> 32u));
-    return select(lo, hi, high);
 }
 #else
 @group(0) @binding(6) var<storage, read> w4: array<vec4<u32>>;
 // The quantized activations again, 16 bytes (half a block) per element.
 @group(0) @binding(7) var<storage, read> x4: array<vec4<u32>>;
-
-fn w4_at(v: u32) -> vec4<u32> {
-    return w4[v];
-}
-
-fn w4_vectors() -> u32 {
-    return arrayLength(&w4);
-}
 
 fn x4_at(v: u32) -> vec4<u32> {
     return x4[v];

@@ -89,8 +89,10 @@ pub fn all_variants() -> Vec<ShaderVariant> {
                     // nf4's 16-byte reader over rows that are not whole groups of four blocks,
                     // with either sum type.
                     if key.nf4_vec4() {
-                        v.push(key.for_cols(64).variant());
-                        v.push(key.with_accum(AccumDType::F16).for_cols(64).variant());
+                        for key in [key.clone(), key.with_wide_loads(true)] {
+                            v.push(key.for_cols(64).variant());
+                            v.push(key.with_accum(AccumDType::F16).for_cols(64).variant());
+                        }
                     }
                     v.push(key.variant());
                 }

@@ -233,11 +233,16 @@ impl KernelKey {
     /// 32 bytes per lane too, in windows of 64. Rows there are whole windows of 32 elements,
     /// so whole 32-byte loads.
     ///
+    /// nf4's 16-byte reader ([`Self::nf4_vec4`]) has one too: each group's nine weight
+    /// vectors from five loads, each block's 64 activations one 32-byte load per lane.
     /// The int-dot 16-byte reader with shuffled activations has one too, for
     /// [`Self::INT_DOT_WIDE_DTYPES`]: W and the quantized activations bound as 32-byte vectors,
     /// each group's weight vectors two per load and each lane's activation window a whole
     /// block.
     pub fn can_load_wide(&self) -> bool {
+        if self.nf4_vec4() {
+            return true;
+        }
         if self.int_dot {
             return self.int_dot_vec4()
                 && self.reduction == Reduction::SerialShuffle
@@ -282,7 +287,7 @@ impl KernelKey {
     /// units or 16-byte vectors), and the 32-byte shuffled reader ([`Self::wide_loads`]).
     pub fn can_share_rows(&self) -> bool {
         (self.reduction == Reduction::Subgroup && self.unrolled() && !self.int_dot)
-            || (self.wide_loads && !self.int_dot)
+            || (self.wide_loads && Self::plain(self.dtype))
     }
 
     /// The rows per subgroup (or invocation) other than one that this key can compute
@@ -637,6 +642,9 @@ impl KernelKey {
             defines.push(Define::flag("NF4_VEC4"));
             defines.push(Define::flag("NF4_BOOK"));
             defines.extend(self.group_defines());
+            if self.wide_loads {
+                defines.push(Define::flag("W_U64"));
+            }
         } else if self.vec4 && !self.int_dot && !self.elementwise() {
             defines.push(Define::flag("VEC4"));
             if self.wide_loads {
