@@ -188,9 +188,9 @@ fn group_vectors9(g: GroupAt) -> array<vec4<u32>, 9> {
     );
 }
 
-// The nine vectors of a group at g as loaded (before realigning): with W_U64 (int-dot's
-// 32-byte binding) from five 32-byte loads, each vector the half the group's start parity
-// says (int_dot.wgsl's `group_loads17` explains); otherwise one 16-byte load each.
+// The nine vectors from vector g.v as loaded (before realigning; a q4_0 or nf4 group, a q4_k
+// block): with W_U64 from five 32-byte loads, each vector the half the group's start parity
+// says (`group_loads17` explains); otherwise one 16-byte load each.
 fn group_loads9(g: GroupAt) -> array<vec4<u32>, 9> {
 #ifdef W_U64
     let b = g.v / 2u;
@@ -211,6 +211,104 @@ fn group_loads9(g: GroupAt) -> array<vec4<u32>, 9> {
     return array<vec4<u32>, 9>(
         w4[g.v], w4[g.v + 1u], w4[g.v + 2u], w4[g.v + 3u], w4[g.v + 4u], w4[g.v + 5u],
         w4[g.v + 6u], w4[g.v + 7u], w4[g.v + 8u],
+    );
+#endif
+}
+
+// The 11 vectors from vector g.v as loaded (a q5_0 group, a q5_k block): six 32-byte loads
+// with W_U64 (as `group_loads17`), else eleven 16-byte ones.
+fn group_loads11(g: GroupAt) -> array<vec4<u32>, 11> {
+#ifdef W_U64
+    let b = g.v / 2u;
+    let odd = (g.v & 1u) == 1u;
+    let l0 = w4[b];
+    let l1 = w4[b + 1u];
+    let l2 = w4[b + 2u];
+    let l3 = w4[b + 3u];
+    let l4 = w4[b + 4u];
+    let l5 = w4[b + 5u];
+    return array<vec4<u32>, 11>(
+        half_of(l0, odd), half_of(select(l0, l1, odd), !odd),
+        half_of(l1, odd), half_of(select(l1, l2, odd), !odd),
+        half_of(l2, odd), half_of(select(l2, l3, odd), !odd),
+        half_of(l3, odd), half_of(select(l3, l4, odd), !odd),
+        half_of(l4, odd), half_of(select(l4, l5, odd), !odd),
+        half_of(l5, odd),
+    );
+#else
+    return array<vec4<u32>, 11>(
+        w4[g.v], w4[g.v + 1u], w4[g.v + 2u], w4[g.v + 3u], w4[g.v + 4u], w4[g.v + 5u],
+        w4[g.v + 6u], w4[g.v + 7u], w4[g.v + 8u], w4[g.v + 9u], w4[g.v + 10u],
+    );
+#endif
+}
+
+// The 17 vectors from vector g.v (a q8_0 group, 272 bytes) as loaded (before realigning):
+// with W_U64 from nine 32-byte loads, each vector the half the group's start parity says;
+// otherwise one 16-byte load each. Loads written out, constant indices only (registers).
+fn group_loads17(g: GroupAt) -> array<vec4<u32>, 17> {
+#ifdef W_U64
+    let b = g.v / 2u;
+    let odd = (g.v & 1u) == 1u;
+    let l0 = w4[b];
+    let l1 = w4[b + 1u];
+    let l2 = w4[b + 2u];
+    let l3 = w4[b + 3u];
+    let l4 = w4[b + 4u];
+    let l5 = w4[b + 5u];
+    let l6 = w4[b + 6u];
+    let l7 = w4[b + 7u];
+    let l8 = w4[b + 8u];
+    // Vector i is half i of the loads from an even start, half i + 1 from an odd one.
+    return array<vec4<u32>, 17>(
+        half_of(l0, odd), half_of(select(l0, l1, odd), !odd),
+        half_of(l1, odd), half_of(select(l1, l2, odd), !odd),
+        half_of(l2, odd), half_of(select(l2, l3, odd), !odd),
+        half_of(l3, odd), half_of(select(l3, l4, odd), !odd),
+        half_of(l4, odd), half_of(select(l4, l5, odd), !odd),
+        half_of(l5, odd), half_of(select(l5, l6, odd), !odd),
+        half_of(l6, odd), half_of(select(l6, l7, odd), !odd),
+        half_of(l7, odd), half_of(select(l7, l8, odd), !odd),
+        half_of(l8, odd),
+    );
+#else
+    return array<vec4<u32>, 17>(
+        w4[g.v], w4[g.v + 1u], w4[g.v + 2u], w4[g.v + 3u], w4[g.v + 4u], w4[g.v + 5u],
+        w4[g.v + 6u], w4[g.v + 7u], w4[g.v + 8u], w4[g.v + 9u], w4[g.v + 10u], w4[g.v + 11u],
+        w4[g.v + 12u], w4[g.v + 13u], w4[g.v + 14u], w4[g.v + 15u], w4[g.v + 16u],
+    );
+#endif
+}
+
+// The 14 vectors from vector g.v as loaded (q6_k's 210-byte blocks, realigned by the caller):
+// eight 32-byte loads with W_U64 (seven from an even start, the eighth then clamped to the
+// buffer, whose last vector it may pass), else fourteen 16-byte ones.
+fn group_loads14(g: GroupAt) -> array<vec4<u32>, 14> {
+#ifdef W_U64
+    let b = g.v / 2u;
+    let odd = (g.v & 1u) == 1u;
+    let l0 = w4[b];
+    let l1 = w4[b + 1u];
+    let l2 = w4[b + 2u];
+    let l3 = w4[b + 3u];
+    let l4 = w4[b + 4u];
+    let l5 = w4[b + 5u];
+    let l6 = w4[b + 6u];
+    let l7 = w4[min(b + 7u, arrayLength(&w4) - 1u)];
+    return array<vec4<u32>, 14>(
+        half_of(l0, odd), half_of(select(l0, l1, odd), !odd),
+        half_of(l1, odd), half_of(select(l1, l2, odd), !odd),
+        half_of(l2, odd), half_of(select(l2, l3, odd), !odd),
+        half_of(l3, odd), half_of(select(l3, l4, odd), !odd),
+        half_of(l4, odd), half_of(select(l4, l5, odd), !odd),
+        half_of(l5, odd), half_of(select(l5, l6, odd), !odd),
+        half_of(l6, odd), half_of(select(l6, l7, odd), !odd),
+    );
+#else
+    return array<vec4<u32>, 14>(
+        w4[g.v], w4[g.v + 1u], w4[g.v + 2u], w4[g.v + 3u], w4[g.v + 4u], w4[g.v + 5u],
+        w4[g.v + 6u], w4[g.v + 7u], w4[g.v + 8u], w4[g.v + 9u], w4[g.v + 10u], w4[g.v + 11u],
+        w4[g.v + 12u], w4[g.v + 13u],
     );
 #endif
 }

@@ -361,6 +361,32 @@ fn kquant_chunk(sm: vec4<u32>, xsw: vec2<f32>, xb0: u32, c: u32, s: vec2<i32>) -
     );
 }
 
+#ifdef W_KQUANT45
+// Chunk c's integer sums (its two sub-blocks against their activation blocks) from its quant
+// vectors q0, q1 (q5_k's fifth bits in h_lo, h_hi).
+fn kquant_chunk_sums(q0: vec4<u32>, q1: vec4<u32>, h_lo: vec4<u32>, h_hi: vec4<u32>, xw: XWindows, xb0: u32, c: u32) -> vec2<i32> {
+    let xa = x_block8(xw, xb0, 2u * c);
+    let xh = x_block8(xw, xb0, 2u * c + 1u);
+    return vec2<i32>(
+        dot4x4(kquant_quants(q0, h_lo, 2u * c), xa.lo) + dot4x4(kquant_quants(q1, h_hi, 2u * c), xa.hi),
+        dot4x4(kquant_quants(q0 >> vec4<u32>(4u), h_lo, 2u * c + 1u), xh.lo)
+            + dot4x4(kquant_quants(q1 >> vec4<u32>(4u), h_hi, 2u * c + 1u), xh.hi),
+    );
+}
+
+#ifdef INT_DOT_VEC4
+// A q4_k (9 vectors) or q5_k (11) block's vectors as loaded (gemv.wgsl's group loaders: two
+// per 32-byte load with W_U64).
+fn kquant_vectors(blk: u32) -> array<vec4<u32>, KQUANT_VECTORS> {
+#ifdef W_Q5_K
+    return group_loads11(GroupAt(blk * KQUANT_VECTORS, 0u, false));
+#else
+    return group_loads9(GroupAt(blk * KQUANT_VECTORS, 0u, false));
+#endif
+}
+#endif
+#endif
+
 // A q4_k/q5_k block's sum from its chunks' kquant_chunk totals: d·t.x − dmin·t.y, with d and
 // dmin the two f16 of the block's first word, dm.
 fn kquant_total(dm: u32, t: vec2<f32>) -> f32 {
@@ -525,75 +551,6 @@ fn int_dot_pair(blk: u32, xb: u32, sa: vec2<f32>, sb: vec2<f32>) -> f32 {
 }
 
 #ifdef INT_DOT_VEC4
-#ifdef W_Q5_0
-// The 11 vectors of a q5_0 group at g (176 bytes) as loaded: six 32-byte loads with W_U64
-// (as `group_loads17`), else eleven 16-byte ones.
-fn group_loads11(g: GroupAt) -> array<vec4<u32>, 11> {
-#ifdef W_U64
-    let b = g.v / 2u;
-    let odd = (g.v & 1u) == 1u;
-    let l0 = w4[b];
-    let l1 = w4[b + 1u];
-    let l2 = w4[b + 2u];
-    let l3 = w4[b + 3u];
-    let l4 = w4[b + 4u];
-    let l5 = w4[b + 5u];
-    return array<vec4<u32>, 11>(
-        half_of(l0, odd), half_of(select(l0, l1, odd), !odd),
-        half_of(l1, odd), half_of(select(l1, l2, odd), !odd),
-        half_of(l2, odd), half_of(select(l2, l3, odd), !odd),
-        half_of(l3, odd), half_of(select(l3, l4, odd), !odd),
-        half_of(l4, odd), half_of(select(l4, l5, odd), !odd),
-        half_of(l5, odd),
-    );
-#else
-    return array<vec4<u32>, 11>(
-        w4[g.v], w4[g.v + 1u], w4[g.v + 2u], w4[g.v + 3u], w4[g.v + 4u], w4[g.v + 5u],
-        w4[g.v + 6u], w4[g.v + 7u], w4[g.v + 8u], w4[g.v + 9u], w4[g.v + 10u],
-    );
-#endif
-}
-#endif
-
-#ifdef W_Q8_0
-// The 17 vectors of a q8_0 group at g (272 bytes), as loaded (before realigning): with
-// W_U64 from nine 32-byte loads, each vector the half the group's start parity says;
-// otherwise one 16-byte load each. Loads written out, constant indices only (registers).
-fn group_loads17(g: GroupAt) -> array<vec4<u32>, 17> {
-#ifdef W_U64
-    let b = g.v / 2u;
-    let odd = (g.v & 1u) == 1u;
-    let l0 = w4[b];
-    let l1 = w4[b + 1u];
-    let l2 = w4[b + 2u];
-    let l3 = w4[b + 3u];
-    let l4 = w4[b + 4u];
-    let l5 = w4[b + 5u];
-    let l6 = w4[b + 6u];
-    let l7 = w4[b + 7u];
-    let l8 = w4[b + 8u];
-    // Vector i is half i of the loads from an even start, half i + 1 from an odd one.
-    return array<vec4<u32>, 17>(
-        half_of(l0, odd), half_of(select(l0, l1, odd), !odd),
-        half_of(l1, odd), half_of(select(l1, l2, odd), !odd),
-        half_of(l2, odd), half_of(select(l2, l3, odd), !odd),
-        half_of(l3, odd), half_of(select(l3, l4, odd), !odd),
-        half_of(l4, odd), half_of(select(l4, l5, odd), !odd),
-        half_of(l5, odd), half_of(select(l5, l6, odd), !odd),
-        half_of(l6, odd), half_of(select(l6, l7, odd), !odd),
-        half_of(l7, odd), half_of(select(l7, l8, odd), !odd),
-        half_of(l8, odd),
-    );
-#else
-    return array<vec4<u32>, 17>(
-        w4[g.v], w4[g.v + 1u], w4[g.v + 2u], w4[g.v + 3u], w4[g.v + 4u], w4[g.v + 5u],
-        w4[g.v + 6u], w4[g.v + 7u], w4[g.v + 8u], w4[g.v + 9u], w4[g.v + 10u], w4[g.v + 11u],
-        w4[g.v + 12u], w4[g.v + 13u], w4[g.v + 14u], w4[g.v + 15u], w4[g.v + 16u],
-    );
-#endif
-}
-#endif
-
 // Groups of eight 32-element blocks are read through gemv.wgsl's group helpers (group_at,
 // group_vector, realign_load; GROUPS_REALIGN in rows that are not whole groups).
 // Eight blocks from block blk0 (whose group starts where group_at says) against activation
@@ -785,31 +742,44 @@ fn int_dot_block(blk: u32, xb: u32) -> f32 {
     // (bits 2c, 2c + 1 of each byte serve chunk c: read once for all four); then chunk c's
     // 32 quant bytes.
     let v = blk * KQUANT_VECTORS;
+#ifdef W_U64
+    // The block's vectors two per 32-byte load (9 -> 5 for q4_k, 11 -> 6 for q5_k).
+    let r = kquant_vectors(blk);
+    let head = r[0];
+#ifdef W_Q5_K
+    let h_lo = r[1];
+    let h_hi = r[2];
+#endif
+#else
     let head = w_vector(v);
 #ifdef W_Q5_K
     let h_lo = w_vector(v + 1u);
     let h_hi = w_vector(v + 2u);
-#else
+#endif
+#endif
+#ifndef W_Q5_K
     let h_lo = vec4<u32>(0u);
     let h_hi = vec4<u32>(0u);
 #endif
     let sm = scale_min_unpack(head.y, head.z, head.w);
     let xsw = xs_window(xb * 8u);
     let xw = x_windows8(xb * 8u);
+#ifdef W_U64
+    // Chunks written out, so that every index into r is a constant.
+    let c0 = kquant_chunk(sm, xsw, xb * 8u, 0u, kquant_chunk_sums(r[KQUANT_VECTORS - 8u], r[KQUANT_VECTORS - 7u], h_lo, h_hi, xw, xb * 8u, 0u));
+    let c1 = kquant_chunk(sm, xsw, xb * 8u, 1u, kquant_chunk_sums(r[KQUANT_VECTORS - 6u], r[KQUANT_VECTORS - 5u], h_lo, h_hi, xw, xb * 8u, 1u));
+    let c2 = kquant_chunk(sm, xsw, xb * 8u, 2u, kquant_chunk_sums(r[KQUANT_VECTORS - 4u], r[KQUANT_VECTORS - 3u], h_lo, h_hi, xw, xb * 8u, 2u));
+    let c3 = kquant_chunk(sm, xsw, xb * 8u, 3u, kquant_chunk_sums(r[KQUANT_VECTORS - 2u], r[KQUANT_VECTORS - 1u], h_lo, h_hi, xw, xb * 8u, 3u));
+    return kquant_total(head.x, c0 + c1 + c2 + c3);
+#else
     var acc = vec2<f32>(0.0);
     for (var c = 0u; c < 4u; c = c + 1u) {
-        let xa = x_block8(xw, xb * 8u, 2u * c);
-        let xh = x_block8(xw, xb * 8u, 2u * c + 1u);
         let q0 = w_vector(v + KQUANT_VECTORS - 8u + 2u * c);
         let q1 = w_vector(v + KQUANT_VECTORS - 7u + 2u * c);
-        let s = vec2<i32>(
-            dot4x4(kquant_quants(q0, h_lo, 2u * c), xa.lo) + dot4x4(kquant_quants(q1, h_hi, 2u * c), xa.hi),
-            dot4x4(kquant_quants(q0 >> vec4<u32>(4u), h_lo, 2u * c + 1u), xh.lo)
-                + dot4x4(kquant_quants(q1 >> vec4<u32>(4u), h_hi, 2u * c + 1u), xh.hi),
-        );
-        acc = acc + kquant_chunk(sm, xsw, xb * 8u, c, s);
+        acc = acc + kquant_chunk(sm, xsw, xb * 8u, c, kquant_chunk_sums(q0, q1, h_lo, h_hi, xw, xb * 8u, c));
     }
     return kquant_total(head.x, acc);
+#endif
 #endif
 #ifdef W_Q6_K
     // Each ql, qh and scale word is read once: a half h (128 elements) takes ql words
@@ -923,20 +893,21 @@ fn q6k_block_vec4(blk: u32, xb: u32) -> f32 {
     let half = j % 2u == 1u;
     let xsw = xs_window(xb * 8u);
     let xw = x_windows8(xb * 8u);
-    let l0 = w4_at(v);
-    let l1 = w4_at(v + 1u);
-    let l2 = w4_at(v + 2u);
-    let l3 = w4_at(v + 3u);
-    let l4 = w4_at(v + 4u);
-    let l5 = w4_at(v + 5u);
-    let l6 = w4_at(v + 6u);
-    let l7 = w4_at(v + 7u);
-    let l8 = w4_at(v + 8u);
-    let l9 = w4_at(v + 9u);
-    let l10 = w4_at(v + 10u);
-    let l11 = w4_at(v + 11u);
-    let l12 = w4_at(v + 12u);
-    let l13 = w4_at(v + 13u);
+    let l = group_loads14(GroupAt(v, 0u, false));
+    let l0 = l[0];
+    let l1 = l[1];
+    let l2 = l[2];
+    let l3 = l[3];
+    let l4 = l[4];
+    let l5 = l[5];
+    let l6 = l[6];
+    let l7 = l[7];
+    let l8 = l[8];
+    let l9 = l[9];
+    let l10 = l[10];
+    let l11 = l[11];
+    let l12 = l[12];
+    let l13 = l[13];
     let sc = realigned(l12, l13, o, half);
     // d: block bytes 208, 209, which are 2j bytes into vector 13.
     let d = unpack2x16float(l13[o] >> select(0u, 16u, half)).x;

@@ -256,15 +256,23 @@ impl KernelKey {
     }
 
     /// Dtypes whose shuffled int-dot GEMV reader has a 32-byte-load variant
-    /// ([`Self::can_load_wide`]): those whose group reader takes its vectors two per load
-    /// (per eight blocks, one activation load instead of two, and 9 weight loads instead of
-    /// 17 for q8_0, 5 for 9 for q4_0, 6 for 11 for q5_0) and measured faster for it on
-    /// lavapipe (three alternating runs, 4096x4096 / 4096x3200 realigned): q8_0 2.35-2.50 ->
-    /// 1.97-2.01 ms / about even, q4_0 1.40-1.43 -> 1.26-1.29 / 1.38-1.39 -> 1.27-1.32, q5_0
-    /// 1.82-1.87 -> 1.69 / 1.81-2.21 -> 1.63-1.75. The other int-dot readers take their
-    /// vectors one load each and have no 32-byte variant.
-    pub const INT_DOT_WIDE_DTYPES: [StorageDType; 3] =
-        [StorageDType::Q8_0, StorageDType::Q4_0, StorageDType::Q5_0];
+    /// ([`Self::can_load_wide`]): those whose group or block reader takes its vectors two per
+    /// load (per eight activation blocks, one activation load instead of two; weight loads
+    /// 17 -> 9 for a q8_0 group, 9 -> 5 for q4_0, 11 -> 6 for q5_0, per block 9 -> 5 for q4_k,
+    /// 11 -> 6 for q5_k, 14 -> 7 or 8 for q6_k) and measured faster for it on lavapipe (three
+    /// alternating runs, 4096x4096 / 4096x3200 realigned): q8_0 2.35-2.50 -> 1.97-2.01 ms /
+    /// about even, q4_0 1.40-1.43 -> 1.26-1.29 / 1.38-1.39 -> 1.27-1.32, q5_0 1.82-1.87 ->
+    /// 1.69 / 1.81-2.21 -> 1.63-1.75, q4_k 1.62-1.87 -> 1.43-1.44, q5_k 1.93-1.96 ->
+    /// 1.35-1.38, q6_k 2.24-2.37 -> 1.95-2.21. q4_1 and q5_1 read their groups half a group
+    /// at a time and have no 32-byte variant.
+    pub const INT_DOT_WIDE_DTYPES: [StorageDType; 6] = [
+        StorageDType::Q8_0,
+        StorageDType::Q4_0,
+        StorageDType::Q5_0,
+        StorageDType::Q4K,
+        StorageDType::Q5K,
+        StorageDType::Q6K,
+    ];
 
     /// This key computing `rows` rows per subgroup, its rows per workgroup scaled to match
     /// ([`GemvShape::with_rows_per_invocation`]).
