@@ -186,9 +186,11 @@ fn every_variant_matches_the_reference_on_every_adapter() {
                 expected.insert(format!("{d}_i8_SerialShuffle_dot4"));
                 // Read 16 bytes at a time, one invocation per row; 32-element blocks also in
                 // rows that are not whole groups of eight blocks, realigned.
-                // Shared activations: q8_0, q4_0, q5_0, q5_1, q5_k and q6_k multiply in 16-bit
-                // pairs there (_pm), q4_1 and q4_k by dot4I8Packed.
-                let pm = if ["q8_0", "q4_0", "q5_0", "q5_1", "q5_k", "q6_k"].contains(&d.as_str()) {
+                // Shared activations: q8_0, q4_0, q5_0, q5_1, q4_k, q5_k and q6_k multiply in
+                // 16-bit pairs there (_pm), q4_1 by dot4I8Packed.
+                let pm = if ["q8_0", "q4_0", "q5_0", "q5_1", "q4_k", "q5_k", "q6_k"]
+                    .contains(&d.as_str())
+                {
                     "_pm"
                 } else {
                     ""
@@ -646,6 +648,7 @@ fn pair_products_stay_exact_at_their_bound() {
             StorageDType::Q4_0 => [&h(0.5)[..], &[0xff; 16]].concat(),
             StorageDType::Q5_0 => [&h(0.5)[..], &[0xff; 4], &[0xff; 16]].concat(),
             StorageDType::Q5_1 => [&h(0.5)[..], &h(0.25), &[0xff; 4], &[0xff; 16]].concat(),
+            StorageDType::Q4K => [&h(0.5)[..], &h(0.25), &[0xff; 12], &[0xff; 128]].concat(),
             StorageDType::Q5K => [
                 &h(0.5)[..],
                 &h(0.25),

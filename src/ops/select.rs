@@ -464,9 +464,12 @@ impl KernelKey {
     /// Dtypes whose 16-byte shuffled int-dot reader multiplies packed int8 in 16-bit pairs
     /// (PAIR_MUL, [`Self::pair_mul`]): those that measured faster than dot4I8Packed on
     /// lavapipe (4096x4096, three alternating runs): q4_0 -15%, q5_0 and q5_1 -13%, q5_k -11%,
-    /// q6_k -15%, q8_0 -7% (its wide quants rounded a word at a time: PAIR_MUL_WIDE). q4_1 and
-    /// q4_k ran 3-25% slower and keep dot4I8Packed.
-    pub const PAIR_MUL_DTYPES: [StorageDType; 6] = [
+    /// q6_k -15%, q8_0 -7% (its wide quants rounded a word at a time: PAIR_MUL_WIDE); q4_k,
+    /// 3-25% slower then, -17% with 32-byte loads (session 10, three alternating runs: 1.42-1.44
+    /// -> 1.17-1.18 ms; its 16-byte reader about even, 1.58-1.87 -> 1.62-1.63). q4_1 ran
+    /// slower and keeps dot4I8Packed.
+    pub const PAIR_MUL_DTYPES: [StorageDType; 7] = [
+        StorageDType::Q4K,
         StorageDType::Q8_0,
         StorageDType::Q4_0,
         StorageDType::Q5_0,
