@@ -563,50 +563,33 @@ fn int_dot_group_vec4(blk0: u32, b0: u32, sw: vec2<f32>) -> f32 {
     // 8 blocks = 272 bytes = 17 vectors; pair p starts at word 17p (vector 4p, component p).
     let g = group_at(blk0, 34u);
     let r = group_loads17(g);
-    let r0 = r[0];
-    let r1 = r[1];
-    let r2 = r[2];
-    let r3 = r[3];
-    let r4 = r[4];
-    let r5 = r[5];
-    let r6 = r[6];
-    let r7 = r[7];
-    let r8 = r[8];
-    let r9 = r[9];
-    let r10 = r[10];
-    let r11 = r[11];
-    let r12 = r[12];
-    let r13 = r[13];
-    let r14 = r[14];
-    let r15 = r[15];
-    let r16 = r[16];
-    let r17 = realign_load(g, 17u);
-    let v0 = group_vector(g, r0, r1);
-    let v1 = group_vector(g, r1, r2);
-    let v2 = group_vector(g, r2, r3);
-    let v3 = group_vector(g, r3, r4);
-    let v4 = group_vector(g, r4, r5);
+    let r_end = realign_load(g, 17u);
+    let v0 = group_vector(g, r[0], r[1]);
+    let v1 = group_vector(g, r[1], r[2]);
+    let v2 = group_vector(g, r[2], r[3]);
+    let v3 = group_vector(g, r[3], r[4]);
+    let v4 = group_vector(g, r[4], r[5]);
     var acc = q8_0_pair(v0, v1, v2, v3, v4.x, x_block8(xw, b0, 0u), x_block8(xw, b0, 1u), xs_of(sw, b0, 0u), xs_of(sw, b0, 1u));
-    let v5 = group_vector(g, r5, r6);
-    let v6 = group_vector(g, r6, r7);
-    let v7 = group_vector(g, r7, r8);
-    let v8 = group_vector(g, r8, r9);
+    let v5 = group_vector(g, r[5], r[6]);
+    let v6 = group_vector(g, r[6], r[7]);
+    let v7 = group_vector(g, r[7], r[8]);
+    let v8 = group_vector(g, r[8], r[9]);
     acc = acc + q8_0_pair(
         vec4<u32>(v4.yzw, v5.x), vec4<u32>(v5.yzw, v6.x), vec4<u32>(v6.yzw, v7.x), vec4<u32>(v7.yzw, v8.x), v8.y,
         x_block8(xw, b0, 2u), x_block8(xw, b0, 3u), xs_of(sw, b0, 2u), xs_of(sw, b0, 3u),
     );
-    let v9 = group_vector(g, r9, r10);
-    let v10 = group_vector(g, r10, r11);
-    let v11 = group_vector(g, r11, r12);
-    let v12 = group_vector(g, r12, r13);
+    let v9 = group_vector(g, r[9], r[10]);
+    let v10 = group_vector(g, r[10], r[11]);
+    let v11 = group_vector(g, r[11], r[12]);
+    let v12 = group_vector(g, r[12], r[13]);
     acc = acc + q8_0_pair(
         vec4<u32>(v8.zw, v9.xy), vec4<u32>(v9.zw, v10.xy), vec4<u32>(v10.zw, v11.xy), vec4<u32>(v11.zw, v12.xy), v12.z,
         x_block8(xw, b0, 4u), x_block8(xw, b0, 5u), xs_of(sw, b0, 4u), xs_of(sw, b0, 5u),
     );
-    let v13 = group_vector(g, r13, r14);
-    let v14 = group_vector(g, r14, r15);
-    let v15 = group_vector(g, r15, r16);
-    let v16 = group_vector(g, r16, r17);
+    let v13 = group_vector(g, r[13], r[14]);
+    let v14 = group_vector(g, r[14], r[15]);
+    let v15 = group_vector(g, r[15], r[16]);
+    let v16 = group_vector(g, r[16], r_end);
     return acc + q8_0_pair(
         vec4<u32>(v12.w, v13.xyz), vec4<u32>(v13.w, v14.xyz), vec4<u32>(v14.w, v15.xyz), vec4<u32>(v15.w, v16.xyz), v16.w,
         x_block8(xw, b0, 6u), x_block8(xw, b0, 7u), xs_of(sw, b0, 6u), xs_of(sw, b0, 7u),
@@ -625,29 +608,18 @@ fn int_dot_group_vec4(blk0: u32, b0: u32, sw: vec2<f32>) -> f32 {
     // words 0, 11, 22, 33 are v0.x, v2.w, v5.z, v8.y.
     let g = group_at(blk0, 22u);
     let r = group_loads11(g);
-    let r0 = r[0];
-    let r1 = r[1];
-    let r2 = r[2];
-    let r3 = r[3];
-    let r4 = r[4];
-    let r5 = r[5];
-    let r6 = r[6];
-    let r7 = r[7];
-    let r8 = r[8];
-    let r9 = r[9];
-    let r10 = r[10];
-    let r11 = realign_load(g, 11u);
-    let v0 = group_vector(g, r0, r1);
-    let v1 = group_vector(g, r1, r2);
-    let v2 = group_vector(g, r2, r3);
-    let v3 = group_vector(g, r3, r4);
-    let v4 = group_vector(g, r4, r5);
-    let v5 = group_vector(g, r5, r6);
-    let v6 = group_vector(g, r6, r7);
-    let v7 = group_vector(g, r7, r8);
-    let v8 = group_vector(g, r8, r9);
-    let v9 = group_vector(g, r9, r10);
-    let v10 = group_vector(g, r10, r11);
+    let r_end = realign_load(g, 11u);
+    let v0 = group_vector(g, r[0], r[1]);
+    let v1 = group_vector(g, r[1], r[2]);
+    let v2 = group_vector(g, r[2], r[3]);
+    let v3 = group_vector(g, r[3], r[4]);
+    let v4 = group_vector(g, r[4], r[5]);
+    let v5 = group_vector(g, r[5], r[6]);
+    let v6 = group_vector(g, r[6], r[7]);
+    let v7 = group_vector(g, r[7], r[8]);
+    let v8 = group_vector(g, r[8], r[9]);
+    let v9 = group_vector(g, r[9], r[10]);
+    let v10 = group_vector(g, r[10], r_end);
     return q5_0_pair(v0, v1, v2.xyz, x_block8(xw, b0, 0u), x_block8(xw, b0, 1u), xs_of(sw, b0, 0u), xs_of(sw, b0, 1u))
         + q5_0_pair(vec4<u32>(v2.w, v3.xyz), vec4<u32>(v3.w, v4.xyz), vec3<u32>(v4.w, v5.xy), x_block8(xw, b0, 2u), x_block8(xw, b0, 3u), xs_of(sw, b0, 2u), xs_of(sw, b0, 3u))
         + q5_0_pair(vec4<u32>(v5.zw, v6.xy), vec4<u32>(v6.zw, v7.xy), vec3<u32>(v7.zw, v8.x), x_block8(xw, b0, 4u), x_block8(xw, b0, 5u), xs_of(sw, b0, 4u), xs_of(sw, b0, 5u))
