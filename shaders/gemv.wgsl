@@ -280,6 +280,63 @@ fn group_loads17(g: GroupAt) -> array<vec4<u32>, 17> {
 #endif
 }
 
+// The 10 vectors from vector g.v as loaded (a q4_1 group, 160 bytes): six 32-byte loads with
+// W_U64 (five from an even start; the sixth then clamped to the buffer, whose end it may
+// pass), else ten 16-byte ones.
+fn group_loads10(g: GroupAt) -> array<vec4<u32>, 10> {
+#ifdef W_U64
+    let b = g.v / 2u;
+    let odd = (g.v & 1u) == 1u;
+    let l0 = w4[b];
+    let l1 = w4[b + 1u];
+    let l2 = w4[b + 2u];
+    let l3 = w4[b + 3u];
+    let l4 = w4[b + 4u];
+    let l5 = w4[min(b + 5u, arrayLength(&w4) - 1u)];
+    return array<vec4<u32>, 10>(
+        half_of(l0, odd), half_of(select(l0, l1, odd), !odd),
+        half_of(l1, odd), half_of(select(l1, l2, odd), !odd),
+        half_of(l2, odd), half_of(select(l2, l3, odd), !odd),
+        half_of(l3, odd), half_of(select(l3, l4, odd), !odd),
+        half_of(l4, odd), half_of(select(l4, l5, odd), !odd),
+    );
+#else
+    return array<vec4<u32>, 10>(
+        w4[g.v], w4[g.v + 1u], w4[g.v + 2u], w4[g.v + 3u], w4[g.v + 4u], w4[g.v + 5u],
+        w4[g.v + 6u], w4[g.v + 7u], w4[g.v + 8u], w4[g.v + 9u],
+    );
+#endif
+}
+
+// The 12 vectors from vector g.v as loaded (a q5_1 group, 192 bytes): seven 32-byte loads with
+// W_U64 (as `group_loads10`), else twelve 16-byte ones.
+fn group_loads12(g: GroupAt) -> array<vec4<u32>, 12> {
+#ifdef W_U64
+    let b = g.v / 2u;
+    let odd = (g.v & 1u) == 1u;
+    let l0 = w4[b];
+    let l1 = w4[b + 1u];
+    let l2 = w4[b + 2u];
+    let l3 = w4[b + 3u];
+    let l4 = w4[b + 4u];
+    let l5 = w4[b + 5u];
+    let l6 = w4[min(b + 6u, arrayLength(&w4) - 1u)];
+    return array<vec4<u32>, 12>(
+        half_of(l0, odd), half_of(select(l0, l1, odd), !odd),
+        half_of(l1, odd), half_of(select(l1, l2, odd), !odd),
+        half_of(l2, odd), half_of(select(l2, l3, odd), !odd),
+        half_of(l3, odd), half_of(select(l3, l4, odd), !odd),
+        half_of(l4, odd), half_of(select(l4, l5, odd), !odd),
+        half_of(l5, odd), half_of(select(l5, l6, odd), !odd),
+    );
+#else
+    return array<vec4<u32>, 12>(
+        w4[g.v], w4[g.v + 1u], w4[g.v + 2u], w4[g.v + 3u], w4[g.v + 4u], w4[g.v + 5u],
+        w4[g.v + 6u], w4[g.v + 7u], w4[g.v + 8u], w4[g.v + 9u], w4[g.v + 10u], w4[g.v + 11u],
+    );
+#endif
+}
+
 // The 14 vectors from vector g.v as loaded (q6_k's 210-byte blocks, realigned by the caller):
 // eight 32-byte loads with W_U64 (seven from an even start, the eighth then clamped to the
 // buffer, whose last vector it may pass), else fourteen 16-byte ones.

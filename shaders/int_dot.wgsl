@@ -551,6 +551,34 @@ fn int_dot_pair(blk: u32, xb: u32, sa: vec2<f32>, sb: vec2<f32>) -> f32 {
 }
 
 #ifdef INT_DOT_VEC4
+#ifdef W_Q4_1
+// Blocks i..i + 4 of a q4_1 group from their five loaded vectors r0..r4 (realigned against
+// the next one, r5).
+fn q4_1_four(g: GroupAt, r0: vec4<u32>, r1: vec4<u32>, r2: vec4<u32>, r3: vec4<u32>, r4: vec4<u32>, r5: vec4<u32>, xw: XWindows, b0: u32, sw: vec2<f32>, i: u32) -> f32 {
+    let v0 = group_vector(g, r0, r1);
+    let v1 = group_vector(g, r1, r2);
+    let v2 = group_vector(g, r2, r3);
+    let v3 = group_vector(g, r3, r4);
+    let v4 = group_vector(g, r4, r5);
+    return q4_1_block(v0.x, vec4<u32>(v0.yzw, v1.x), x_block8(xw, b0, i), xs_of(sw, b0, i))
+        + q4_1_block(v1.y, vec4<u32>(v1.zw, v2.xy), x_block8(xw, b0, i + 1u), xs_of(sw, b0, i + 1u))
+        + q4_1_block(v2.z, vec4<u32>(v2.w, v3.xyz), x_block8(xw, b0, i + 2u), xs_of(sw, b0, i + 2u))
+        + q4_1_block(v3.w, v4, x_block8(xw, b0, i + 3u), xs_of(sw, b0, i + 3u));
+}
+#endif
+
+#ifdef W_Q5_1
+// Blocks i, i + 1 of a q5_1 group from their three loaded vectors r0..r2 (realigned against
+// the next one, r3).
+fn q5_1_two(g: GroupAt, r0: vec4<u32>, r1: vec4<u32>, r2: vec4<u32>, r3: vec4<u32>, xw: XWindows, b0: u32, sw: vec2<f32>, i: u32) -> f32 {
+    let v0 = group_vector(g, r0, r1);
+    let v1 = group_vector(g, r1, r2);
+    let v2 = group_vector(g, r2, r3);
+    return q5_1_block(v0.x, v0.y, vec4<u32>(v0.zw, v1.xy), x_block8(xw, b0, i), xs_of(sw, b0, i))
+        + q5_1_block(v1.z, v1.w, v2, x_block8(xw, b0, i + 1u), xs_of(sw, b0, i + 1u));
+}
+#endif
+
 // Groups of eight 32-element blocks are read through gemv.wgsl's group helpers (group_at,
 // group_vector, realign_load; GROUPS_REALIGN in rows that are not whole groups).
 // Eight blocks from block blk0 (whose group starts where group_at says) against activation
@@ -629,47 +657,21 @@ fn int_dot_group_vec4(blk0: u32, b0: u32, sw: vec2<f32>) -> f32 {
     // 8 blocks = 160 bytes = 10 vectors; block j (5 words: dm, four quant words) starts at
     // word 5j: four blocks per five vectors.
     let g = group_at(blk0, 20u);
-    var acc = 0.0;
-    for (var h = 0u; h < 2u; h = h + 1u) {
-        let v = g.v + 5u * h;
-        let r0 = w4_at(v);
-        let r1 = w4_at(v + 1u);
-        let r2 = w4_at(v + 2u);
-        let r3 = w4_at(v + 3u);
-        let r4 = w4_at(v + 4u);
-        let r5 = realign_load(g, 5u * h + 5u);
-        let v0 = group_vector(g, r0, r1);
-        let v1 = group_vector(g, r1, r2);
-        let v2 = group_vector(g, r2, r3);
-        let v3 = group_vector(g, r3, r4);
-        let v4 = group_vector(g, r4, r5);
-        let i = 4u * h;
-        acc = acc + q4_1_block(v0.x, vec4<u32>(v0.yzw, v1.x), x_block8(xw, b0, i), xs_of(sw, b0, i))
-            + q4_1_block(v1.y, vec4<u32>(v1.zw, v2.xy), x_block8(xw, b0, i + 1u), xs_of(sw, b0, i + 1u))
-            + q4_1_block(v2.z, vec4<u32>(v2.w, v3.xyz), x_block8(xw, b0, i + 2u), xs_of(sw, b0, i + 2u))
-            + q4_1_block(v3.w, v4, x_block8(xw, b0, i + 3u), xs_of(sw, b0, i + 3u));
-    }
-    return acc;
+    let r = group_loads10(g);
+    let r_end = realign_load(g, 10u);
+    return q4_1_four(g, r[0], r[1], r[2], r[3], r[4], r[5], xw, b0, sw, 0u)
+        + q4_1_four(g, r[5], r[6], r[7], r[8], r[9], r_end, xw, b0, sw, 4u);
 #endif
 #ifdef W_Q5_1
     // 8 blocks = 192 bytes = 12 vectors; block j (6 words: dm, qh, four quant words) starts
     // at word 6j: two blocks per three vectors.
     let g = group_at(blk0, 24u);
-    var acc = 0.0;
-    for (var h = 0u; h < 4u; h = h + 1u) {
-        let v = g.v + 3u * h;
-        let r0 = w4_at(v);
-        let r1 = w4_at(v + 1u);
-        let r2 = w4_at(v + 2u);
-        let r3 = realign_load(g, 3u * h + 3u);
-        let v0 = group_vector(g, r0, r1);
-        let v1 = group_vector(g, r1, r2);
-        let v2 = group_vector(g, r2, r3);
-        let i = 2u * h;
-        acc = acc + q5_1_block(v0.x, v0.y, vec4<u32>(v0.zw, v1.xy), x_block8(xw, b0, i), xs_of(sw, b0, i))
-            + q5_1_block(v1.z, v1.w, v2, x_block8(xw, b0, i + 1u), xs_of(sw, b0, i + 1u));
-    }
-    return acc;
+    let r = group_loads12(g);
+    let r_end = realign_load(g, 12u);
+    return q5_1_two(g, r[0], r[1], r[2], r[3], xw, b0, sw, 0u)
+        + q5_1_two(g, r[3], r[4], r[5], r[6], xw, b0, sw, 2u)
+        + q5_1_two(g, r[6], r[7], r[8], r[9], xw, b0, sw, 4u)
+        + q5_1_two(g, r[9], r[10], r[11], r_end, xw, b0, sw, 6u);
 #endif
 }
 #endif

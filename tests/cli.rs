@@ -126,10 +126,17 @@ fn json_lists_lavapipe_and_gl_with_a_truthful_matrix_and_matches_the_schema() {
     let q4k = kernel(vk, "gemv", "q4_k");
     let name = q4k["kernel"].as_str().unwrap();
     if q4k["compute_dtype"] == "i8" {
+        // dot4I8Packed, or (on the CPU layout) products two per 32-bit multiply.
         assert!(
-            name.starts_with("gemv_q4_k_i8c_f32acc_") && name.ends_with("_dot4"),
+            name.starts_with("gemv_q4_k_i8c_f32acc_")
+                && (name.ends_with("_dot4") || name.ends_with("_pm")),
             "{q4k}"
         );
+        let pairs = q4k["reason"]
+            .as_str()
+            .unwrap()
+            .contains("two int8 products per 32-bit multiply");
+        assert_eq!(pairs, name.ends_with("_pm"), "{q4k}");
         assert!(
             q4k["reason"].as_str().unwrap().contains("measured faster"),
             "{q4k}"

@@ -202,8 +202,12 @@ fn every_variant_matches_the_reference_on_every_adapter() {
                     expected.insert(format!("{d}_i8_SerialShuffle_v4_ra_dot4{pm}"));
                 }
                 // 32-byte loads (lavapipe has shader-int64): groups and activation windows
-                // of q8_0, q4_0 and q5_0 (also realigned), k-quant blocks.
-                if ["q8_0", "q4_0", "q5_0", "q4_k", "q5_k", "q6_k"].contains(&d.as_str()) {
+                // of the 32-element dtypes (also realigned), k-quant blocks.
+                if [
+                    "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k", "q5_k", "q6_k",
+                ]
+                .contains(&d.as_str())
+                {
                     expected.insert(format!("{d}_i8_SerialShuffle_v4_u64_dot4{pm}"));
                     if !d.ends_with("_k") {
                         expected.insert(format!("{d}_i8_SerialShuffle_v4_ra_u64_dot4{pm}"));

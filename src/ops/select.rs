@@ -263,12 +263,15 @@ impl KernelKey {
     /// alternating runs, 4096x4096 / 4096x3200 realigned): q8_0 2.35-2.50 -> 1.97-2.01 ms /
     /// about even, q4_0 1.40-1.43 -> 1.26-1.29 / 1.38-1.39 -> 1.27-1.32, q5_0 1.82-1.87 ->
     /// 1.69 / 1.81-2.21 -> 1.63-1.75, q4_k 1.62-1.87 -> 1.43-1.44, q5_k 1.93-1.96 ->
-    /// 1.35-1.38, q6_k 2.24-2.37 -> 1.95-2.21. q4_1 and q5_1 read their groups half a group
-    /// at a time and have no 32-byte variant.
-    pub const INT_DOT_WIDE_DTYPES: [StorageDType; 6] = [
+    /// 1.35-1.38, q6_k 2.24-2.37 -> 1.95-2.21; q4_1 (10 -> 5 or 6) about even / 1.59-1.64 ->
+    /// 1.46-1.48, q5_1 (12 -> 6 or 7) 1.90-1.92 -> 1.85-1.88 / 1.71-1.74 -> 1.52-1.53. Every
+    /// int-dot dtype, then: the list says which readers have the variant.
+    pub const INT_DOT_WIDE_DTYPES: [StorageDType; 8] = [
         StorageDType::Q8_0,
         StorageDType::Q4_0,
+        StorageDType::Q4_1,
         StorageDType::Q5_0,
+        StorageDType::Q5_1,
         StorageDType::Q4K,
         StorageDType::Q5K,
         StorageDType::Q6K,
@@ -937,7 +940,11 @@ fn select_gemv(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
         },
         d if BLOCK_DTYPES.contains(&d) => {
             // One invocation per row takes whole blocks; the other layouts share them.
-            let decode = if key(ComputeDType::F32).nf4_vec4() {
+            let decode = if key(ComputeDType::F32).nf4_vec4() && key(ComputeDType::F32).wide_loads {
+                "read four at a time, two 16-byte vectors per 32-byte load (vec4<u64>, shader-int64; realigned in \
+                 rows that are not a multiple of 256 elements), each code looked up in a code book held across the \
+                 subgroup (subgroupShuffle), decoded"
+            } else if key(ComputeDType::F32).nf4_vec4() {
                 "read four at a time as 16-byte vectors (in rows of 256 elements; one at a time otherwise), \
                  each code looked up in a code book held across the subgroup (subgroupShuffle), decoded"
             } else if key(ComputeDType::F32).blockwise() {
@@ -1004,8 +1011,14 @@ fn select_int_dot(caps: &Capabilities, dtype: StorageDType) -> IntDot {
     };
     let vectors = if key.int_dot_vec4() {
         format!(
-            "; weights and activations read 16 bytes at a time (eight-block groups realigned in registers where rows \
+            "; weights and activations read {} (eight-block groups realigned in registers where rows \
              are not a multiple of {} elements)",
+            if key.wide_loads {
+                "32 bytes per load (vec4<u64>, shader-int64: two 16-byte weight vectors per load, a whole \
+                 activation block per lane)"
+            } else {
+                "16 bytes at a time"
+            },
             KernelKey::INT_DOT_VEC4_GRANULE
         )
     } else {
