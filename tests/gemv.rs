@@ -992,3 +992,54 @@ fn the_streaming_read_limit_reads_every_byte_it_counts() {
         );
     }
 }
+
+/// The 32-byte readers run exactly where shader-int64 is usable and say so: on lavapipe every
+/// GEMV `select` picks on the CPU layout for a dtype that has one carries `_u64` and its reason
+/// says "32 bytes per load"; with `WGLLM_DISABLE=int64` (and on GL, which has no int64) none
+/// does, and none claims it.
+#[test]
+fn wide_loads_run_only_where_int64_is_usable_and_say_so() {
+    use wgllm::ops::select::{select, Op};
+    let mut wide_seen = 0;
+    for (switches, may_be_wide) in [
+        (Switches::default(), true),
+        (Switches::parse("int64").unwrap(), false),
+    ] {
+        for gpu in all_gpus(switches) {
+            let usable = gpu.caps.int64().usable();
+            assert!(
+                usable || !may_be_wide || gpu.caps.summary.backend == "gl",
+                "{}",
+                label(&gpu)
+            );
+            for dtype in DTYPES {
+                let path = select(&gpu.caps, Op::Gemv, dtype, None);
+                let Some(key) = path.key() else { continue };
+                let text = format!("{path:?}");
+                let claims = text.contains("32 bytes per load");
+                assert_eq!(key.wide_loads, claims, "{}: {dtype}: {text}", label(&gpu));
+                assert_eq!(
+                    key.wide_loads,
+                    key.name().contains("_u64"),
+                    "{}",
+                    key.name()
+                );
+                if !usable {
+                    assert!(
+                        !key.wide_loads,
+                        "{}: {dtype} wide without int64",
+                        label(&gpu)
+                    );
+                }
+                if key.wide_loads {
+                    assert!(key
+                        .required_features()
+                        .contains(wgpu::Features::SHADER_INT64));
+                    wide_seen += 1;
+                }
+            }
+        }
+    }
+    // lavapipe picks them for every dtype but f8_e4m3 (measured slower with them).
+    assert_eq!(wide_seen, DTYPES.len() - 1, "32-byte readers selected");
+}

@@ -941,9 +941,9 @@ fn select_gemv(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
         d if BLOCK_DTYPES.contains(&d) => {
             // One invocation per row takes whole blocks; the other layouts share them.
             let decode = if key(ComputeDType::F32).nf4_vec4() && key(ComputeDType::F32).wide_loads {
-                "read four at a time, two 16-byte vectors per 32-byte load (vec4<u64>, shader-int64; realigned in \
-                 rows that are not a multiple of 256 elements), each code looked up in a code book held across the \
-                 subgroup (subgroupShuffle), decoded"
+                "read four at a time, weights and activations 32 bytes per load (vec4<u64>, shader-int64: two \
+                 16-byte weight vectors per load; realigned in rows that are not a multiple of 256 elements), each \
+                 code looked up in a code book held across the subgroup (subgroupShuffle), decoded"
             } else if key(ComputeDType::F32).nf4_vec4() {
                 "read four at a time as 16-byte vectors (in rows of 256 elements; one at a time otherwise), \
                  each code looked up in a code book held across the subgroup (subgroupShuffle), decoded"
