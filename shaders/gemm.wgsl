@@ -23,6 +23,9 @@ enable f16;
 #endif
 
 #include "blocks.wgsl"
+#ifdef W_U64
+#include "u64.wgsl"
+#endif
 
 struct Params {
     rows: u32,
@@ -59,7 +62,12 @@ struct Params {
 // weights. On CPU adapters a kernel costs about its count of per-lane loads: f32 GEMM
 // 1024x4096, n = 128, shuffled layout, 50-55 -> 38 ms.
 // UNIT_ELEMS (a valued define: ops/gemm.rs's unit) is the weights per unit.
+#ifdef W_U64
+// W_U64 (W_PLAIN_UNIT where shader-int64 is usable): 32 bytes per element, a unit in two loads.
+@group(0) @binding(5) var<storage, read> w4: array<vec4<u64>>;
+#else
 @group(0) @binding(5) var<storage, read> w4: array<vec4<u32>>;
+#endif
 const STEP: u32 = UNIT_ELEMS;
 
 #ifdef W_BYTE_READS
@@ -297,8 +305,16 @@ const VEC_ELEMS: u32 = UNIT_ELEMS / 4u;
 
 // The unit that starts at element e of W.
 fn load_unit(e: u32) -> WUnit {
+#ifdef W_U64
+    // Units are 64 bytes, and rows whole units: every unit starts on a 32-byte element.
+    let v = e / (2u * VEC_ELEMS);
+    let a = w4[v];
+    let b = w4[v + 1u];
+    return WUnit(half_of(a, false), half_of(a, true), half_of(b, false), half_of(b, true));
+#else
     let v = e / VEC_ELEMS;
     return WUnit(w4[v], w4[v + 1u], w4[v + 2u], w4[v + 3u]);
+#endif
 }
 
 // Elements 4t..4t+4 of a unit, as f32: part s of vector t / (VEC_ELEMS / 4).

@@ -65,12 +65,7 @@ alias acc_t = f32;
 #endif
 
 #ifdef W_U64
-// The low (or, with `high`, the high) 16 bytes of a 32-byte load, as u32 words.
-fn half_of(q: vec4<u64>, high: bool) -> vec4<u32> {
-    let lo = vec4<u32>(u32(q.x), u32(q.x >> 32u), u32(q.y), u32(q.y >> 32u));
-    let hi = vec4<u32>(u32(q.z), u32(q.z >> 32u), u32(q.w), u32(q.w >> 32u));
-    return select(lo, hi, high);
-}
+#include "u64.wgsl"
 #endif
 
 #ifdef ELEMENTWISE

@@ -165,21 +165,27 @@ fn every_dtype_and_precision_matches_the_reference_on_every_adapter() {
                             // plain dtypes).
                             // The tiles with each register tile.
                             let k = key(d, c, a, l);
-                            let v4 = |small_n| {
+                            let v4 = |small_n, wide: bool| {
                                 l.one_per_row().then(|| {
                                     KernelKey {
                                         vec4: true,
                                         small_n,
                                         ..k.clone()
                                     }
+                                    .with_wide_loads(wide)
                                     .name()
                                 })
                             };
+                            // 32-byte weight loads (lavapipe has shader-int64) where the
+                            // key has them: f32 and bf16 on the shuffled layout.
+                            let wide = k.with_wide_loads(true).wide_loads;
                             with_each_tile_reg(&k)
                                 .into_iter()
                                 .map(|k| k.name())
-                                .chain(v4(false))
-                                .chain(v4(true))
+                                .chain(v4(false, false))
+                                .chain(v4(true, false))
+                                .chain(v4(false, wide))
+                                .chain(v4(true, wide))
                         })
                 })
         })

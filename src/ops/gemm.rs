@@ -152,6 +152,15 @@ pub fn reachable_variants(caps: &Capabilities, dtype: StorageDType) -> Vec<Kerne
             _ => Some(k),
         })
         .flat_map(|k| with_each_tile_reg(&k))
+        // With 32-byte weight loads too, where shader-int64 is usable and the key has them.
+        .flat_map(|k| {
+            let wide = k.with_wide_loads(caps.int64().usable());
+            if wide.wide_loads {
+                vec![wide, k]
+            } else {
+                vec![k]
+            }
+        })
         .collect()
 }
 
@@ -205,6 +214,8 @@ pub fn for_cols(key: &KernelKey, cols: u32) -> KernelKey {
             Reduction::SerialShuffle if !vec4 => Reduction::Serial,
             r => r,
         },
+        // 32-byte weight loads read whole units: vec4 rows only.
+        wide_loads: key.wide_loads && vec4,
         ..key.clone()
     }
 }
@@ -288,6 +299,9 @@ pub fn variant(key: &KernelKey) -> ShaderVariant {
         let (elements, flags) = unit(key);
         defines.push(Define::value("UNIT_ELEMS", elements));
         defines.extend(flags.iter().map(|&f| Define::flag(f)));
+        if key.wide_loads {
+            defines.push(Define::flag("W_U64"));
+        }
     }
     if key.small_n {
         defines.push(Define::flag("SMALL_N"));

@@ -120,6 +120,13 @@ pub fn all_variants() -> Vec<ShaderVariant> {
                         )
                     }));
                 }
+                // With 32-byte weight loads too, where a key has them.
+                let wide: Vec<KernelKey> = keys
+                    .iter()
+                    .map(|k| k.with_wide_loads(true))
+                    .filter(|k| k.wide_loads)
+                    .collect();
+                keys.extend(wide);
                 for key in keys {
                     // 16: vec4 rows (weight units) for every dtype; 4: for f32 and the block
                     // dtypes; 1: none.

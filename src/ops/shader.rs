@@ -22,6 +22,7 @@ pub enum Shader {
     Blocks,
     Fp8,
     IntDot,
+    U64,
     Dequantize,
     Gemv,
     Gemm,
@@ -31,11 +32,12 @@ pub enum Shader {
 }
 
 impl Shader {
-    pub const ALL: [Shader; 10] = [
+    pub const ALL: [Shader; 11] = [
         Self::SelfTest,
         Self::Blocks,
         Self::Fp8,
         Self::IntDot,
+        Self::U64,
         Self::Dequantize,
         Self::Gemv,
         Self::Gemm,
@@ -46,7 +48,7 @@ impl Shader {
 
     /// Files that are only ever `#include`d.
     pub fn is_include(self) -> bool {
-        matches!(self, Self::Blocks | Self::Fp8 | Self::IntDot)
+        matches!(self, Self::Blocks | Self::Fp8 | Self::IntDot | Self::U64)
     }
 
     fn by_file(name: &str) -> Option<Self> {
@@ -60,6 +62,7 @@ impl Shader {
             Self::Blocks => "blocks.wgsl",
             Self::Fp8 => "fp8.wgsl",
             Self::IntDot => "int_dot.wgsl",
+            Self::U64 => "u64.wgsl",
             Self::Dequantize => "dequantize.wgsl",
             Self::Gemv => "gemv.wgsl",
             Self::Gemm => "gemm.wgsl",
@@ -75,6 +78,7 @@ impl Shader {
             Self::Blocks => include_str!("../../shaders/blocks.wgsl"),
             Self::Fp8 => include_str!("../../shaders/fp8.wgsl"),
             Self::IntDot => include_str!("../../shaders/int_dot.wgsl"),
+            Self::U64 => include_str!("../../shaders/u64.wgsl"),
             Self::Dequantize => include_str!("../../shaders/dequantize.wgsl"),
             Self::Gemv => include_str!("../../shaders/gemv.wgsl"),
             Self::Gemm => include_str!("../../shaders/gemm.wgsl"),

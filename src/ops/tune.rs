@@ -77,6 +77,7 @@ pub fn run_or_load(gpu: &Gpu) -> Result<Tuning, DeviceError> {
         Shader::Blocks,
         Shader::Fp8,
         Shader::IntDot,
+        Shader::U64,
         Shader::QuantizeQ8,
     ]
     .iter()
@@ -195,7 +196,11 @@ pub const FEW_ROWS: u32 = 4;
 /// with `n` activation rows; on GPUs the tiles with each register tile (gemm::TILE_REGS);
 /// for n ≤ gemm::SMALL_N also a subgroup per weight row, where the subgroup size is fixed.
 fn race_gemm_layouts(gpu: &Gpu, w: &GpuTensor, n: u32) -> Result<LayoutRace, DeviceError> {
-    let key = |layout| gemm::key(w.dtype, ComputeDType::F32, AccumDType::F32, layout);
+    // As `select` runs them: 32-byte weight loads where it would.
+    let key = |layout| {
+        gemm::key(w.dtype, ComputeDType::F32, AccumDType::F32, layout)
+            .with_wide_loads(gpu.caps.int64().usable())
+    };
     let rate = |layout| gemm_rate(gpu, &key(layout), w, n);
     // CPU adapters run the tiles several times slower than the rows whatever their size, and
     // keep the default (a larger one would lengthen their tune).
