@@ -20,10 +20,13 @@
 // work is a block.
 // VEC4 (f32/f16/bf16/fp8, when a row is a whole number of 16-byte units): W is read as
 // vec4<u32> (4 f32, 8 f16/bf16 or 16 fp8; mat2x4<f16> with COMPUTE_F16) and x as vec4<f32>.
-// W_U64 (VEC4 with REDUCE_SERIAL_SHUFFLE and f32 compute; needs shader-int64): W is read 32
-// bytes per load, as vec4<u64>, each load split into two 16-byte units in registers. CPU
-// adapters turn every load into a loop over their SIMD lanes, so the wider load moves twice
-// the bytes per loop (lavapipe's streaming read: 18.1 GB/s against 10.8).
+// W_U64 (the REDUCE_SERIAL_SHUFFLE readers: VEC4 with f32 compute, the int-dot 16-byte
+// readers, nf4's; needs shader-int64): W and x are read 32 bytes per load, as vec4<u64>, and
+// taken apart into 16-byte vectors in registers (u64.wgsl's half_of). CPU adapters turn every
+// load into a loop over their SIMD lanes with a bounds check per component, so the wider load
+// moves twice the bytes for about the same cost (lavapipe's streaming read: 18.1 GB/s against
+// 10.8). VEC4 reads x in windows of 64 (a lane's 32 bytes); the group readers take a group's
+// vectors two per load (group_loadsN).
 // Row layout (REDUCE_*): ROWS_PER_WG rows per workgroup, THREADS_PER_ROW = WG_SIZE /
 // ROWS_PER_WG invocations sharing each row (a power of two).
 //   REDUCE_SERIAL     one invocation per row (CPU adapters; THREADS_PER_ROW = 1)

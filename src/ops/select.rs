@@ -80,8 +80,9 @@ pub struct KernelKey {
     /// over rows that are not a multiple of [`Self::NF4_VEC4_GRANULE`] (GROUPS_REALIGN for
     /// both). [`Self::for_cols`] decides.
     pub realign_groups: bool,
-    /// W read 32 bytes per load (vec4<u64>, W_U64; needs shader-int64) by the word-wise
-    /// dtypes' 16-byte reader with shared activations ([`Self::can_load_wide`]).
+    /// W (and x) read 32 bytes per load (vec4<u64>, W_U64, `_u64`; needs shader-int64) by the
+    /// CPU-adapter readers that have it ([`Self::can_load_wide`]: GEMV's shuffled word-wise,
+    /// int-dot and nf4 readers, GEMM's shuffled weight units).
     pub wide_loads: bool,
     /// Driver workarounds compiled into this variant.
     pub workarounds: Vec<Workaround>,
