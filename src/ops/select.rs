@@ -237,8 +237,8 @@ impl KernelKey {
     ///
     /// nf4's 16-byte reader ([`Self::nf4_vec4`]) has one too: each group's nine weight
     /// vectors from five loads, each block's 64 activations one 32-byte load per lane.
-    /// The int-dot 16-byte reader with shuffled activations has one too, for
-    /// [`Self::INT_DOT_WIDE_DTYPES`]: W and the quantized activations bound as 32-byte vectors,
+    /// The int-dot 16-byte reader with shuffled activations has one too, for every int-dot
+    /// dtype: W and the quantized activations bound as 32-byte vectors,
     /// each group's weight vectors two per load and each lane's activation window a whole
     /// block.
     pub fn can_load_wide(&self) -> bool {
@@ -253,9 +253,17 @@ impl KernelKey {
             return true;
         }
         if self.int_dot {
-            return self.int_dot_vec4()
-                && self.reduction == Reduction::SerialShuffle
-                && Self::INT_DOT_WIDE_DTYPES.contains(&self.dtype);
+            // Every int-dot dtype's group or block reader takes its vectors two per load (per
+            // eight activation blocks, one activation load instead of two; weight loads 17 -> 9
+            // for a q8_0 group, 9 -> 5 for q4_0, 10 -> 5 or 6 for q4_1, 11 -> 6 for q5_0, 12 ->
+            // 6 or 7 for q5_1, per block 9 -> 5 for q4_k, 11 -> 6 for q5_k, 14 -> 7 or 8 for
+            // q6_k), and each measured faster or even for it on lavapipe (three alternating
+            // runs, 4096x4096 / 4096x3200 realigned, ms): q8_0 2.35-2.50 -> 1.97-2.01 / about
+            // even, q4_0 1.40-1.43 -> 1.26-1.29 / 1.38-1.39 -> 1.27-1.32, q4_1 about even /
+            // 1.59-1.64 -> 1.46-1.48, q5_0 1.82-1.87 -> 1.69 / 1.81-2.21 -> 1.63-1.75, q5_1
+            // 1.90-1.92 -> 1.85-1.88 / 1.71-1.74 -> 1.52-1.53, q4_k 1.62-1.87 -> 1.43-1.44,
+            // q5_k 1.93-1.96 -> 1.35-1.38, q6_k 2.24-2.37 -> 1.95-2.21.
+            return self.int_dot_vec4() && self.reduction == Reduction::SerialShuffle;
         }
         self.op == Op::Gemv
             && Self::WIDE_LOAD_DTYPES.contains(&self.dtype)
@@ -271,28 +279,6 @@ impl KernelKey {
     /// (5% on average). f16 (38.9-43.2 both ways), f8_e4m3 and f8_e5m2 ran even and keep
     /// 16-byte loads: there decoding, not loading, sets the pace.
     pub const GEMM_WIDE_LOAD_DTYPES: [StorageDType; 2] = [StorageDType::F32, StorageDType::Bf16];
-
-    /// Dtypes whose shuffled int-dot GEMV reader has a 32-byte-load variant
-    /// ([`Self::can_load_wide`]): those whose group or block reader takes its vectors two per
-    /// load (per eight activation blocks, one activation load instead of two; weight loads
-    /// 17 -> 9 for a q8_0 group, 9 -> 5 for q4_0, 11 -> 6 for q5_0, per block 9 -> 5 for q4_k,
-    /// 11 -> 6 for q5_k, 14 -> 7 or 8 for q6_k) and measured faster for it on lavapipe (three
-    /// alternating runs, 4096x4096 / 4096x3200 realigned): q8_0 2.35-2.50 -> 1.97-2.01 ms /
-    /// about even, q4_0 1.40-1.43 -> 1.26-1.29 / 1.38-1.39 -> 1.27-1.32, q5_0 1.82-1.87 ->
-    /// 1.69 / 1.81-2.21 -> 1.63-1.75, q4_k 1.62-1.87 -> 1.43-1.44, q5_k 1.93-1.96 ->
-    /// 1.35-1.38, q6_k 2.24-2.37 -> 1.95-2.21; q4_1 (10 -> 5 or 6) about even / 1.59-1.64 ->
-    /// 1.46-1.48, q5_1 (12 -> 6 or 7) 1.90-1.92 -> 1.85-1.88 / 1.71-1.74 -> 1.52-1.53. Every
-    /// int-dot dtype, then: the list says which readers have the variant.
-    pub const INT_DOT_WIDE_DTYPES: [StorageDType; 8] = [
-        StorageDType::Q8_0,
-        StorageDType::Q4_0,
-        StorageDType::Q4_1,
-        StorageDType::Q5_0,
-        StorageDType::Q5_1,
-        StorageDType::Q4K,
-        StorageDType::Q5K,
-        StorageDType::Q6K,
-    ];
 
     /// This key computing `rows` rows per subgroup, its rows per workgroup scaled to match
     /// ([`GemvShape::with_rows_per_invocation`]).
