@@ -390,20 +390,22 @@ fn group_loads14(g: GroupAt) -> array<vec4<u32>, 14> {
 // Code word q (eight codes, high nibble first) against its activations: lanes l and l + 1 of
 // `window`, the first four and the next.
 fn nf4_word(book: vec2<f32>, q: u32, window: vec4<f32>, l: u32) -> f32 {
+    return nf4_word_dot(book, q, subgroupShuffle(window, l), subgroupShuffle(window, l + 1u));
+}
+
+// Code word q (eight codes, high nibble first) against its eight activations, xa then xb.
+fn nf4_word_dot(book: vec2<f32>, q: u32, xa: vec4<f32>, xb: vec4<f32>) -> f32 {
     let v = vec4<u32>(q);
     let a = nf4_lookup(book, (v >> vec4<u32>(4u, 0u, 12u, 8u)) & vec4<u32>(0xfu));
     let b = nf4_lookup(book, (v >> vec4<u32>(20u, 16u, 28u, 24u)) & vec4<u32>(0xfu));
-    return dot(a, subgroupShuffle(window, l)) + dot(b, subgroupShuffle(window, l + 1u));
+    return dot(a, xa) + dot(b, xb);
 }
 
 #ifdef W_U64
 // Code word m of a block (eight codes, high nibble first) against its activations, which
 // lane m holds: elements 8m..8m + 4 (`lo`) and 8m + 4..8m + 8 (`hi`) of the block.
 fn nf4_word64(book: vec2<f32>, q: u32, lo: vec4<f32>, hi: vec4<f32>, m: u32) -> f32 {
-    let v = vec4<u32>(q);
-    let a = nf4_lookup(book, (v >> vec4<u32>(4u, 0u, 12u, 8u)) & vec4<u32>(0xfu));
-    let b = nf4_lookup(book, (v >> vec4<u32>(20u, 16u, 28u, 24u)) & vec4<u32>(0xfu));
-    return dot(a, subgroupShuffle(lo, m)) + dot(b, subgroupShuffle(hi, m));
+    return nf4_word_dot(book, q, subgroupShuffle(lo, m), subgroupShuffle(hi, m));
 }
 
 // A block: its absmax word, its code words 0..3 (q0) and 4..7 (q1), against its 64
@@ -642,9 +644,12 @@ fn window64_x(lo: vec4<f32>, hi: vec4<f32>, j: u32) -> UnitX {
 
 // The sum of W units 2j and 2j + 1 of a 64-wide window (one 32-byte load, `v`).
 fn window64_dot(v: vec4<u64>, lo: vec4<f32>, hi: vec4<f32>, j: u32) -> f32 {
+    return load_dot(v, window64_x(lo, hi, 2u * j), window64_x(lo, hi, 2u * j + 1u));
+}
+
+// A 32-byte load of W (two units) against the activations of its units, a then b.
+fn load_dot(v: vec4<u64>, a: UnitX, b: UnitX) -> f32 {
     let h = halves(v);
-    let a = window64_x(lo, hi, 2u * j);
-    let b = window64_x(lo, hi, 2u * j + 1u);
     return unit_value_dot(h[0], a.a, a.b, a.c, a.d) + unit_value_dot(h[1], b.a, b.b, b.c, b.d);
 }
 
@@ -654,8 +659,8 @@ const LOADS_PER_WINDOW64: u32 = 8u / X_PER_UNIT;
 #ifdef ROWS_PER_INVOCATION
 // Two rows per invocation (ROWS_PER_INVOCATION = 2 with W_U64): rows row_a and row_b,
 // each activation window and each shuffle serving both rows' loads. A loop step then reads
-// twice the weight bytes per activation load and shuffle; the autotune races it against one
-// row per invocation (register pressure decides which wins, per dtype).
+// twice the weight bytes per activation load and shuffle; whether that wins depends on the
+// dtype (register pressure: KernelKey::PAIRED_ROW_DTYPES).
 fn pair_partial(row_a: u32, row_b: u32) -> vec2<acc_t> {
     let loads = p.cols / ELEMS_PER_UNIT / 2u;
     let wa = row_a * loads;
@@ -683,12 +688,7 @@ fn pair_partial(row_a: u32, row_b: u32) -> vec2<acc_t> {
 fn window64_dot2(va: vec4<u64>, vb: vec4<u64>, lo: vec4<f32>, hi: vec4<f32>, j: u32) -> vec2<f32> {
     let a = window64_x(lo, hi, 2u * j);
     let b = window64_x(lo, hi, 2u * j + 1u);
-    let ha = halves(va);
-    let hb = halves(vb);
-    return vec2<f32>(
-        unit_value_dot(ha[0], a.a, a.b, a.c, a.d) + unit_value_dot(ha[1], b.a, b.b, b.c, b.d),
-        unit_value_dot(hb[0], a.a, a.b, a.c, a.d) + unit_value_dot(hb[1], b.a, b.b, b.c, b.d),
-    );
+    return vec2<f32>(load_dot(va, a, b), load_dot(vb, a, b));
 }
 #endif
 
@@ -923,31 +923,30 @@ fn partial(row: u32, first: u32, step: u32) -> acc_t {
     let units = p.cols / ELEMS_PER_UNIT;
     let base = row * units;
 #ifdef REDUCE_SERIAL_SHUFFLE
-    // Windows of eight x units, one loaded per lane; a W unit takes X_PER_UNIT of them.
-    const UNITS_PER_WINDOW: u32 = 8u / X_PER_UNIT;
 #ifdef W_U64
     // Windows of 64 activations, 32 bytes loaded per lane, and W two units per load: a
     // row's loads are whole (rows are whole windows of 32 elements: 128, 64 or 32 bytes),
     // its last window half a window where the row is 32 * odd elements long. Wider windows
     // halve the activation loads per weight byte, which the 2-byte dtypes feel most (per
     // 32-element window, two weight loads to one activation load).
-    const LOADS_PER_WINDOW: u32 = LOADS_PER_WINDOW64;
     let loads = units / 2u;
     let wbase = base / 2u;
-    let windows = loads / LOADS_PER_WINDOW;
+    let windows = loads / LOADS_PER_WINDOW64;
     for (var c = 0u; c < windows; c = c + 1u) {
         let xw = window64(c);
-        for (var j = 0u; j < LOADS_PER_WINDOW; j = j + 1u) {
-            acc = acc + acc_t(window64_dot(w[wbase + c * LOADS_PER_WINDOW + j], xw[0], xw[1], j));
+        for (var j = 0u; j < LOADS_PER_WINDOW64; j = j + 1u) {
+            acc = acc + acc_t(window64_dot(w[wbase + c * LOADS_PER_WINDOW64 + j], xw[0], xw[1], j));
         }
     }
-    if (loads % LOADS_PER_WINDOW != 0u) {
+    if (loads % LOADS_PER_WINDOW64 != 0u) {
         let xw = window64(windows);
-        for (var j = 0u; j < LOADS_PER_WINDOW / 2u; j = j + 1u) {
-            acc = acc + acc_t(window64_dot(w[wbase + windows * LOADS_PER_WINDOW + j], xw[0], xw[1], j));
+        for (var j = 0u; j < LOADS_PER_WINDOW64 / 2u; j = j + 1u) {
+            acc = acc + acc_t(window64_dot(w[wbase + windows * LOADS_PER_WINDOW64 + j], xw[0], xw[1], j));
         }
     }
 #else
+    // Windows of eight x units, one loaded per lane; a W unit takes X_PER_UNIT of them.
+    const UNITS_PER_WINDOW: u32 = 8u / X_PER_UNIT;
     for (var c = 0u; c < units / UNITS_PER_WINDOW; c = c + 1u) {
         let window = x[8u * c + lane8];
         for (var j = 0u; j < UNITS_PER_WINDOW; j = j + 1u) {

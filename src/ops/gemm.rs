@@ -153,14 +153,7 @@ pub fn reachable_variants(caps: &Capabilities, dtype: StorageDType) -> Vec<Kerne
         })
         .flat_map(|k| with_each_tile_reg(&k))
         // With 32-byte weight loads too, where shader-int64 is usable and the key has them.
-        .flat_map(|k| {
-            let wide = k.with_wide_loads(caps.int64().usable());
-            if wide.wide_loads {
-                vec![wide, k]
-            } else {
-                vec![k]
-            }
-        })
+        .flat_map(|k| k.wide_variant(caps.int64().usable()).into_iter().chain([k]))
         .collect()
 }
 

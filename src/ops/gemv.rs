@@ -396,33 +396,20 @@ pub fn reachable_variants(caps: &Capabilities, dtype: StorageDType) -> Vec<Kerne
                 // Int-dot keys differ by vec4 only where it picks the 16-byte reader.
                 if int_dot && (!vec4 || dot.int_dot_vec4()) {
                     // 32-byte loads where shader-int64 is usable and the dtype has them.
-                    if caps.int64().usable() && dot.can_load_wide() {
-                        keys.push(dot.with_wide_loads(true));
-                    }
+                    keys.extend(dot.wide_variant(caps.int64().usable()));
                     keys.push(dot);
                 }
                 if (!vec4 || key.vec4_decoder())
                     && (reduction != Reduction::SerialShuffle || key.shares_x())
                 {
-                    // The subgroup layout also computes 2 and 4 rows per subgroup (raced on
-                    // GPUs; reachable, and so tested, wherever the layout is).
-                    keys.extend(
-                        key.shared_rows()
-                            .iter()
-                            .map(|&rows| key.with_rows_per_invocation(rows)),
-                    );
                     // 32-byte loads where shader-int64 is usable (`WGLLM_DISABLE=int64` runs
-                    // the 16-byte reader), one or two rows per invocation.
-                    if caps.int64().usable() && key.can_load_wide() {
-                        let wide = key.with_wide_loads(true);
-                        keys.extend(
-                            wide.shared_rows()
-                                .iter()
-                                .map(|&rows| wide.with_rows_per_invocation(rows)),
-                        );
-                        keys.push(wide);
+                    // the 16-byte reader), one or two rows per invocation; the subgroup layout
+                    // also computes 2 and 4 rows per subgroup (raced on GPUs; reachable, and so
+                    // tested, wherever the layout is).
+                    if let Some(wide) = key.wide_variant(caps.int64().usable()) {
+                        keys.extend(wide.row_variants());
                     }
-                    keys.push(key);
+                    keys.extend(key.row_variants());
                 }
             }
         }

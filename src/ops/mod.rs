@@ -57,7 +57,7 @@ pub fn all_variants() -> Vec<ShaderVariant> {
                     {
                         // With 32-byte loads too, where the dtype has them; and in rows that are
                         // not whole groups of eight 32-element blocks.
-                        for dot in [dot.clone(), dot.with_wide_loads(true)] {
+                        for dot in dot.wide_variant(true).into_iter().chain([dot.clone()]) {
                             v.push(dot.variant());
                             let realigned = dot.for_cols(32);
                             if realigned.realign_groups {
@@ -68,33 +68,22 @@ pub fn all_variants() -> Vec<ShaderVariant> {
                     if !runs(&key) || (vec4 && !key.vec4_decoder()) {
                         continue;
                     }
-                    if key.can_sum_in_f16() {
-                        v.push(key.with_accum(AccumDType::F16).variant());
-                    }
-                    v.extend(
-                        key.shared_rows()
-                            .iter()
-                            .map(|&rows| key.with_rows_per_invocation(rows).variant()),
-                    );
-                    if key.can_load_wide() {
-                        let wide = key.with_wide_loads(true);
-                        for rows in [1].iter().chain(wide.shared_rows()) {
-                            let wide = wide.with_rows_per_invocation(*rows);
-                            v.push(wide.variant());
-                            if wide.can_sum_in_f16() {
-                                v.push(wide.with_accum(AccumDType::F16).variant());
+                    // With 32-byte loads too, where the key has them; with each row count it
+                    // can compute, and f16 sums where it can keep them.
+                    for key in key.wide_variant(true).into_iter().chain([key.clone()]) {
+                        for k in key.row_variants() {
+                            if k.can_sum_in_f16() {
+                                v.push(k.with_accum(AccumDType::F16).variant());
                             }
+                            v.push(k.variant());
                         }
-                    }
-                    // nf4's 16-byte reader over rows that are not whole groups of four blocks,
-                    // with either sum type.
-                    if key.nf4_vec4() {
-                        for key in [key.clone(), key.with_wide_loads(true)] {
+                        // nf4's 16-byte reader over rows that are not whole groups of four
+                        // blocks, with either sum type.
+                        if key.nf4_vec4() {
                             v.push(key.for_cols(64).variant());
                             v.push(key.with_accum(AccumDType::F16).for_cols(64).variant());
                         }
                     }
-                    v.push(key.variant());
                 }
             }
         }
@@ -121,11 +110,8 @@ pub fn all_variants() -> Vec<ShaderVariant> {
                     }));
                 }
                 // With 32-byte weight loads too, where a key has them.
-                let wide: Vec<KernelKey> = keys
-                    .iter()
-                    .map(|k| k.with_wide_loads(true))
-                    .filter(|k| k.wide_loads)
-                    .collect();
+                let wide: Vec<KernelKey> =
+                    keys.iter().filter_map(|k| k.wide_variant(true)).collect();
                 keys.extend(wide);
                 for key in keys {
                     // 16: vec4 rows (weight units) for every dtype; 4: for f32 and the block

@@ -181,8 +181,8 @@ impl KernelKey {
     }
 
     /// This key reading W 32 bytes per load where it can ([`Self::can_load_wide`]) and `on`
-    /// is set (shader-int64 usable).
-    /// Without them, the shuffled reader computes one row per invocation.
+    /// is set (shader-int64 usable). A GEMV key left with rows it cannot share
+    /// ([`Self::can_share_rows`]: the 32-byte reader's second row without it) computes one.
     pub fn with_wide_loads(&self, on: bool) -> Self {
         let key = Self {
             wide_loads: on && self.can_load_wide(),
@@ -215,6 +215,21 @@ impl KernelKey {
     /// (3.4-3.5 -> 3.4-3.8). Not raced by the autotune: its CPU shape (512x4096, 8 MB of f32)
     /// stays in the caches, where two rows won for f32 as well.
     pub const PAIRED_ROW_DTYPES: [StorageDType; 1] = [StorageDType::Bf16];
+
+    /// This key with 32-byte loads, if it has them ([`Self::can_load_wide`]) and `usable`
+    /// (shader-int64): the variant beside the 16-byte one that enumerations list.
+    pub fn wide_variant(&self, usable: bool) -> Option<Self> {
+        Some(self.with_wide_loads(usable)).filter(|k| k.wide_loads)
+    }
+
+    /// This key with each row count it can compute: its shared rows
+    /// ([`Self::shared_rows`]), then itself.
+    pub fn row_variants(&self) -> impl Iterator<Item = Self> + '_ {
+        self.shared_rows()
+            .iter()
+            .map(|&rows| self.with_rows_per_invocation(rows))
+            .chain(std::iter::once(self.clone()))
+    }
 
     /// This key as `select` runs it on the shuffled layout: 32-byte loads where `on`
     /// (shader-int64 usable) and the key can take them, and then two rows per invocation for
@@ -562,16 +577,11 @@ impl KernelKey {
             Reduction::SerialShuffle if !shuffles => Reduction::Serial,
             r => r,
         };
-        let mut shaped = Self {
+        let shaped = Self {
             vec4,
             reduction,
             ..self.clone()
-        }
-        .with_wide_loads(self.wide_loads);
-        // Rows that lost the unrolled path (no 16-byte vectors) take one row per subgroup.
-        if !shaped.can_share_rows() {
-            shaped = shaped.with_rows_per_invocation(1);
-        }
+        };
         let whole_groups = cols.is_multiple_of(Self::INT_DOT_VEC4_GRANULE);
         let realign_groups = !whole_groups && self.dtype.block().elements == 32;
         let int_dot_vec4 = Self {
@@ -581,12 +591,14 @@ impl KernelKey {
         .int_dot_vec4()
             && (whole_groups || realign_groups);
         let nf4_realign = shaped.nf4_vec4() && !cols.is_multiple_of(Self::NF4_VEC4_GRANULE);
+        // 32-byte loads where this shape takes them (once the int-dot reader's vectors are
+        // settled); rows that lost the unrolled path or the 32-byte reader take one row per
+        // subgroup or invocation (with_wide_loads).
         Self {
             vec4: vec4 || int_dot_vec4,
             realign_groups: (int_dot_vec4 && realign_groups) || nf4_realign,
             ..shaped
         }
-        // Again with the int-dot reader's vectors settled (its 32-byte loads need them).
         .with_wide_loads(self.wide_loads)
     }
 
@@ -790,7 +802,6 @@ fn reduction(
     )
 }
 
-/// Decides the kernel path for `op` over weights (or, for attention, a KV cache) of `dtype`.
 /// Refuses rows longer than `key` sums whole on this adapter ([`KernelKey::loop_limited_cols`]):
 /// a clear error instead of the partial sums a driver's loop limit would return.
 pub fn check_row_length(
@@ -817,6 +828,7 @@ pub fn check_row_length(
     })
 }
 
+/// Decides the kernel path for `op` over weights (or, for attention, a KV cache) of `dtype`.
 pub fn select(caps: &Capabilities, op: Op, dtype: StorageDType, kv: Option<KvDType>) -> KernelPath {
     let base_ok = [
         Primitive::WorkgroupBarrier,
@@ -880,8 +892,9 @@ fn select_gemv(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
         Some(r) => format!("{a}, {r}"),
         None => a.to_string(),
     };
+    let f32_key = key(ComputeDType::F32);
     // What the f32-decode key's 32-byte loads add to its description (KernelKey::wide_loads).
-    let wide_note = match key(ComputeDType::F32) {
+    let wide_note = match &f32_key {
         k if k.wide_loads && k.rows_per_invocation > 1 => {
             "; weights and activations read 32 bytes per load (vec4<u64>, shader-int64), two rows per invocation \
              sharing each activation load"
@@ -891,7 +904,7 @@ fn select_gemv(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
     };
     match dtype {
         StorageDType::F32 => KernelPath::Native {
-            key: key(ComputeDType::F32),
+            key: f32_key.clone(),
             feature: join("f32 arithmetic"),
             detail: format!("f32 weights multiplied and summed in f32; {reduce_note}{wide_note}"),
         },
@@ -900,7 +913,7 @@ fn select_gemv(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
             let race = caps.tuning.as_ref().and_then(|t| t.f16_gemv.as_ref());
             if let Some(why) = f16_declined(caps, race, "f16 compute") {
                 KernelPath::Fallback {
-                    key: key(ComputeDType::F32),
+                    key: f32_key.clone(),
                     reason: format!(
                         "shader-f16 is usable, but {why}: f16 unpacked with unpack2x16float into f32; multiplied \
                          and summed in f32{wide_note}"
@@ -914,7 +927,7 @@ fn select_gemv(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
                 }
             } else if caps.selftest.passed(Primitive::Unpack2x16FloatHi) {
                 KernelPath::Fallback {
-                    key: key(ComputeDType::F32),
+                    key: f32_key.clone(),
                     reason: format!(
                         "f16 unpacked with unpack2x16float into f32 ({}); multiplied and summed in f32{wide_note}",
                         f16.why_not("shader-f16")
@@ -930,34 +943,34 @@ fn select_gemv(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
             }
         }
         StorageDType::Bf16 => KernelPath::Fallback {
-            key: key(ComputeDType::F32),
+            key: f32_key.clone(),
             reason: format!(
                 "WGSL has no bf16: decoded from u32 bits (shift by 16) into f32; multiplied and summed in f32{wide_note}"
             ),
         },
         StorageDType::F8E4m3 | StorageDType::F8E5m2 => KernelPath::Fallback {
-            key: key(ComputeDType::F32),
+            key: f32_key.clone(),
             reason: format!(
                 "WGSL has no fp8: {dtype} decoded from its bits into f32; multiplied and summed in f32{wide_note}"
             ),
         },
         d if BLOCK_DTYPES.contains(&d) => {
             // One invocation per row takes whole blocks; the other layouts share them.
-            let decode = if key(ComputeDType::F32).nf4_vec4() && key(ComputeDType::F32).wide_loads {
+            let decode = if f32_key.nf4_vec4() && f32_key.wide_loads {
                 "read four at a time, weights and activations 32 bytes per load (vec4<u64>, shader-int64: two \
                  16-byte weight vectors per load; realigned in rows that are not a multiple of 256 elements), each \
                  code looked up in a code book held across the subgroup (subgroupShuffle), decoded"
-            } else if key(ComputeDType::F32).nf4_vec4() {
+            } else if f32_key.nf4_vec4() {
                 "read four at a time as 16-byte vectors (in rows of 256 elements; one at a time otherwise), \
                  each code looked up in a code book held across the subgroup (subgroupShuffle), decoded"
-            } else if key(ComputeDType::F32).blockwise() {
+            } else if f32_key.blockwise() {
                 "decoded a whole block at a time (scales once per block, quants a word at a time)"
             } else {
                 "shared by the row's invocations a quant word apart (activations read 16 bytes at a time), decoded"
             };
             if let Some(race) = int_dot_lost {
                 KernelPath::Native {
-                    key: key(ComputeDType::F32),
+                    key: f32_key.clone(),
                     feature: join("f32 arithmetic"),
                     detail: format!(
                         "{dtype} blocks {decode} into f32 registers, multiplied and summed in f32; {reduce_note} \
@@ -967,7 +980,7 @@ fn select_gemv(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
                 }
             } else {
                 KernelPath::Native {
-                    key: key(ComputeDType::F32),
+                    key: f32_key.clone(),
                     feature: join("f32 arithmetic"),
                     detail: format!(
                         "{dtype} blocks {decode} into f32 registers, multiplied and summed in f32; {reduce_note}"
@@ -1125,7 +1138,7 @@ fn select_gemm(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
              rows are whole vec4s{}",
             gemm::SMALL_N,
             gemm::SMALL_N,
-            if f32_key.wide_loads || key(ComputeDType::F32, AccumDType::F32).wide_loads {
+            if f32_key.wide_loads {
                 ", in 32-byte loads (vec4<u64>, shader-int64)"
             } else {
                 ""
