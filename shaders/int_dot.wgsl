@@ -130,10 +130,10 @@ struct XWindows {
 // in rows of whole groups (which then start on 16-byte boundaries: KernelKey::for_cols),
 // every q4_k (144-byte) and q5_k (176-byte) block, and every q6_k block, realigned.
 #ifdef W_U64
-// W_U64 (the shuffled reader of INT_DOT_WIDE dtypes, where shader-int64 is usable): both
-// bound as 32-byte vectors. llvmpipe's loads cost about the same whatever their width, so
-// the group readers that take a group's vectors two per load (q8_0's) and the activation
-// windows (a whole block per lane) halve their loads; other reads take half a load.
+// W_U64 (the shuffled reader, where shader-int64 is usable): both bound as 32-byte vectors.
+// llvmpipe's loads cost about the same whatever their width, so the group and block readers,
+// which take their vectors two per load (gemv.wgsl's group_loadsN), and the activation windows
+// (a whole block per lane) halve their loads; other reads take half a load (w4_at, x4_at).
 @group(0) @binding(6) var<storage, read> w4: array<vec4<u64>>;
 @group(0) @binding(7) var<storage, read> x4: array<vec4<u64>>;
 
