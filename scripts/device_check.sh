@@ -4,13 +4,17 @@
 # from .gl/. Build them first:
 #   cargo build --release && cargo test --no-run, then copy target/release/wgllm and the
 #   target/debug/deps/{gemv,gemm,dequant}-* binaries into .devbin/ (strip them).
-# Every step has its own time limit, so one hang cannot eat the lease; everything lands in $OUT
-# (bench results as JSON: render them here with `jq`).
+# Every step has its own time limit, so one hang cannot eat the lease; everything lands in
+# $OUT/results.tgz (the device tool returns at most 8 files; bench results are JSON: render
+# them here with `jq`), packed after each step, so a run cut short still returns what it did.
+# The tests run with WGLLM_TUNE=off: they open the adapter under several WGLLM_DISABLE sets,
+# and on a GPU each set's autotune takes minutes (the GEMM race at 4096x4096 x 512).
 # The test binaries read assets/fixtures through CARGO_MANIFEST_DIR, which is this checkout's
 # path here; on the device the tree sits elsewhere, so the fixtures path is linked.
 set -u
 for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
-OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+FINAL=${OUT:-/tmp/out}; mkdir -p "$FINAL"
+OUT=/tmp/results; rm -rf "$OUT"; mkdir -p "$OUT"
 export WGLLM_CACHE_DIR=/tmp/wgllm-cache
 mkdir -p /work/main/assets 2>/dev/null && ln -sfn "$PWD/assets/fixtures" /work/main/assets/fixtures
 nvidia-smi -L 2>&1 | head -1
@@ -21,12 +25,15 @@ if ! $B/wgllm capabilities --json 2>/dev/null | grep -qi nvidia; then
     export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
 fi
 exec 3>&1  # step reports go to the real stdout even when the step's output is redirected
-step() { local name=$1 s=$SECONDS; shift; "$@"; echo "$name: rc=$? in $((SECONDS - s)) s" >&3; }
+step() {
+    local name=$1 s=$SECONDS; shift; "$@"; echo "$name: rc=$? in $((SECONDS - s)) s" >&3
+    tar czf "$FINAL/results.tgz" -C "$OUT" .
+}
 step measure $T $B/wgllm capabilities --json --measure > "$OUT/capabilities.json" 2> "$OUT/log.txt"
 $B/wgllm capabilities > "$OUT/capabilities.txt" 2>>"$OUT/log.txt"
 # GEMM=0 skips the GEMM tests and benchmark (when only GEMV changed); GEMM_TESTS=0 the tests.
 for t in dequant gemv $([ "${GEMM:-1}" = 0 ] || [ "${GEMM_TESTS:-1}" = 0 ] || echo gemm); do
-    step "$t tests" $T $B/$t --test-threads=4 >> "$OUT/tests.txt" 2>&1
+    WGLLM_TUNE=off step "$t tests" $T $B/$t --test-threads=4 >> "$OUT/tests.txt" 2>&1
 done
 step "gemv bench" $T $B/wgllm bench --json > "$OUT/bench_gemv.json" 2>>"$OUT/log.txt"
 [ "${GEMM:-1}" = 0 ] || step "gemm bench" $T $B/wgllm bench --op gemm --shape 4096x4096 --n 512 --json > "$OUT/bench_gemm.json" 2>>"$OUT/log.txt"
