@@ -753,31 +753,78 @@ fn main(
 #else
 // Tiles (GPUs): a workgroup of 16 x 16 invocations owns a TILE x TILE block of outputs
 // (TILE = 16 TILE_REG rows of W by as many rows of X), and each invocation a TILE_REG x
-// TILE_REG register tile: weight rows 4 ty + 64 h + i and activation rows 4 tx + 64 h + j
-// (h < TILE_REG / 4; i, j < 4), so that it reads both operands from workgroup memory as
+// TILE_REG register tile: weight rows 4 ty + 64 h + i and activation rows 4 tx + 64 h' + j
+// (h, h' < TILE_REG / 4; i, j < 4), so that it reads both operands from workgroup memory as
 // vec4s. Per k, TILE_REG / 2 vector loads feed TILE_REG² multiply-adds: 2 for 16 at
-// TILE_REG = 4, 4 for 64 at 8. The 4 x 4 tile of scalar reads this replaced made 8 loads per
-// 16 and ran at 23-27% of the H200's f32 FMA peak for every dtype, decoding included.
-// TILE_REG (a valued define: 4 or 8) is raced by the autotune on GPUs: 128 x 128 tiles need
-// 4x the outputs to fill the device.
-// K advances TILE_K at a time: the workgroup decodes the TILE x TILE_K slice of W through
-// `dequant(e)` (every dtype, bit-exact with the CPU reference; consecutive invocations take
-// consecutive k of a row) and copies X's, both transposed ([k][row]) into workgroup memory.
-// Each k's row of a tile is padded by one vector, so the 32 lanes that store a slice hit
-// different banks (word 4 kk + r mod 32) rather than one.
+// TILE_REG = 4, 4 for 64 at 8 (TILE_8X8).
+// The sums are named 4 x 4 matrices (column i: weight row i; component j: activation row j),
+// never arrays indexed by loop counters: on the H200 (session 11) the register tile kept as
+// `array<array<vec4>>` indexed in loops ran every dtype at 2.0 TFLOP/s, a fifth of the
+// scalar 4 x 4 tile with named sums it replaced (9.7-11.3): an array indexed at run time
+// lives in memory, not registers (the lesson of the row layouts on lavapipe, too).
+// K advances TILE_K at a time: each invocation decodes one k of four consecutive weight rows
+// (`dequant(e)`: every dtype, bit-exact with the CPU reference; neighbouring invocations take
+// neighbouring k) and copies the same of X, each stored as one vector, both transposed
+// ([k][4 rows]) into workgroup memory. The next slice's loads are issued before this slice is
+// multiplied, so their latency hides behind the multiply-adds.
+// Each k's row of a tile is padded by one vector, so the lanes that store a slice hit
+// different banks rather than one.
 const REG: u32 = TILE_REG;
 const TILE: u32 = 16u * REG;
 // 16 at TILE_REG 4, 8 at 8: about 8.5 KiB of workgroup memory either way.
 const TILE_K: u32 = 64u / REG;
-// Vectors per side of an invocation's register tile.
-const VECS: u32 = REG / 4u;
 // Vectors per k of a tile, padded.
 const STRIDE: u32 = TILE / 4u + 1u;
-// Elements of each operand every invocation loads per step.
-const LOADS: u32 = TILE * TILE_K / 256u;
 
 var<workgroup> wt: array<vec4<tile_t>, TILE_K * STRIDE>;
 var<workgroup> xt: array<vec4<tile_t>, TILE_K * STRIDE>;
+
+// Weight r, k of this part (0 past its edge).
+fn w_or_zero(r: u32, k: u32) -> f32 {
+    if (r < p.rows && k < p.cols) {
+        return dequant(r * p.cols + k);
+    }
+    return 0.0;
+}
+
+// Activation n, k (0 past the edge).
+fn x_or_zero(n: u32, k: u32) -> f32 {
+    if (n < p.n && k < p.cols) {
+        return x[n * p.cols + k];
+    }
+    return 0.0;
+}
+
+// Column k of weight rows r ..r + 4.
+fn w_quad(r: u32, k: u32) -> vec4<f32> {
+    return vec4<f32>(w_or_zero(r, k), w_or_zero(r + 1u, k), w_or_zero(r + 2u, k), w_or_zero(r + 3u, k));
+}
+
+// Column k of activation rows n ..n + 4.
+fn x_quad(n: u32, k: u32) -> vec4<f32> {
+    return vec4<f32>(x_or_zero(n, k), x_or_zero(n + 1u, k), x_or_zero(n + 2u, k), x_or_zero(n + 3u, k));
+}
+
+// The outer product of four weights (one per row) and four activations (one per row).
+fn outer(wv: vec4<tile_t>, xv: vec4<tile_t>) -> mat4x4<acc_t> {
+    return mat4x4<acc_t>(
+        vec4<acc_t>(xv * wv.x),
+        vec4<acc_t>(xv * wv.y),
+        vec4<acc_t>(xv * wv.z),
+        vec4<acc_t>(xv * wv.w),
+    );
+}
+
+// Stores the 4 x 4 sums of weight rows r ..r + 4 against activation rows n ..n + 4.
+fn put_quad(r: u32, n: u32, m: mat4x4<acc_t>) {
+    for (var i = 0u; i < 4u; i = i + 1u) {
+        for (var j = 0u; j < 4u; j = j + 1u) {
+            if (r + i < p.rows && n + j < p.n) {
+                put(r + i, n + j, m[i][j]);
+            }
+        }
+    }
+}
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -785,56 +832,45 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let ty = lid / 16u;
     let row0 = wg.x * TILE;
     let n0 = wg.y * TILE;
-    // acc[i][h]: weight row i of the register tile against activation rows 4 tx + 64 h ..+4.
-    var acc: array<array<vec4<acc_t>, VECS>, REG>;
+    // This invocation's share of each slice: column kk of the rows' vector g (rows 4 g ..+4),
+    // for both operands (TILE / 4 vectors x TILE_K columns = 256).
+    let kk = lid % TILE_K;
+    let g = lid / TILE_K;
+    // a<h><h'>: weight rows 4 ty + 64 h ..+4 against activation rows 4 tx + 64 h' ..+4.
+    var a00 = mat4x4<acc_t>();
+#ifdef TILE_8X8
+    var a01 = mat4x4<acc_t>();
+    var a10 = mat4x4<acc_t>();
+    var a11 = mat4x4<acc_t>();
+#endif
+    var wn = w_quad(row0 + 4u * g, kk);
+    var xn = x_quad(n0 + 4u * g, kk);
     for (var k0 = 0u; k0 < p.cols; k0 = k0 + TILE_K) {
-        for (var s = 0u; s < LOADS; s = s + 1u) {
-            let l = lid + 256u * s;
-            let r = l / TILE_K;
-            let kk = l % TILE_K;
-            let k = k0 + kk;
-            var wv = 0.0;
-            if (row0 + r < p.rows && k < p.cols) {
-                wv = dequant((row0 + r) * p.cols + k);
-            }
-            wt[kk * STRIDE + r / 4u][r % 4u] = tile_t(wv);
-            var xv = 0.0;
-            if (n0 + r < p.n && k < p.cols) {
-                xv = x[(n0 + r) * p.cols + k];
-            }
-            xt[kk * STRIDE + r / 4u][r % 4u] = tile_t(xv);
-        }
+        wt[kk * STRIDE + g] = vec4<tile_t>(wn);
+        xt[kk * STRIDE + g] = vec4<tile_t>(xn);
         workgroupBarrier();
-        for (var kk = 0u; kk < TILE_K; kk = kk + 1u) {
-            var wv: array<vec4<tile_t>, VECS>;
-            var xv: array<vec4<tile_t>, VECS>;
-            for (var h = 0u; h < VECS; h = h + 1u) {
-                wv[h] = wt[kk * STRIDE + ty + 16u * h];
-                xv[h] = xt[kk * STRIDE + tx + 16u * h];
-            }
-            for (var i = 0u; i < REG; i = i + 1u) {
-                let wi = wv[i / 4u][i % 4u];
-                for (var h = 0u; h < VECS; h = h + 1u) {
-                    acc[i][h] = acc[i][h] + vec4<acc_t>(wi * xv[h]);
-                }
-            }
+        wn = w_quad(row0 + 4u * g, k0 + TILE_K + kk);
+        xn = x_quad(n0 + 4u * g, k0 + TILE_K + kk);
+        for (var k = 0u; k < TILE_K; k = k + 1u) {
+            let w0 = wt[k * STRIDE + ty];
+            let x0 = xt[k * STRIDE + tx];
+            a00 = a00 + outer(w0, x0);
+#ifdef TILE_8X8
+            let w1 = wt[k * STRIDE + ty + 16u];
+            let x1 = xt[k * STRIDE + tx + 16u];
+            a01 = a01 + outer(w0, x1);
+            a10 = a10 + outer(w1, x0);
+            a11 = a11 + outer(w1, x1);
+#endif
         }
         workgroupBarrier();
     }
-    for (var i = 0u; i < REG; i = i + 1u) {
-        let r = row0 + 4u * ty + 64u * (i / 4u) + i % 4u;
-        if (r >= p.rows) {
-            continue;
-        }
-        for (var h = 0u; h < VECS; h = h + 1u) {
-            for (var j = 0u; j < 4u; j = j + 1u) {
-                let n = n0 + 4u * tx + 64u * h + j;
-                if (n < p.n) {
-                    put(r, n, acc[i][h][j]);
-                }
-            }
-        }
-    }
+    put_quad(row0 + 4u * ty, n0 + 4u * tx, a00);
+#ifdef TILE_8X8
+    put_quad(row0 + 4u * ty, n0 + 4u * tx + 64u, a01);
+    put_quad(row0 + 4u * ty + 64u, n0 + 4u * tx, a10);
+    put_quad(row0 + 4u * ty + 64u, n0 + 4u * tx + 64u, a11);
+#endif
 }
 #endif
 #endif

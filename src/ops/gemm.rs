@@ -272,7 +272,12 @@ pub fn variant(key: &KernelKey) -> ShaderVariant {
             Define::value("WG_SIZE", key.workgroup_size),
             Define::value("ROWS_PER_WG", key.rows_per_workgroup),
         ]),
-        _ => defines.push(Define::value("TILE_REG", key.rows_per_invocation)),
+        _ => {
+            defines.push(Define::value("TILE_REG", key.rows_per_invocation));
+            if key.rows_per_invocation == 8 {
+                defines.push(Define::flag("TILE_8X8"));
+            }
+        }
     }
     if key.reduction == Reduction::SerialShuffle {
         defines.push(Define::flag("X_SHUFFLE"));
