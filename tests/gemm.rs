@@ -354,8 +354,9 @@ fn per_dtype_gemm_races_pick_each_dtypes_layout() {
 }
 
 /// A short prefill (n ≤ SMALL_N) runs the tiles as a subgroup per weight row where the
-/// subgroup size is fixed, unless the autotune's few-rows race measured the tiles faster;
-/// more activation rows, f16 sums and the row layouts keep their key.
+/// subgroup size is fixed, unless the autotune's few-rows race measured the tiles faster, and
+/// a row layout only where that race measured the subgroup rows faster; more activation rows
+/// and f16 sums keep their key.
 #[test]
 fn few_row_gemm_follows_the_race() {
     use wgllm::device::capabilities::{LayoutRace, Timed};
@@ -407,9 +408,26 @@ fn few_row_gemm_follows_the_race() {
         t.gemm_few_rows = Some(race(9.0, 1.0));
         let tiles_won = gpu.caps.clone().with_tuning(t.clone());
         assert_eq!(layout(&tiles_won, &tiles, 2), Reduction::Workgroup);
+        // The row layouts (serial at 1.0 in the race) keep their layout unless the subgroup
+        // rows measured faster than they did.
+        assert_eq!(layout(&tiles_won, &rows, 2), Reduction::Serial);
         t.gemm_few_rows = Some(race(1.0, 9.0));
         let rows_won = gpu.caps.clone().with_tuning(t);
         assert_eq!(layout(&rows_won, &tiles, 2), Reduction::Subgroup);
+        // A GPU's n = 512 race can pick a row layout (the H200 did, for every dtype); its
+        // 32-byte units and 8-row tile do not carry over to the subgroup rows.
+        let wide_rows = key(
+            StorageDType::F32,
+            ComputeDType::F32,
+            AccumDType::F32,
+            Reduction::SerialShuffle,
+        )
+        .with_wide_loads(true);
+        assert!(wide_rows.wide_loads, "{}", wide_rows.name());
+        let few = for_tokens(&rows_won, &wide_rows, 2);
+        assert_eq!(few.reduction, Reduction::Subgroup, "{}", label(&gpu));
+        assert!(!few.wide_loads && !few.small_n, "{}", few.name());
+        assert_eq!(layout(&rows_won, &rows, SMALL_N + 1), Reduction::Serial);
         checked += 1;
     }
     assert!(

@@ -324,7 +324,12 @@ fn bench_op(gpu: &Gpu, args: &Args, op: Op, limits: &Limits) -> Result<Vec<Bench
                 // become a subgroup per row for a few activation rows; GEMV rows that are not
                 // whole vectors or groups take another reader) are measured once.
                 let kernel = running(op, key, shape.cols, n).name();
-                let is_selected = Some(key) == selected.as_ref();
+                // By the kernel that runs, not the key: two keys can run one kernel (the H200's
+                // selected q5_1 int-dot key carried a vec4 flag its subgroup layout ignores,
+                // and no row was marked selected).
+                let is_selected = selected
+                    .as_ref()
+                    .is_some_and(|s| running(op, s, shape.cols, n).name() == kernel);
                 if let Some(row) = rows[first_row..].iter_mut().find(|r| r.kernel == kernel) {
                     row.selected = row.selected || is_selected;
                     continue;

@@ -214,6 +214,17 @@ pub fn run(selector: Option<&str>, args: &Args) -> Result<(), CliError> {
     super::format::emit(args.json, &report, render)
 }
 
+/// The name the autotune table gives a GEMM layout.
+fn gemm_layout_name(layout: crate::ops::select::Reduction) -> &'static str {
+    use crate::ops::select::Reduction;
+    match layout {
+        Reduction::Serial => "rows",
+        Reduction::SerialShuffle => "rows_shuffle",
+        Reduction::Subgroup => "subgroup rows",
+        Reduction::Workgroup => "tiles",
+    }
+}
+
 fn yes_no(b: bool) -> &'static str {
     if b {
         "yes"
@@ -443,19 +454,24 @@ fn render_details(a: &AdapterReport, out: &mut String) {
                     .as_ref()
                     .map(|geo| (geo.gemm_layout_for(g.dtype), geo.gemm_tile_reg_for(g.dtype)))
                 {
-                    Some((crate::ops::select::Reduction::Serial, _)) => "rows".into(),
-                    Some((crate::ops::select::Reduction::SerialShuffle, _)) => {
-                        "rows_shuffle".into()
-                    }
-                    Some((_, r)) => format!("tiles {r}x{r}"),
+                    Some((crate::ops::select::Reduction::Workgroup, r)) => format!("tiles {r}x{r}"),
+                    Some((layout, _)) => gemm_layout_name(layout).into(),
                     None => "tiles".into(),
                 },
             ]);
         }
-        // A short prefill (GPUs with a fixed subgroup size): the tiles against a subgroup
-        // per weight row, which replaces them unless they measured MIN_LAYOUT_GAIN faster.
+        // A short prefill (GPUs with a fixed subgroup size): f32's GEMM layout against a
+        // subgroup per weight row, which replaces the tiles unless they measured
+        // MIN_LAYOUT_GAIN faster, and a row layout where it measured that much faster.
         if let Some(g) = &t.gemm_few_rows {
-            let subgroup_wins = g.tiles_beat_subgroup_rows() == Some(false);
+            let layout = a
+                .geometry
+                .as_ref()
+                .map_or(crate::ops::select::Reduction::Workgroup, |geo| {
+                    geo.gemm_layout_for(crate::dtype::StorageDType::F32)
+                });
+            let subgroup_wins =
+                crate::device::capabilities::LayoutRace::few_rows_by_subgroup(Some(g), layout);
             rows.push(vec![
                 format!(
                     "gemm {} n={} (GFLOP/s)",
@@ -467,11 +483,10 @@ fn render_details(a: &AdapterReport, out: &mut String) {
                 rate(&g.subgroup),
                 rate(&g.serial_shuffle),
                 if subgroup_wins {
-                    "subgroup rows (n <= 8)"
+                    "subgroup rows (n <= 8)".to_string()
                 } else {
-                    "tiles (n <= 8)"
-                }
-                .into(),
+                    format!("{} (n <= 8)", gemm_layout_name(layout))
+                },
             ]);
         }
         out.push_str(&format!(

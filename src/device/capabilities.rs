@@ -610,6 +610,25 @@ impl LayoutRace {
             .map(|s| self.workgroup.rate >= s.rate * MIN_LAYOUT_GAIN)
     }
 
+    /// Whether a subgroup per weight row (`subgroup`) measured at least [`MIN_LAYOUT_GAIN`]
+    /// times faster than `layout`; `None` where no subgroup layout ran.
+    pub fn subgroup_rows_beat(&self, layout: Reduction) -> Option<bool> {
+        self.subgroup
+            .as_ref()
+            .map(|s| s.rate >= self.rate(layout) * MIN_LAYOUT_GAIN)
+    }
+
+    /// Whether a GEMM of `layout` runs as a subgroup per weight row for a few activation
+    /// rows, given the few-rows race (if it ran): see
+    /// [`Capabilities::gemm_few_rows_by_subgroup`].
+    pub fn few_rows_by_subgroup(race: Option<&Self>, layout: Reduction) -> bool {
+        match layout {
+            Reduction::Workgroup => race.and_then(Self::tiles_beat_subgroup_rows) != Some(true),
+            r if r.one_per_row() => race.and_then(|g| g.subgroup_rows_beat(r)) == Some(true),
+            _ => false,
+        }
+    }
+
     /// The measured-fastest layout, keeping `default` unless another is at least
     /// [`MIN_LAYOUT_GAIN`] times faster.
     pub fn fastest_over(&self, default: Reduction) -> Reduction {
@@ -781,13 +800,17 @@ impl Capabilities {
         }
     }
 
-    /// Whether the tiled GEMM runs as a subgroup per weight row for a few activation rows
-    /// (`gemm::for_tokens`): yes unless the autotune's few-rows race measured the tiles at
-    /// least [`MIN_LAYOUT_GAIN`] times faster (untuned, the expectation: a tile computes its
+    /// Whether a GEMM of `layout` runs as a subgroup per weight row for a few activation rows
+    /// (`gemm::for_tokens`). The tiles: yes unless the autotune's few-rows race measured them
+    /// at least [`MIN_LAYOUT_GAIN`] times faster (untuned, the expectation: a tile computes its
     /// whole 64- or 128-wide n, where the subgroup rows read the weights once per four rows).
-    pub fn gemm_few_rows_by_subgroup(&self) -> bool {
+    /// A row layout (which a GPU's n = 512 race can pick, and CPU adapters run): only where
+    /// that race measured the subgroup rows [`MIN_LAYOUT_GAIN`] times faster than it. On the
+    /// H200 (session 11) the race picked row layouts at n = 512 for every dtype, and they then
+    /// ran a 2-token GEMM in 556-880 µs, where the subgroup rows took 52-79 µs.
+    pub fn gemm_few_rows_by_subgroup(&self, layout: Reduction) -> bool {
         let race = self.tuning.as_ref().and_then(|t| t.gemm_few_rows.as_ref());
-        race.and_then(LayoutRace::tiles_beat_subgroup_rows) != Some(true)
+        LayoutRace::few_rows_by_subgroup(race, layout)
     }
 
     /// Packed int8 dot products (`dot4I8Packed`).

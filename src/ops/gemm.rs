@@ -175,6 +175,10 @@ pub fn with_subgroup_shape(key: &KernelKey, shape: GemvShape) -> KernelKey {
         workgroup_size: shape.workgroup_size,
         rows_per_workgroup: shape.rows_per_workgroup,
         rows_per_invocation: 1,
+        // A row layout's own tile and loads (its 8-row tile, 32-byte units) are not this
+        // layout's.
+        small_n: false,
+        wide_loads: false,
         ..key.clone()
     }
 }
@@ -221,7 +225,8 @@ pub const SMALL_N: u32 = 8;
 
 /// The selected GEMM key for `n` activation rows: for n ≤ [`SMALL_N`], the tiles (f32 sums)
 /// become a subgroup per weight row where the adapter has a fixed subgroup size and the
-/// autotune did not measure the tiles faster at a few rows
+/// autotune did not measure the tiles faster at a few rows, and a row layout does where the
+/// autotune measured the subgroup rows faster than it
 /// ([`Capabilities::gemm_few_rows_by_subgroup`]). The tiles compute a whole 64- or 128-wide
 /// tile in n whatever n is; the subgroup rows read the weights as a GEMV does, once per four
 /// activation rows (as ggml's `mul_mat_vec` takes up to 8 columns). [`encode_gemm`] then
@@ -229,10 +234,9 @@ pub const SMALL_N: u32 = 8;
 pub fn for_tokens(caps: &Capabilities, key: &KernelKey, n: u32) -> KernelKey {
     match subgroup_shape(caps) {
         Some(shape)
-            if key.reduction == Reduction::Workgroup
-                && key.accum == AccumDType::F32
+            if key.accum == AccumDType::F32
                 && n <= SMALL_N
-                && caps.gemm_few_rows_by_subgroup() =>
+                && caps.gemm_few_rows_by_subgroup(key.reduction) =>
         {
             with_subgroup_shape(key, shape)
         }

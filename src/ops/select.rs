@@ -1120,6 +1120,21 @@ fn select_gemm(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
             .with_wide_loads(caps.int64().usable())
     };
     let f32_key = key(ComputeDType::F32, AccumDType::F32);
+    // What gemm::for_tokens runs for a few activation rows.
+    let few = if gemm::for_tokens(caps, &f32_key, gemm::SMALL_N).reduction == Reduction::Subgroup {
+        format!(
+            "; for n <= {} (f32 sums, rows of whole units) a subgroup per weight row, four activation rows \
+             per pass, as a GEMV reads its weights ({})",
+            gemm::SMALL_N,
+            if caps.tuning.as_ref().is_some_and(|t| t.gemm_few_rows.is_some()) {
+                "raced at n = 4"
+            } else {
+                "not raced here"
+            }
+        )
+    } else {
+        String::new()
+    };
     let tiles = if layout == Reduction::SerialShuffle {
         // The tall tile where rows are whole vec4s and more than a few tokens run: what the
         // key takes for such a shape.
@@ -1135,7 +1150,7 @@ fn select_gemm(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
         format!(
             "one invocation per {rows} weight rows, {n} activation rows per workgroup ({small}{} for n <= {}) shared by \
              subgroupShuffle, no barriers; weights read a unit (64 bytes of a plain dtype, a block or a chunk of one) at a time where \
-             rows are whole vec4s{}",
+             rows are whole vec4s{}{few}",
             gemm::SMALL_N,
             gemm::SMALL_N,
             if f32_key.wide_loads {
@@ -1148,7 +1163,7 @@ fn select_gemm(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
         format!(
             "one invocation per 8 weight rows, {} activation rows per workgroup ({} for n <= {}), no barriers, \
              where rows are whole vec4s, weights then read a unit (64 bytes of a plain dtype, a block or a chunk of one) at a time; \
-             otherwise 4 weight rows and {} activation rows",
+             otherwise 4 weight rows and {} activation rows{few}",
             gemm::ROWS_LAYOUT_N_VEC4,
             gemm::SMALL_N,
             gemm::SMALL_N,
@@ -1161,21 +1176,6 @@ fn select_gemm(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
             t = gemm::tile(&f32_key),
             r = tile_reg,
             k = gemm::tile_k(&f32_key),
-            // What gemm::for_tokens runs for a few activation rows.
-            few = if gemm::for_tokens(caps, &f32_key, gemm::SMALL_N).reduction == Reduction::Subgroup {
-                format!(
-                    "; for n <= {} (f32 sums, rows of whole units) a subgroup per weight row, four activation rows \
-                     per pass, as a GEMV reads its weights ({})",
-                    gemm::SMALL_N,
-                    if caps.tuning.as_ref().is_some_and(|t| t.gemm_few_rows.is_some()) {
-                        "raced against the tiles at n = 4"
-                    } else {
-                        "not raced here"
-                    }
-                )
-            } else {
-                String::new()
-            },
             why = if caps.tuning.is_some() && !caps.summary.is_cpu() {
                 " (register tile raced)"
             } else {
