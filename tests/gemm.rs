@@ -355,12 +355,13 @@ fn per_dtype_gemm_races_pick_each_dtypes_layout() {
 
 /// A short prefill (n ≤ SMALL_N) runs the tiles as a subgroup per weight row where the
 /// subgroup size is fixed, unless the autotune's few-rows race measured the tiles faster, and
-/// a row layout only where that race measured the subgroup rows faster; more activation rows
-/// and f16 sums keep their key.
+/// a row layout only where that race measured the subgroup rows faster; up to SUBGROUP_MAX_N
+/// rows any layout gives way where the mid-rows race measured the subgroup rows faster; more
+/// activation rows and f16 sums keep their key.
 #[test]
 fn few_row_gemm_follows_the_race() {
     use wgllm::device::capabilities::{LayoutRace, Timed};
-    use wgllm::ops::gemm::{for_tokens, subgroup_shape, SMALL_N};
+    use wgllm::ops::gemm::{for_tokens, subgroup_shape, SMALL_N, SUBGROUP_MAX_N};
     let timed = |rate: f64| Timed {
         kernel: "injected".into(),
         rate,
@@ -412,7 +413,7 @@ fn few_row_gemm_follows_the_race() {
         // rows measured faster than they did.
         assert_eq!(layout(&tiles_won, &rows, 2), Reduction::Serial);
         t.gemm_few_rows = Some(race(1.0, 9.0));
-        let rows_won = gpu.caps.clone().with_tuning(t);
+        let rows_won = gpu.caps.clone().with_tuning(t.clone());
         assert_eq!(layout(&rows_won, &tiles, 2), Reduction::Subgroup);
         // A GPU's n = 512 race can pick a row layout (the H200 did, for every dtype); its
         // 32-byte units and 8-row tile do not carry over to the subgroup rows.
@@ -428,6 +429,24 @@ fn few_row_gemm_follows_the_race() {
         assert_eq!(few.reduction, Reduction::Subgroup, "{}", label(&gpu));
         assert!(!few.wide_loads && !few.small_n, "{}", few.name());
         assert_eq!(layout(&rows_won, &rows, SMALL_N + 1), Reduction::Serial);
+        // A chunk of prefill (SMALL_N < n <= SUBGROUP_MAX_N): the subgroup rows only where the
+        // mid-rows race measured them faster than the layout, tiles included.
+        t.gemm_few_rows = None;
+        t.gemm_mid_rows = Some(race(9.0, 1.0));
+        let mid_tiles_won = gpu.caps.clone().with_tuning(t.clone());
+        assert_eq!(layout(&mid_tiles_won, &tiles, 16), Reduction::Workgroup);
+        assert_eq!(layout(&mid_tiles_won, &rows, 16), Reduction::Serial);
+        t.gemm_mid_rows = Some(race(1.0, 9.0));
+        let mid_won = gpu.caps.clone().with_tuning(t.clone());
+        for n in [SMALL_N + 1, SUBGROUP_MAX_N] {
+            assert_eq!(layout(&mid_won, &tiles, n), Reduction::Subgroup, "n = {n}");
+            assert_eq!(layout(&mid_won, &rows, n), Reduction::Subgroup, "n = {n}");
+        }
+        assert_eq!(
+            layout(&mid_won, &tiles, SUBGROUP_MAX_N + 1),
+            Reduction::Workgroup
+        );
+        assert_eq!(layout(&mid_won, &f16_sums, 16), Reduction::Workgroup);
         checked += 1;
     }
     assert!(

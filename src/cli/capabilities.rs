@@ -460,32 +460,46 @@ fn render_details(a: &AdapterReport, out: &mut String) {
                 },
             ]);
         }
-        // A short prefill (GPUs with a fixed subgroup size): f32's GEMM layout against a
-        // subgroup per weight row, which replaces the tiles unless they measured
-        // MIN_LAYOUT_GAIN faster, and a row layout where it measured that much faster.
-        if let Some(g) = &t.gemm_few_rows {
-            let layout = a
-                .geometry
-                .as_ref()
-                .map_or(crate::ops::select::Reduction::Workgroup, |geo| {
-                    geo.gemm_layout_for(crate::dtype::StorageDType::F32)
-                });
-            let subgroup_wins =
-                crate::device::capabilities::LayoutRace::few_rows_by_subgroup(Some(g), layout);
+        // A short prefill and a chunk of one (GPUs with a fixed subgroup size): f32's GEMM
+        // layout against a subgroup per weight row, which for n <= 8 replaces the tiles unless
+        // they measured MIN_LAYOUT_GAIN faster, and otherwise replaces a layout where it
+        // measured that much faster than it.
+        let layout = a
+            .geometry
+            .as_ref()
+            .map_or(crate::ops::select::Reduction::Workgroup, |geo| {
+                geo.gemm_layout_for(crate::dtype::StorageDType::F32)
+            });
+        let (small, most) = (crate::ops::gemm::SMALL_N, crate::ops::gemm::SUBGROUP_MAX_N);
+        let races = [
+            (
+                &t.gemm_few_rows,
+                crate::ops::tune::FEW_ROWS,
+                format!("n <= {small}"),
+            ),
+            (
+                &t.gemm_mid_rows,
+                crate::ops::tune::MID_ROWS,
+                format!("n = {}..{most}", small + 1),
+            ),
+        ];
+        for (race, n, applies) in races {
+            let Some(g) = race else { continue };
+            let subgroup_wins = if n <= small {
+                crate::device::capabilities::LayoutRace::few_rows_by_subgroup(Some(g), layout)
+            } else {
+                g.subgroup_rows_beat(layout) == Some(true)
+            };
             rows.push(vec![
-                format!(
-                    "gemm {} n={} (GFLOP/s)",
-                    g.dtype,
-                    crate::ops::tune::FEW_ROWS
-                ),
+                format!("gemm {} n={n} (GFLOP/s)", g.dtype),
                 format!("{:.2}", g.serial.rate),
                 format!("{:.2} ({r}x{r})", g.workgroup.rate, r = g.tile_reg),
                 rate(&g.subgroup),
                 rate(&g.serial_shuffle),
                 if subgroup_wins {
-                    "subgroup rows (n <= 8)".to_string()
+                    format!("subgroup rows ({applies})")
                 } else {
-                    format!("{} (n <= 8)", gemm_layout_name(layout))
+                    format!("{} ({applies})", gemm_layout_name(layout))
                 },
             ]);
         }
@@ -521,9 +535,9 @@ fn render_details(a: &AdapterReport, out: &mut String) {
                 if t.cached { " (cached)" } else { "" },
                 race.describe(),
                 if race.native_wins() {
-                    "native"
+                    "native".to_string()
                 } else {
-                    "fallback (native is slower here)"
+                    format!("fallback (native is {} here)", race.native_loss())
                 }
             ));
         }

@@ -516,10 +516,26 @@ pub struct Race {
     pub fallback: Timed,
 }
 
+/// How much faster a native path must measure to replace its fallback. Closer is noise: the
+/// H200's q5_1 race (session 11) put the int-dot GEMV at 1038.6 GB/s against 1037.6 for f32
+/// decoding, and "native" on that would claim a speed-up nobody measured.
+pub const NATIVE_MIN_GAIN: f64 = 1.03;
+
 impl Race {
-    /// A native path is preferred only when it measured faster than its fallback.
+    /// A native path is preferred only when it measured faster than its fallback, by at least
+    /// [`NATIVE_MIN_GAIN`].
     pub fn native_wins(&self) -> bool {
-        self.native.rate > self.fallback.rate
+        self.native.rate >= self.fallback.rate * NATIVE_MIN_GAIN
+    }
+
+    /// How the native path lost, where it did: "slower", or "no faster" for a tie within
+    /// [`NATIVE_MIN_GAIN`].
+    pub fn native_loss(&self) -> String {
+        if self.native.rate > self.fallback.rate {
+            format!("no faster (within {:.0}%)", (NATIVE_MIN_GAIN - 1.0) * 100.0)
+        } else {
+            "slower".into()
+        }
     }
 
     /// "f16 gemv 1024x1024: native 0.9 GB/s, fallback 1.8 GB/s".
@@ -670,6 +686,10 @@ pub struct Tuning {
     /// fixed subgroup size: `subgroup` is a subgroup per weight row, `workgroup` the tiles.
     #[serde(default)]
     pub gemm_few_rows: Option<LayoutRace>,
+    /// The same for a chunk of prefill (`ops::tune::MID_ROWS` activation rows), where the
+    /// subgroup rows replace the selected layout only if measured faster.
+    #[serde(default)]
+    pub gemm_mid_rows: Option<LayoutRace>,
     /// f16 weights: f16 compute (shader-f16) against unpacking into f32.
     pub f16_gemv: Option<Race>,
     pub f16_gemm: Option<Race>,
@@ -800,6 +820,23 @@ impl Capabilities {
         }
     }
 
+    /// Whether a GEMM of `layout` over `n` activation rows runs as a subgroup per weight row
+    /// (`gemm::for_tokens`): for n ≤ `gemm::SMALL_N` as [`Self::gemm_few_rows_by_subgroup`]
+    /// says; up to `gemm::SUBGROUP_MAX_N` only where the autotune's mid-rows race measured the
+    /// subgroup rows [`MIN_LAYOUT_GAIN`] times faster than `layout`.
+    pub fn gemm_subgroup_rows_for(&self, layout: Reduction, n: u32) -> bool {
+        use crate::ops::gemm::{SMALL_N, SUBGROUP_MAX_N};
+        if n <= SMALL_N {
+            self.gemm_few_rows_by_subgroup(layout)
+        } else if n <= SUBGROUP_MAX_N {
+            let race = self.tuning.as_ref().and_then(|t| t.gemm_mid_rows.as_ref());
+            layout != Reduction::Subgroup
+                && race.and_then(|g| g.subgroup_rows_beat(layout)) == Some(true)
+        } else {
+            false
+        }
+    }
+
     /// Whether a GEMM of `layout` runs as a subgroup per weight row for a few activation rows
     /// (`gemm::for_tokens`). The tiles: yes unless the autotune's few-rows race measured them
     /// at least [`MIN_LAYOUT_GAIN`] times faster (untuned, the expectation: a tile computes its
@@ -835,5 +872,34 @@ impl Capabilities {
             self.disabled.coopmat,
             &[],
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Race, Timed};
+
+    fn race(native: f64, fallback: f64) -> Race {
+        let timed = |rate| Timed {
+            kernel: "k".into(),
+            rate,
+        };
+        Race {
+            work: "q5_1 gemv".into(),
+            unit: "GB/s".into(),
+            native: timed(native),
+            fallback: timed(fallback),
+        }
+    }
+
+    /// The H200's q5_1 tie keeps the fallback and says it was a tie, not a loss.
+    #[test]
+    fn a_native_path_must_measure_faster_than_noise() {
+        let tie = race(1038.6, 1037.6);
+        assert!(!tie.native_wins());
+        assert_eq!(tie.native_loss(), "no faster (within 3%)");
+        assert!(!race(900.0, 1000.0).native_wins());
+        assert_eq!(race(900.0, 1000.0).native_loss(), "slower");
+        assert!(race(1040.0, 1000.0).native_wins());
     }
 }

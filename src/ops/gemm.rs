@@ -223,20 +223,26 @@ pub fn for_cols(key: &KernelKey, cols: u32) -> KernelKey {
 /// ms at n = 32.
 pub const SMALL_N: u32 = 8;
 
+/// Activation rows up to which the subgroup rows can replace the selected layout where the
+/// autotune's mid-rows race (n = [`crate::ops::tune::MID_ROWS`]) measured them faster: on the
+/// H200 (session 11) at n = 32 they took 358-592 µs where the selected row layouts took
+/// 1210-1932 µs.
+pub const SUBGROUP_MAX_N: u32 = 32;
+
 /// The selected GEMM key for `n` activation rows: for n ≤ [`SMALL_N`], the tiles (f32 sums)
 /// become a subgroup per weight row where the adapter has a fixed subgroup size and the
 /// autotune did not measure the tiles faster at a few rows, and a row layout does where the
 /// autotune measured the subgroup rows faster than it
-/// ([`Capabilities::gemm_few_rows_by_subgroup`]). The tiles compute a whole 64- or 128-wide
-/// tile in n whatever n is; the subgroup rows read the weights as a GEMV does, once per four
-/// activation rows (as ggml's `mul_mat_vec` takes up to 8 columns). [`encode_gemm`] then
-/// shapes the key for its rows ([`for_shape`]: tiles again where rows are not whole units).
+/// ([`Capabilities::gemm_subgroup_rows_for`]); up to [`SUBGROUP_MAX_N`] rows, any layout does
+/// where the mid-rows race measured the subgroup rows faster than it. The tiles compute a
+/// whole 64- or 128-wide tile in n whatever n is; the subgroup rows read the weights as a GEMV
+/// does, once per four activation rows (as ggml's `mul_mat_vec` takes up to 8 columns).
+/// [`encode_gemm`] then shapes the key for its rows ([`for_shape`]: tiles again where rows
+/// are not whole units).
 pub fn for_tokens(caps: &Capabilities, key: &KernelKey, n: u32) -> KernelKey {
     match subgroup_shape(caps) {
         Some(shape)
-            if key.accum == AccumDType::F32
-                && n <= SMALL_N
-                && caps.gemm_few_rows_by_subgroup(key.reduction) =>
+            if key.accum == AccumDType::F32 && caps.gemm_subgroup_rows_for(key.reduction, n) =>
         {
             with_subgroup_shape(key, shape)
         }

@@ -974,7 +974,8 @@ fn select_gemv(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
                     feature: join("f32 arithmetic"),
                     detail: format!(
                         "{dtype} blocks {decode} into f32 registers, multiplied and summed in f32; {reduce_note} \
-                         (the dot4I8Packed kernel measured slower here: {})",
+                         (the dot4I8Packed kernel measured {} here: {})",
+                        race.native_loss(),
                         race.describe()
                     ),
                 }
@@ -1096,9 +1097,11 @@ fn f16_declined(
         return None;
     }
     match race {
-        Some(r) if !r.native_wins() => {
-            Some(format!("{what} measured slower here ({})", r.describe()))
-        }
+        Some(r) if !r.native_wins() => Some(format!(
+            "{what} measured {} here ({})",
+            r.native_loss(),
+            r.describe()
+        )),
         None if caps.summary.is_cpu() => Some(CPU_F16.to_string()),
         _ => None,
     }
@@ -1120,20 +1123,28 @@ fn select_gemm(caps: &Capabilities, dtype: StorageDType) -> KernelPath {
             .with_wide_loads(caps.int64().usable())
     };
     let f32_key = key(ComputeDType::F32, AccumDType::F32);
-    // What gemm::for_tokens runs for a few activation rows.
-    let few = if gemm::for_tokens(caps, &f32_key, gemm::SMALL_N).reduction == Reduction::Subgroup {
-        format!(
-            "; for n <= {} (f32 sums, rows of whole units) a subgroup per weight row, four activation rows \
+    // What gemm::for_tokens runs for a few activation rows, and for a chunk of prefill.
+    let by_subgroup = |n| gemm::for_tokens(caps, &f32_key, n).reduction == Reduction::Subgroup;
+    let few = match (by_subgroup(gemm::SMALL_N), by_subgroup(gemm::SUBGROUP_MAX_N)) {
+        (false, false) => String::new(),
+        (few, mid) => format!(
+            "; for n {} (f32 sums, rows of whole units) a subgroup per weight row, four activation rows \
              per pass, as a GEMV reads its weights ({})",
-            gemm::SMALL_N,
+            match (few, mid) {
+                (true, true) => format!("<= {}", gemm::SUBGROUP_MAX_N),
+                (true, false) => format!("<= {}", gemm::SMALL_N),
+                _ => format!("= {}..{}", gemm::SMALL_N + 1, gemm::SUBGROUP_MAX_N),
+            },
             if caps.tuning.as_ref().is_some_and(|t| t.gemm_few_rows.is_some()) {
-                "raced at n = 4"
+                format!(
+                    "raced at n = {} and {}",
+                    crate::ops::tune::FEW_ROWS,
+                    crate::ops::tune::MID_ROWS
+                )
             } else {
-                "not raced here"
+                "not raced here".into()
             }
-        )
-    } else {
-        String::new()
+        ),
     };
     let tiles = if layout == Reduction::SerialShuffle {
         // The tall tile where rows are whole vec4s and more than a few tokens run: what the

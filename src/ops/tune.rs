@@ -192,9 +192,14 @@ fn gemm_rate(gpu: &Gpu, key: &KernelKey, w: &GpuTensor, n: u32) -> Result<Timed,
 /// Activation rows of the few-rows GEMM race (GPUs): a short prefill.
 pub const FEW_ROWS: u32 = 4;
 
+/// Activation rows of the mid-rows GEMM race (GPUs): a chunk of prefill, up to which
+/// (gemm::SUBGROUP_MAX_N) the subgroup rows may replace the selected layout.
+pub const MID_ROWS: u32 = crate::ops::gemm::SUBGROUP_MAX_N;
+
 /// Times every GEMM layout this adapter can run on the weights `w` (f32 tiles and products),
 /// with `n` activation rows; on GPUs the tiles with each register tile (gemm::TILE_REGS);
-/// for n ≤ gemm::SMALL_N also a subgroup per weight row, where the subgroup size is fixed.
+/// for n ≤ gemm::SUBGROUP_MAX_N also a subgroup per weight row, where the subgroup size is
+/// fixed.
 fn race_gemm_layouts(gpu: &Gpu, w: &GpuTensor, n: u32) -> Result<LayoutRace, DeviceError> {
     // As `select` runs them: 32-byte weight loads where it would.
     let key = |layout| {
@@ -225,7 +230,7 @@ fn race_gemm_layouts(gpu: &Gpu, w: &GpuTensor, n: u32) -> Result<LayoutRace, Dev
         }
     }
     let subgroup = match gemm::subgroup_shape(&gpu.caps) {
-        Some(shape) if n <= gemm::SMALL_N => Some(gemm_rate(
+        Some(shape) if n <= gemm::SUBGROUP_MAX_N => Some(gemm_rate(
             gpu,
             &gemm::with_subgroup_shape(&key(Reduction::Workgroup), shape),
             w,
@@ -400,17 +405,24 @@ pub fn measure(gpu: &Gpu) -> Result<Tuning, DeviceError> {
     }
     // A short prefill on GPUs with a fixed subgroup size: the tiles against a subgroup per
     // weight row (gemm::for_tokens), f32 at the GEMM race's shape with FEW_ROWS rows.
-    let gemm_few_rows = if !caps.summary.is_cpu() && gemm::subgroup_shape(caps).is_some() {
-        Some(race_gemm_layouts(gpu, &w32, FEW_ROWS)?)
-    } else {
-        None
-    };
+    // And a chunk of prefill (MID_ROWS rows), where the subgroup rows replace the selected
+    // layout only if measured faster.
+    let (gemm_few_rows, gemm_mid_rows) =
+        if !caps.summary.is_cpu() && gemm::subgroup_shape(caps).is_some() {
+            (
+                Some(race_gemm_layouts(gpu, &w32, FEW_ROWS)?),
+                Some(race_gemm_layouts(gpu, &w32, MID_ROWS)?),
+            )
+        } else {
+            (None, None)
+        };
     let mut tuning = Tuning {
         gemv_shapes: gemv_shapes.clone(),
         gemv,
         gemm: Some(gemm),
         gemm_by_dtype,
         gemm_few_rows,
+        gemm_mid_rows,
         f16_gemv: None,
         f16_gemm: None,
         cached: false,
