@@ -46,7 +46,7 @@ done
 step "floor bench" $T $B/wgllm bench --dtype f32,q4_0 --shape 256x4096,1024x4096,4096x4096,14336x4096 --selected-only --json > "$OUT/bench_floor.json" 2>>"$OUT/log.txt"
 # The same with repetitions that need not wait for each other (no barrier between them).
 step "floor bench, independent outputs" $T $B/wgllm bench --dtype f32,q4_0 --shape 256x4096,1024x4096,4096x4096,14336x4096 --selected-only --independent-outputs --json > "$OUT/bench_floor_independent.json" 2>>"$OUT/log.txt"
-grep -E "gb_per_s|gflop_per_s" "$OUT/capabilities.json"
+grep -E "gb_per_s|gflop_per_s|dependent_seconds|independent_seconds" "$OUT/capabilities.json"
 grep -hE "^test .*FAILED|panicked|test result" "$OUT/tests.txt"
 sed -n '/Autotune/,/Driver self-test/p' "$OUT/capabilities.txt"
 tail -5 "$OUT/log.txt"

@@ -291,6 +291,11 @@ fn measure_reports_bandwidth_and_fma_throughput() {
     assert!(m["fma_f32"]["gflop_per_s"].as_f64().unwrap() > 0.1, "{m}");
     // lavapipe has native f16, so its f16 FMA rate is measured too.
     assert!(m["fma_f16"]["gflop_per_s"].as_f64().unwrap() > 0.1, "{m}");
+    // An empty dispatch takes some time, and far less than a second.
+    for k in ["dependent_seconds", "independent_seconds"] {
+        let s = m["dispatch_floor"][k].as_f64().unwrap();
+        assert!(s > 0.0 && s < 0.1, "{k}: {m}");
+    }
 }
 
 fn fixture(rel: &str) -> String {

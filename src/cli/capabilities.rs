@@ -95,6 +95,8 @@ pub struct Measurements {
     pub stream_read: stream_read::StreamReadResult,
     pub fma_f32: fma_peak::FmaResult,
     pub fma_f16: Option<fma_peak::FmaResult>,
+    /// An empty kernel's launch: the fixed cost in every kernel's time.
+    pub dispatch_floor: fma_peak::DispatchFloor,
 }
 
 fn summary_only(s: &AdapterSummary) -> AdapterReport {
@@ -160,6 +162,7 @@ fn measure(gpu: &Gpu) -> Result<Measurements, DeviceError> {
         } else {
             None
         },
+        dispatch_floor: fma_peak::measure_dispatch_floor(gpu)?,
     })
 }
 
@@ -629,7 +632,8 @@ fn render_details(a: &AdapterReport, out: &mut String) {
 
     if let Some(m) = &a.measurements {
         out.push_str(&format!(
-            "\n  Measured: streaming read {:.1} GB/s ({} layout, {}-byte loads, {}), f32 FMA {:.1} GFLOP/s{}; timed by {}\n",
+            "\n  Measured: streaming read {:.1} GB/s ({} layout, {}-byte loads, {}), f32 FMA {:.1} GFLOP/s{}; an empty \
+             kernel's dispatch {:.1} µs after a barrier, {:.1} µs without (the fixed cost in every kernel's time); timed by {}\n",
             m.stream_read.gb_per_s,
             match m.stream_read.layout {
                 stream_read::Layout::Strided => "strided",
@@ -642,6 +646,8 @@ fn render_details(a: &AdapterReport, out: &mut String) {
                 ", f16 FMA {:.1} GFLOP/s",
                 f.gflop_per_s
             )),
+            m.dispatch_floor.dependent_seconds * 1e6,
+            m.dispatch_floor.independent_seconds * 1e6,
             m.clock.name()
         ));
     }

@@ -72,3 +72,50 @@ pub fn measure(gpu: &Gpu, dtype: ComputeDType) -> Result<FmaResult, DeviceError>
         gflop_per_s: flops as f64 / seconds / 1e9,
     })
 }
+
+/// What a kernel launch costs with nothing to do: the FMA kernel with no iterations over one
+/// workgroup, each dispatch in its own compute pass as every kernel here is recorded. A
+/// GEMV's time is this plus its reads, so at small shapes this is the bound: the H200 (session
+/// 11) took 10.5 µs for a 256-row f32 GEMV whose 4 MiB read takes 1 µs at its streaming rate,
+/// and lavapipe about 160 µs for an 8-row one.
+#[derive(Clone, Debug, Serialize)]
+pub struct DispatchFloor {
+    /// Seconds per dispatch where each writes the buffer the one before wrote, so a barrier
+    /// separates them (a chain of dependent kernels: a forward pass).
+    pub dependent_seconds: f64,
+    /// Seconds per dispatch where consecutive ones write different buffers (independent
+    /// kernels, such as the Q, K and V projections): no barrier is needed between them.
+    pub independent_seconds: f64,
+}
+
+/// Measures [`DispatchFloor`].
+pub fn measure_dispatch_floor(gpu: &Gpu) -> Result<DispatchFloor, DeviceError> {
+    let limits = &gpu.caps.summary.limits;
+    let (groups, groups_x) =
+        grid_for_invocations(WG, WG, limits.max_compute_workgroups_per_dimension);
+    let params = gpu.uniform(
+        "dispatch floor params",
+        &FmaParams {
+            iterations: 0,
+            invocations: WG,
+            groups_x,
+            seed: 0,
+        },
+    )?;
+    let sinks = (0..4)
+        .map(|_| gpu.storage("dispatch floor sink", u64::from(WG) * 4))
+        .collect::<Result<Vec<_>, _>>()?;
+    let pipeline = gpu.pipeline(&variant(ComputeDType::F32))?;
+    let floor = |sinks: &[wgpu::Buffer]| {
+        let mut rep = 0usize;
+        median_seconds(gpu, "the dispatch-floor benchmark", 5, |enc| {
+            let sink = &sinks[rep % sinks.len()];
+            rep += 1;
+            gpu.encode_dispatch(enc, &pipeline, &[&params, sink], groups)
+        })
+    };
+    Ok(DispatchFloor {
+        dependent_seconds: floor(&sinks[..1])?,
+        independent_seconds: floor(&sinks)?,
+    })
+}
