@@ -499,6 +499,55 @@ fn q5k_quants(q: u32, h: u32, c: u32) -> vec2<u32> {
 }
 
 #ifndef INT_DOT
+#ifdef KQUANT_UNIT16
+// q4_k / q5_k with f32 decoding (KQUANT_UNIT16): a unit is 16 of a block's 128 quant bytes,
+// half a 64-element chunk: 16 weights of sub-block 2c (low nibbles) and the same 16 of
+// sub-block 2c + 1 (high nibbles), so the chunk's scales are decoded once per 32 weights. A
+// unit of one quant word decoded them, three scale words and all, once per 8: the H200
+// (session 11) ran those q4_k and q5_k GEMVs at 12-20% of its streaming-read rate.
+// `lo` holds the low sub-block's 16 activations (a vec4 per column), `hi` the high one's.
+struct UnitX {
+    lo: mat4x4<f32>,
+    hi: mat4x4<f32>,
+}
+
+// The four words at byte b (a multiple of 4).
+fn unit_words(b: u32) -> vec4<u32> {
+    let i = b >> 2u;
+    return vec4<u32>(w[i], w[i + 1u], w[i + 2u], w[i + 3u]);
+}
+
+// Unit u's activations: elements 64c + 16h.. of the chunk (c = u / 2, h = u % 2) and the
+// same 32 further on.
+fn unit_x(u: u32, k0: u32) -> UnitX {
+    let k = k0 + 64u * (u / 2u) + 16u * (u % 2u);
+    return UnitX(
+        mat4x4<f32>(x4_at(k), x4_at(k + 4u), x4_at(k + 8u), x4_at(k + 12u)),
+        mat4x4<f32>(x4_at(k + 32u), x4_at(k + 36u), x4_at(k + 40u), x4_at(k + 44u)),
+    );
+}
+
+// Σ of the bytes of q (one quant each) times the activations of m, column by column.
+fn quant_dot16(q: vec4<u32>, m: mat4x4<f32>) -> f32 {
+    return dot(bytes4(q.x, 0xffu), m[0]) + dot(bytes4(q.y, 0xffu), m[1])
+        + dot(bytes4(q.z, 0xffu), m[2]) + dot(bytes4(q.w, 0xffu), m[3]);
+}
+
+// Σ of m's sixteen activations.
+fn sum16(m: mat4x4<f32>) -> f32 {
+    return dot(m[0] + m[1] + m[2] + m[3], vec4<f32>(1.0));
+}
+
+// Chunk c's half of the q4_k / q5_k block at byte `base` (scales at base + 4): quants `lo`
+// (sub-block 2c) and `hi` (2c + 1), one per byte, against ux.
+fn kquant_unit16(base: u32, c: u32, lo: vec4<u32>, hi: vec4<u32>, ux: UnitX) -> f32 {
+    let sm = scale_min_words(base + 4u);
+    let sm_lo = scale_min_of(sm, 2u * c);
+    let sm_hi = scale_min_of(sm, 2u * c + 1u);
+    return f16_at(base) * (sm_lo.x * quant_dot16(lo, ux.lo) + sm_hi.x * quant_dot16(hi, ux.hi))
+        - f16_at(base + 2u) * (sm_lo.y * sum16(ux.lo) + sm_hi.y * sum16(ux.hi));
+}
+#else
 // A unit's activations: `a` and, for units of two activation runs, `b`.
 struct UnitX {
     a: vec4<f32>,
@@ -543,6 +592,7 @@ fn kquant_x(u: u32, k0: u32) -> UnitX {
     let k = k0 + 64u * (u / 8u) + 4u * (u % 8u);
     return x_pair(k, k + 32u);
 }
+#endif
 #endif
 
 #ifdef W_Q8_0
@@ -626,6 +676,16 @@ fn unit_dot_x(blk: u32, u: u32, ux: UnitX) -> f32 {
 #endif
 
 #ifdef W_Q4_K
+#ifdef KQUANT_UNIT16
+const UNITS: u32 = 8u; // 16 of the 128 quant bytes (KQUANT_UNIT16 above)
+
+fn unit_dot_x(blk: u32, u: u32, ux: UnitX) -> f32 {
+    let base = blk * 144u;
+    let q = unit_words(base + 16u + 16u * u);
+    let m = vec4<u32>(0x0f0f0f0fu);
+    return kquant_unit16(base, u / 2u, q & m, (q >> vec4<u32>(4u)) & m, ux);
+}
+#else
 const UNITS: u32 = 32u; // a word of the 128 quant bytes: 4 low- and 4 high-nibble elements
 #ifndef INT_DOT
 fn unit_x(u: u32, k0: u32) -> UnitX {
@@ -639,8 +699,25 @@ fn unit_dot_x(blk: u32, u: u32, ux: UnitX) -> f32 {
 }
 #endif
 #endif
+#endif
 
 #ifdef W_Q5_K
+#ifdef KQUANT_UNIT16
+const UNITS: u32 = 8u; // as q4_k's, with the fifth bits of the 16 qh bytes alongside
+
+fn unit_dot_x(blk: u32, u: u32, ux: UnitX) -> f32 {
+    let base = blk * 176u;
+    let c = u / 2u;
+    let q = unit_words(base + 48u + 16u * u);
+    // qh byte l holds bit 2c (sub-block 2c) and 2c + 1 of element l of the chunk.
+    let h = unit_words(base + 16u + 16u * (u % 2u));
+    let m = vec4<u32>(0x0f0f0f0fu);
+    let one = vec4<u32>(0x01010101u);
+    let lo = (q & m) | (((h >> vec4<u32>(2u * c)) & one) << vec4<u32>(4u));
+    let hi = ((q >> vec4<u32>(4u)) & m) | (((h >> vec4<u32>(2u * c + 1u)) & one) << vec4<u32>(4u));
+    return kquant_unit16(base, c, lo, hi, ux);
+}
+#else
 const UNITS: u32 = 32u; // as q4_k, with the fifth bits of qh byte l (bit = sub-block)
 #ifndef INT_DOT
 fn unit_x(u: u32, k0: u32) -> UnitX {
@@ -655,6 +732,7 @@ fn unit_dot_x(blk: u32, u: u32, ux: UnitX) -> f32 {
     let quants = q5k_quants(q, h, c);
     return kquant_unit(base, c, quants.x, quants.y, ux);
 }
+#endif
 #endif
 #endif
 

@@ -618,6 +618,10 @@ impl KernelKey {
         }
         if self.unitwise() {
             defines.push(Define::flag("UNITWISE"));
+            // q4_k / q5_k decoded to f32 take half a chunk per unit (blocks.wgsl says why).
+            if !self.int_dot && matches!(self.dtype, StorageDType::Q4K | StorageDType::Q5K) {
+                defines.push(Define::flag("KQUANT_UNIT16"));
+            }
         }
         if self.unrolled() {
             defines.push(Define::flag("UNROLLED"));
