@@ -500,12 +500,14 @@ fn q5k_quants(q: u32, h: u32, c: u32) -> vec2<u32> {
 
 #ifndef INT_DOT
 #ifdef KQUANT_UNIT16
-// q4_k / q5_k with f32 decoding (KQUANT_UNIT16): a unit is 16 of a block's 128 quant bytes,
-// half a 64-element chunk: 16 weights of sub-block 2c (low nibbles) and the same 16 of
-// sub-block 2c + 1 (high nibbles), so the chunk's scales are decoded once per 32 weights. A
-// unit of one quant word decoded them, three scale words and all, once per 8: the H200
-// (session 11) ran those q4_k and q5_k GEMVs at 12-20% of its streaming-read rate.
-// `lo` holds the low sub-block's 16 activations (a vec4 per column), `hi` the high one's.
+// The k-quants with f32 decoding (KQUANT_UNIT16): a unit is 16 quant bytes, 16 weights each
+// of two scale groups, so its scales are decoded once per 32 weights. q4_k / q5_k: half a
+// 64-element chunk, low nibbles in sub-block 2c and high nibbles in 2c + 1. q6_k: 16 of the
+// ql bytes and the 16 qh bytes beside them, quarters q and q + 2 of a half. A unit of one
+// quant word decoded the scales (q4_k/q5_k: three words, two 6-bit unpacks) once per 8
+// weights, and q6_k's read six words per 4: the H200 (session 11) ran these GEMVs at 10-20%
+// of its streaming-read rate.
+// `lo` holds the first group's 16 activations (a vec4 per column), `hi` the second's.
 struct UnitX {
     lo: mat4x4<f32>,
     hi: mat4x4<f32>,
@@ -517,14 +519,19 @@ fn unit_words(b: u32) -> vec4<u32> {
     return vec4<u32>(w[i], w[i + 1u], w[i + 2u], w[i + 3u]);
 }
 
-// Unit u's activations: elements 64c + 16h.. of the chunk (c = u / 2, h = u % 2) and the
-// same 32 further on.
-fn unit_x(u: u32, k0: u32) -> UnitX {
-    let k = k0 + 64u * (u / 2u) + 16u * (u % 2u);
+// Activations k..k+16 and k2..k2+16.
+fn x16_pair(k: u32, k2: u32) -> UnitX {
     return UnitX(
         mat4x4<f32>(x4_at(k), x4_at(k + 4u), x4_at(k + 8u), x4_at(k + 12u)),
-        mat4x4<f32>(x4_at(k + 32u), x4_at(k + 36u), x4_at(k + 40u), x4_at(k + 44u)),
+        mat4x4<f32>(x4_at(k2), x4_at(k2 + 4u), x4_at(k2 + 8u), x4_at(k2 + 12u)),
     );
+}
+
+// q4_k / q5_k unit u's activations: elements 64c + 16h.. of the chunk (c = u / 2, h = u % 2)
+// and the same 32 further on.
+fn kquant_x16(u: u32, k0: u32) -> UnitX {
+    let k = k0 + 64u * (u / 2u) + 16u * (u % 2u);
+    return x16_pair(k, k + 32u);
 }
 
 // Σ of the bytes of q (one quant each) times the activations of m, column by column.
@@ -679,6 +686,10 @@ fn unit_dot_x(blk: u32, u: u32, ux: UnitX) -> f32 {
 #ifdef KQUANT_UNIT16
 const UNITS: u32 = 8u; // 16 of the 128 quant bytes (KQUANT_UNIT16 above)
 
+fn unit_x(u: u32, k0: u32) -> UnitX {
+    return kquant_x16(u, k0);
+}
+
 fn unit_dot_x(blk: u32, u: u32, ux: UnitX) -> f32 {
     let base = blk * 144u;
     let q = unit_words(base + 16u + 16u * u);
@@ -704,6 +715,10 @@ fn unit_dot_x(blk: u32, u: u32, ux: UnitX) -> f32 {
 #ifdef W_Q5_K
 #ifdef KQUANT_UNIT16
 const UNITS: u32 = 8u; // as q4_k's, with the fifth bits of the 16 qh bytes alongside
+
+fn unit_x(u: u32, k0: u32) -> UnitX {
+    return kquant_x16(u, k0);
+}
 
 fn unit_dot_x(blk: u32, u: u32, ux: UnitX) -> f32 {
     let base = blk * 176u;
@@ -737,6 +752,41 @@ fn unit_dot_x(blk: u32, u: u32, ux: UnitX) -> f32 {
 #endif
 
 #ifdef W_Q6_K
+#ifdef KQUANT_UNIT16
+// Unit u: half h = u / 4, quarters q = (u / 2) % 2 and q + 2, elements l0 = 16 (u % 2)..+16
+// of each: ql bytes 64h + 32q + l0.. (low nibbles quarter q, high nibbles q + 2) and qh bytes
+// 32h + l0.. (bits 2q and 2q + 4), each quarter's 16 elements under one int8 scale.
+const UNITS: u32 = 8u;
+
+fn unit_x(u: u32, k0: u32) -> UnitX {
+    let k = k0 + 128u * (u / 4u) + 32u * ((u / 2u) % 2u) + 16u * (u % 2u);
+    return x16_pair(k, k + 64u);
+}
+
+// The 16 bytes at an even byte address b (q6_k blocks are 210 bytes: half start mid-word).
+fn bytes16_at(b: u32) -> vec4<u32> {
+    let a = unit_words(b & ~3u);
+    let e = w[min((b >> 2u) + 4u, arrayLength(&w) - 1u)];
+    return select(a, mid_words(a, vec4<u32>(a.yzw, e)), (b & 2u) != 0u);
+}
+
+fn unit_dot_x(blk: u32, u: u32, ux: UnitX) -> f32 {
+    let base = blk * 210u;
+    let h = u / 4u;
+    let q = (u / 2u) % 2u;
+    let l0 = 16u * (u % 2u);
+    let ql = bytes16_at(base + 64u * h + 32u * q + l0);
+    let qh = bytes16_at(base + 128u + 32u * h + l0);
+    let m = vec4<u32>(0x0f0f0f0fu);
+    let two = vec4<u32>(0x03030303u);
+    let lo = (ql & m) | (((qh >> vec4<u32>(2u * q)) & two) << vec4<u32>(4u));
+    let hi = ((ql >> vec4<u32>(4u)) & m) | (((qh >> vec4<u32>(2u * q + 4u)) & two) << vec4<u32>(4u));
+    let sc = base + 192u + 8u * h + l0 / 16u + 2u * q;
+    return f16_at(base + 208u)
+        * (i8_of(byte_at(sc)) * (quant_dot16(lo, ux.lo) - 32.0 * sum16(ux.lo))
+            + i8_of(byte_at(sc + 4u)) * (quant_dot16(hi, ux.hi) - 32.0 * sum16(ux.hi)));
+}
+#else
 const UNITS: u32 = 64u; // 4 consecutive elements of one (half, quarter) group, one scale
 #ifndef INT_DOT
 fn unit_x(u: u32, k0: u32) -> UnitX {
@@ -755,6 +805,7 @@ fn unit_dot_x(blk: u32, u: u32, ux: UnitX) -> f32 {
     let part = dot(bytes4(low | (high << 4u), 0xffu) - 32.0, ux.a);
     return f16_at(base + 208u) * i8_of(byte_at(base + 192u + 8u * h + l / 16u + 2u * qt)) * part;
 }
+#endif
 #endif
 #endif
 

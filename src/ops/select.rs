@@ -618,8 +618,13 @@ impl KernelKey {
         }
         if self.unitwise() {
             defines.push(Define::flag("UNITWISE"));
-            // q4_k / q5_k decoded to f32 take half a chunk per unit (blocks.wgsl says why).
-            if !self.int_dot && matches!(self.dtype, StorageDType::Q4K | StorageDType::Q5K) {
+            // The k-quants decoded to f32 take 16 quant bytes per unit (blocks.wgsl says why).
+            if !self.int_dot
+                && matches!(
+                    self.dtype,
+                    StorageDType::Q4K | StorageDType::Q5K | StorageDType::Q6K
+                )
+            {
                 defines.push(Define::flag("KQUANT_UNIT16"));
             }
         }
