@@ -40,18 +40,18 @@ pub struct FmaResult {
     pub gflop_per_s: f64,
 }
 
-/// Runs the FMA chains in `dtype`; sized so a CPU adapter takes well under a second.
-pub fn measure(gpu: &Gpu, dtype: ComputeDType) -> Result<FmaResult, DeviceError> {
-    let (invocations, iterations) = if gpu.caps.summary.is_cpu() {
-        (1u32 << 12, 1u32 << 10)
-    } else {
-        (1u32 << 20, 1u32 << 12)
-    };
+/// The grid for `invocations` of the FMA kernel, and its parameters with `iterations` steps.
+fn grid_and_params(
+    gpu: &Gpu,
+    label: &str,
+    invocations: u32,
+    iterations: u32,
+) -> Result<([u32; 3], wgpu::Buffer), DeviceError> {
     let limits = &gpu.caps.summary.limits;
     let (groups, groups_x) =
         grid_for_invocations(invocations, WG, limits.max_compute_workgroups_per_dimension);
     let params = gpu.uniform(
-        "fma params",
+        label,
         &FmaParams {
             iterations,
             invocations,
@@ -59,6 +59,17 @@ pub fn measure(gpu: &Gpu, dtype: ComputeDType) -> Result<FmaResult, DeviceError>
             seed: 0,
         },
     )?;
+    Ok((groups, params))
+}
+
+/// Runs the FMA chains in `dtype`; sized so a CPU adapter takes well under a second.
+pub fn measure(gpu: &Gpu, dtype: ComputeDType) -> Result<FmaResult, DeviceError> {
+    let (invocations, iterations) = if gpu.caps.summary.is_cpu() {
+        (1u32 << 12, 1u32 << 10)
+    } else {
+        (1u32 << 20, 1u32 << 12)
+    };
+    let (groups, params) = grid_and_params(gpu, "fma params", invocations, iterations)?;
     let sink = gpu.storage("fma sink", u64::from(invocations) * 4)?;
     let pipeline = gpu.pipeline(&variant(dtype))?;
     let seconds = median_seconds(gpu, "the FMA benchmark", 5, |enc| {
@@ -90,18 +101,7 @@ pub struct DispatchFloor {
 
 /// Measures [`DispatchFloor`].
 pub fn measure_dispatch_floor(gpu: &Gpu) -> Result<DispatchFloor, DeviceError> {
-    let limits = &gpu.caps.summary.limits;
-    let (groups, groups_x) =
-        grid_for_invocations(WG, WG, limits.max_compute_workgroups_per_dimension);
-    let params = gpu.uniform(
-        "dispatch floor params",
-        &FmaParams {
-            iterations: 0,
-            invocations: WG,
-            groups_x,
-            seed: 0,
-        },
-    )?;
+    let (groups, params) = grid_and_params(gpu, "dispatch floor params", WG, 0)?;
     let sinks = (0..4)
         .map(|_| gpu.storage("dispatch floor sink", u64::from(WG) * 4))
         .collect::<Result<Vec<_>, _>>()?;
