@@ -449,8 +449,9 @@ fn few_row_gemm_follows_the_race() {
         assert_eq!(layout(&mid_won, &f16_sums, 16), Reduction::Workgroup);
         checked += 1;
     }
+    // (A device check runs the tests with WGLLM_TUNE=off: then no race exists to inject into.)
     assert!(
-        checked > 0,
+        checked > 0 || wgllm::ops::tune::disabled(),
         "no adapter with a fixed subgroup size (lavapipe has one)"
     );
 }
