@@ -703,6 +703,17 @@ fn bench_measures_f16_accumulation_where_f16_is_usable() {
         assert!(gpu_s > 0.0 && gpu_s <= wall_s * 1.01, "{row}");
     }
     assert_eq!(r["clock"], "gpu-timestamps", "{r}");
+    // The dispatch floor is measured once per run, and a row's time includes it.
+    let floor = r["dispatch_floor"]["dependent_seconds"].as_f64().unwrap();
+    assert!(floor > 0.0, "{r}");
+    let fastest = rows
+        .iter()
+        .map(|row| row["seconds"].as_f64().unwrap())
+        .fold(f64::INFINITY, f64::min);
+    assert!(
+        floor < 10.0 * fastest,
+        "floor {floor} s, fastest row {fastest} s"
+    );
     let out = wgllm(&["--adapter", "gl", "bench", "--accum", "f16"], &[]);
     assert_eq!(out.status.code(), Some(3));
     assert!(

@@ -179,6 +179,9 @@ pub struct BenchReport {
     pub stream_read: Option<stream_read::StreamReadResult>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub fma_peak: Vec<FmaResult>,
+    /// An empty kernel's dispatch, the fixed cost inside every row's time (what bounds the
+    /// small shapes: on the H200 a 256-row GEMV took 10.5 µs for 1 µs of reading).
+    pub dispatch_floor: fma_peak::DispatchFloor,
     pub rows: Vec<BenchRow>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model: Option<ModelBench>,
@@ -589,6 +592,7 @@ impl Limits {
 /// adapter.
 pub fn measure(gpu: &Gpu, args: &Args) -> Result<BenchReport, CliError> {
     let name = &gpu.caps.summary.name;
+    let dispatch_floor = fma_peak::measure_dispatch_floor(gpu)?;
     let (op, limits) = match args.op {
         BenchOp::Gemv => {
             eprintln!("measuring the streaming-read limit on {name}…");
@@ -637,6 +641,7 @@ pub fn measure(gpu: &Gpu, args: &Args) -> Result<BenchReport, CliError> {
         independent_outputs: args.independent_outputs,
         stream_read: limits.stream_read,
         fma_peak: limits.fma,
+        dispatch_floor,
         rows,
         model,
     })
@@ -660,6 +665,10 @@ pub fn render(r: &BenchReport) -> String {
     for f in &r.fma_peak {
         limits.push(format!("{} FMA peak {:.1} GFLOP/s", f.dtype, f.gflop_per_s));
     }
+    limits.push(format!(
+        "an empty dispatch {:.1} µs",
+        r.dispatch_floor.dependent_seconds * 1e6
+    ));
     if !r.disabled.is_empty() {
         limits.push(format!("WGLLM_DISABLE={}", r.disabled.join(",")));
     }

@@ -40,6 +40,15 @@ pub struct FmaResult {
     pub gflop_per_s: f64,
 }
 
+/// Invocations and iterations of the FMA benchmark: a CPU adapter takes well under a second.
+fn size(gpu: &Gpu) -> (u32, u32) {
+    if gpu.caps.summary.is_cpu() {
+        (1 << 12, 1 << 10)
+    } else {
+        (1 << 20, 1 << 12)
+    }
+}
+
 /// The grid for `invocations` of the FMA kernel, and its parameters with `iterations` steps.
 fn grid_and_params(
     gpu: &Gpu,
@@ -64,11 +73,7 @@ fn grid_and_params(
 
 /// Runs the FMA chains in `dtype`; sized so a CPU adapter takes well under a second.
 pub fn measure(gpu: &Gpu, dtype: ComputeDType) -> Result<FmaResult, DeviceError> {
-    let (invocations, iterations) = if gpu.caps.summary.is_cpu() {
-        (1u32 << 12, 1u32 << 10)
-    } else {
-        (1u32 << 20, 1u32 << 12)
-    };
+    let (invocations, iterations) = size(gpu);
     let (groups, params) = grid_and_params(gpu, "fma params", invocations, iterations)?;
     let sink = gpu.storage("fma sink", u64::from(invocations) * 4)?;
     let pipeline = gpu.pipeline(&variant(dtype))?;
@@ -99,13 +104,25 @@ pub struct DispatchFloor {
     pub independent_seconds: f64,
 }
 
-/// Measures [`DispatchFloor`].
+/// Measures [`DispatchFloor`], once the device has done some real work: an idle lavapipe
+/// took 620-760 µs per empty dispatch, and 32-65 µs right after the FMA benchmark.
 pub fn measure_dispatch_floor(gpu: &Gpu) -> Result<DispatchFloor, DeviceError> {
+    let pipeline = gpu.pipeline(&variant(ComputeDType::F32))?;
+    let (invocations, iterations) = size(gpu);
+    let (work_groups, work_params) = grid_and_params(
+        gpu,
+        "dispatch floor warm-up params",
+        invocations,
+        iterations,
+    )?;
+    let work_sink = gpu.storage("dispatch floor warm-up sink", u64::from(invocations) * 4)?;
+    median_seconds(gpu, "the dispatch floor's warm-up", 1, |enc| {
+        gpu.encode_dispatch(enc, &pipeline, &[&work_params, &work_sink], work_groups)
+    })?;
     let (groups, params) = grid_and_params(gpu, "dispatch floor params", WG, 0)?;
     let sinks = (0..4)
         .map(|_| gpu.storage("dispatch floor sink", u64::from(WG) * 4))
         .collect::<Result<Vec<_>, _>>()?;
-    let pipeline = gpu.pipeline(&variant(ComputeDType::F32))?;
     let floor = |sinks: &[wgpu::Buffer]| {
         let mut rep = 0usize;
         median_seconds(gpu, "the dispatch-floor benchmark", 5, |enc| {
