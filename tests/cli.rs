@@ -46,14 +46,7 @@ fn kernel<'a>(adapter: &'a Value, op: &str, dtype: &str) -> &'a Value {
 #[test]
 fn json_lists_lavapipe_and_gl_with_a_truthful_matrix_and_matches_the_schema() {
     let report = json(&["capabilities", "--all", "--json"], &[]);
-    let schema: Value = serde_json::from_str(include_str!("../assets/capabilities.schema.json"))
-        .expect("schema is JSON");
-    let validator = jsonschema::validator_for(&schema).expect("schema compiles");
-    let errors: Vec<String> = validator
-        .iter_errors(&report)
-        .map(|e| format!("{} at {}", e, e.instance_path))
-        .collect();
-    assert!(errors.is_empty(), "schema violations: {errors:#?}");
+    assert_matches_capabilities_schema(&report);
 
     let adapters = report["adapters"].as_array().unwrap();
     let vk = adapters
@@ -279,12 +272,26 @@ fn device_lost_exits_cleanly_with_the_device_code() {
     assert!(!stderr(&out).contains("panicked"));
 }
 
+/// Asserts that a `capabilities --json` report matches assets/capabilities.schema.json.
+fn assert_matches_capabilities_schema(report: &Value) {
+    let schema: Value = serde_json::from_str(include_str!("../assets/capabilities.schema.json"))
+        .expect("schema is JSON");
+    let validator = jsonschema::validator_for(&schema).expect("schema compiles");
+    let errors: Vec<String> = validator
+        .iter_errors(report)
+        .map(|e| format!("{} at {}", e, e.instance_path))
+        .collect();
+    assert!(errors.is_empty(), "schema violations: {errors:#?}");
+}
+
 #[test]
 fn measure_reports_bandwidth_and_fma_throughput() {
     let report = json(
         &["--adapter", "vulkan", "capabilities", "--json", "--measure"],
         &[],
     );
+    // The measurements too match the published schema.
+    assert_matches_capabilities_schema(&report);
     let a = &report["adapters"][report["selected"].as_u64().unwrap() as usize];
     let m = &a["measurements"];
     assert!(m["stream_read"]["gb_per_s"].as_f64().unwrap() > 0.1, "{m}");
