@@ -467,7 +467,8 @@ fn block_dot(blk: u32, k0: u32) -> f32 {
 
 #ifdef UNITWISE
 // Block decoding shared by the invocations of a row (workgroup and subgroup layouts, GPUs):
-// a block splits into UNITS units of one quant word each, and invocation i takes units
+// a block splits into UNITS units of one quant word each (the k-quants decoded to f32: of
+// 16 quant bytes, KQUANT_UNIT16), and invocation i takes units
 // i, i + T, … across the row, so neighbouring invocations read neighbouring words (coalesced)
 // and each reads its scales once per unit instead of once per element. A unit is split in
 // two: `unit_x(u, k0)`, the activations unit u of a block whose first element is activation
@@ -577,27 +578,10 @@ fn x_pair(k: u32, k2: u32) -> UnitX {
     return UnitX(x4_at(k), x4_at(k2));
 }
 
-// Sub-block pair c of a q4_k / q5_k block at byte `base` (scales at base + 4): quants `lo`
-// (sub-block 2c) and `hi` (2c + 1), one per byte, against activations ux.a and ux.b.
-fn kquant_unit(base: u32, c: u32, lo: u32, hi: u32, ux: UnitX) -> f32 {
-    let sm = scale_min_words(base + 4u);
-    let sm_lo = scale_min_of(sm, 2u * c);
-    let sm_hi = scale_min_of(sm, 2u * c + 1u);
-    return f16_at(base) * (sm_lo.x * dot(bytes4(lo, 0xffu), ux.a) + sm_hi.x * dot(bytes4(hi, 0xffu), ux.b))
-        - f16_at(base + 2u) * (sm_lo.y * sum_of(ux.a) + sm_hi.y * sum_of(ux.b));
-}
-
 // q4_0 / q4_1 / q5_0 / q5_1 unit u (quant word u): low nibbles are elements 4u.. of the
 // block, high nibbles the same 16 further on.
 fn nibble_x(u: u32, k0: u32) -> UnitX {
     return x_pair(k0 + 4u * u, k0 + 16u + 4u * u);
-}
-
-// k-quant unit u (a word of the 128 quant bytes): low nibbles are elements 64c + l0.. of
-// sub-block 2c, high nibbles the same 32 further on.
-fn kquant_x(u: u32, k0: u32) -> UnitX {
-    let k = k0 + 64u * (u / 8u) + 4u * (u % 8u);
-    return x_pair(k, k + 32u);
 }
 #endif
 #endif
@@ -697,18 +681,9 @@ fn unit_dot_x(blk: u32, u: u32, ux: UnitX) -> f32 {
     return kquant_unit16(base, u / 2u, q & m, (q >> vec4<u32>(4u)) & m, ux);
 }
 #else
-const UNITS: u32 = 32u; // a word of the 128 quant bytes: 4 low- and 4 high-nibble elements
-#ifndef INT_DOT
-fn unit_x(u: u32, k0: u32) -> UnitX {
-    return kquant_x(u, k0);
-}
-
-fn unit_dot_x(blk: u32, u: u32, ux: UnitX) -> f32 {
-    let base = blk * 144u;
-    let q = w[(base + 16u + 4u * u) >> 2u];
-    return kquant_unit(base, u / 8u, q & 0x0f0f0f0fu, (q >> 4u) & 0x0f0f0f0fu, ux);
-}
-#endif
+// The int-dot units (int_dot.wgsl's int_dot_unit): a word of the 128 quant bytes, 4 low- and
+// 4 high-nibble elements. (Every f32-decode unit is KQUANT_UNIT16's.)
+const UNITS: u32 = 32u;
 #endif
 #endif
 
@@ -733,21 +708,8 @@ fn unit_dot_x(blk: u32, u: u32, ux: UnitX) -> f32 {
     return kquant_unit16(base, c, lo, hi, ux);
 }
 #else
-const UNITS: u32 = 32u; // as q4_k, with the fifth bits of qh byte l (bit = sub-block)
-#ifndef INT_DOT
-fn unit_x(u: u32, k0: u32) -> UnitX {
-    return kquant_x(u, k0);
-}
-
-fn unit_dot_x(blk: u32, u: u32, ux: UnitX) -> f32 {
-    let base = blk * 176u; // a multiple of 4
-    let c = u / 8u;
-    let q = w[(base + 48u + 4u * u) >> 2u];
-    let h = w[(base + 16u + 4u * (u % 8u)) >> 2u];
-    let quants = q5k_quants(q, h, c);
-    return kquant_unit(base, c, quants.x, quants.y, ux);
-}
-#endif
+// The int-dot units: as q4_k's, with the fifth bits of qh byte l (bit = sub-block).
+const UNITS: u32 = 32u;
 #endif
 #endif
 
@@ -787,25 +749,8 @@ fn unit_dot_x(blk: u32, u: u32, ux: UnitX) -> f32 {
             + i8_of(byte_at(sc + 4u)) * (quant_dot16(hi, ux.hi) - 32.0 * sum16(ux.hi)));
 }
 #else
-const UNITS: u32 = 64u; // 4 consecutive elements of one (half, quarter) group, one scale
-#ifndef INT_DOT
-fn unit_x(u: u32, k0: u32) -> UnitX {
-    let h = u / 32u;
-    let qt = (u % 32u) / 8u;
-    return UnitX(x4_at(k0 + 128u * h + 32u * qt + 4u * (u % 8u)), vec4<f32>(0.0));
-}
-
-fn unit_dot_x(blk: u32, u: u32, ux: UnitX) -> f32 {
-    let base = blk * 210u;
-    let h = u / 32u;
-    let qt = (u % 32u) / 8u;
-    let l = 4u * (u % 8u);
-    let low = (word_at(base + 64u * h + 32u * (qt & 1u) + l) >> (4u * (qt / 2u))) & 0x0f0f0f0fu;
-    let high = (word_at(base + 128u + 32u * h + l) >> (2u * qt)) & 0x03030303u;
-    let part = dot(bytes4(low | (high << 4u), 0xffu) - 32.0, ux.a);
-    return f16_at(base + 208u) * i8_of(byte_at(base + 192u + 8u * h + l / 16u + 2u * qt)) * part;
-}
-#endif
+// The int-dot units: 4 consecutive elements of one (half, quarter) group, one scale.
+const UNITS: u32 = 64u;
 #endif
 #endif
 
