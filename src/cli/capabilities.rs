@@ -488,11 +488,12 @@ fn render_details(a: &AdapterReport, out: &mut String) {
         ];
         for (race, n, applies) in races {
             let Some(g) = race else { continue };
-            let subgroup_wins = if n <= small {
-                crate::device::capabilities::LayoutRace::few_rows_by_subgroup(Some(g), layout)
-            } else {
-                g.subgroup_rows_beat(layout) == Some(true)
-            };
+            let subgroup_wins = crate::device::capabilities::LayoutRace::subgroup_rows_for(
+                t.gemm_few_rows.as_ref(),
+                t.gemm_mid_rows.as_ref(),
+                layout,
+                n,
+            );
             rows.push(vec![
                 format!("gemm {} n={n} (GFLOP/s)", g.dtype),
                 format!("{:.2}", g.serial.rate),

@@ -634,14 +634,24 @@ impl LayoutRace {
             .map(|s| s.rate >= self.rate(layout) * MIN_LAYOUT_GAIN)
     }
 
-    /// Whether a GEMM of `layout` runs as a subgroup per weight row for a few activation
-    /// rows, given the few-rows race (if it ran): see
-    /// [`Capabilities::gemm_few_rows_by_subgroup`].
-    pub fn few_rows_by_subgroup(race: Option<&Self>, layout: Reduction) -> bool {
+    /// Whether a GEMM of `layout` over `n` activation rows runs as a subgroup per weight row,
+    /// given the few-rows (`few`, n = 4) and mid-rows (`mid`, n = 32) races where they ran:
+    /// see [`Capabilities::gemm_subgroup_rows_for`].
+    pub fn subgroup_rows_for(
+        few: Option<&Self>,
+        mid: Option<&Self>,
+        layout: Reduction,
+        n: u32,
+    ) -> bool {
+        use crate::ops::gemm::{SMALL_N, SUBGROUP_MAX_N};
         match layout {
-            Reduction::Workgroup => race.and_then(Self::tiles_beat_subgroup_rows) != Some(true),
-            r if r.one_per_row() => race.and_then(|g| g.subgroup_rows_beat(r)) == Some(true),
-            _ => false,
+            Reduction::Subgroup => false,
+            _ if n > SUBGROUP_MAX_N => false,
+            Reduction::Workgroup if n <= SMALL_N => {
+                few.and_then(Self::tiles_beat_subgroup_rows) != Some(true)
+            }
+            r if n <= SMALL_N => few.and_then(|g| g.subgroup_rows_beat(r)) == Some(true),
+            r => mid.and_then(|g| g.subgroup_rows_beat(r)) == Some(true),
         }
     }
 
@@ -821,33 +831,25 @@ impl Capabilities {
     }
 
     /// Whether a GEMM of `layout` over `n` activation rows runs as a subgroup per weight row
-    /// (`gemm::for_tokens`): for n ≤ `gemm::SMALL_N` as [`Self::gemm_few_rows_by_subgroup`]
-    /// says; up to `gemm::SUBGROUP_MAX_N` only where the autotune's mid-rows race measured the
-    /// subgroup rows [`MIN_LAYOUT_GAIN`] times faster than `layout`.
+    /// (`gemm::for_tokens`; the autotune's races, where they ran, in
+    /// [`LayoutRace::subgroup_rows_for`]).
+    /// - n ≤ `gemm::SMALL_N`: the tiles do unless the few-rows race measured them at least
+    ///   [`MIN_LAYOUT_GAIN`] times faster (untuned, the expectation: a tile computes its whole
+    ///   64- or 128-wide n, where the subgroup rows read the weights once per four rows); a row
+    ///   layout (which a GPU's n = 512 race can pick, and CPU adapters run) only where that
+    ///   race measured the subgroup rows [`MIN_LAYOUT_GAIN`] times faster than it. On the H200
+    ///   (session 11) the race picked row layouts at n = 512 for every dtype, and they then ran
+    ///   a 2-token GEMM in 556-880 µs, where the subgroup rows took 52-79 µs.
+    /// - n ≤ `gemm::SUBGROUP_MAX_N`: any layout, only where the mid-rows race measured the
+    ///   subgroup rows [`MIN_LAYOUT_GAIN`] times faster than it.
     pub fn gemm_subgroup_rows_for(&self, layout: Reduction, n: u32) -> bool {
-        use crate::ops::gemm::{SMALL_N, SUBGROUP_MAX_N};
-        if n <= SMALL_N {
-            self.gemm_few_rows_by_subgroup(layout)
-        } else if n <= SUBGROUP_MAX_N {
-            let race = self.tuning.as_ref().and_then(|t| t.gemm_mid_rows.as_ref());
-            layout != Reduction::Subgroup
-                && race.and_then(|g| g.subgroup_rows_beat(layout)) == Some(true)
-        } else {
-            false
-        }
-    }
-
-    /// Whether a GEMM of `layout` runs as a subgroup per weight row for a few activation rows
-    /// (`gemm::for_tokens`). The tiles: yes unless the autotune's few-rows race measured them
-    /// at least [`MIN_LAYOUT_GAIN`] times faster (untuned, the expectation: a tile computes its
-    /// whole 64- or 128-wide n, where the subgroup rows read the weights once per four rows).
-    /// A row layout (which a GPU's n = 512 race can pick, and CPU adapters run): only where
-    /// that race measured the subgroup rows [`MIN_LAYOUT_GAIN`] times faster than it. On the
-    /// H200 (session 11) the race picked row layouts at n = 512 for every dtype, and they then
-    /// ran a 2-token GEMM in 556-880 µs, where the subgroup rows took 52-79 µs.
-    pub fn gemm_few_rows_by_subgroup(&self, layout: Reduction) -> bool {
-        let race = self.tuning.as_ref().and_then(|t| t.gemm_few_rows.as_ref());
-        LayoutRace::few_rows_by_subgroup(race, layout)
+        let t = self.tuning.as_ref();
+        LayoutRace::subgroup_rows_for(
+            t.and_then(|t| t.gemm_few_rows.as_ref()),
+            t.and_then(|t| t.gemm_mid_rows.as_ref()),
+            layout,
+            n,
+        )
     }
 
     /// Packed int8 dot products (`dot4I8Packed`).
