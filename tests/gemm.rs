@@ -368,7 +368,7 @@ fn few_row_gemm_follows_the_race() {
     };
     let mut checked = 0;
     for gpu in all_gpus(Switches::default()) {
-        let Some(mut t) = gpu.caps.tuning.clone() else {
+        let Some(t) = gpu.caps.tuning.clone() else {
             continue;
         };
         let q4_0 = |compute, accum, layout| key(StorageDType::Q4_0, compute, accum, layout);
@@ -386,6 +386,13 @@ fn few_row_gemm_follows_the_race() {
         let layout = |caps: &wgllm::device::Capabilities, k: &KernelKey, n: u32| {
             for_tokens(caps, k, n).reduction
         };
+        // The adapter's capabilities with the few-rows (n = 4) and mid-rows (n = 32) races
+        // replaced by these.
+        let with_races = |few: Option<LayoutRace>, mid: Option<LayoutRace>| {
+            let mut t = t.clone();
+            (t.gemm_few_rows, t.gemm_mid_rows) = (few, mid);
+            gpu.caps.clone().with_tuning(t)
+        };
         let Some(_) = subgroup_shape(&gpu.caps) else {
             // No fixed subgroup size (GL): the tiles stay tiles.
             assert_eq!(
@@ -396,8 +403,7 @@ fn few_row_gemm_follows_the_race() {
             );
             continue;
         };
-        t.gemm_few_rows = None;
-        let untuned = gpu.caps.clone().with_tuning(t.clone());
+        let untuned = with_races(None, None);
         assert_eq!(layout(&untuned, &tiles, 2), Reduction::Subgroup);
         assert_eq!(layout(&untuned, &tiles, SMALL_N), Reduction::Subgroup);
         assert_eq!(layout(&untuned, &tiles, SMALL_N + 1), Reduction::Workgroup);
@@ -406,14 +412,12 @@ fn few_row_gemm_follows_the_race() {
         let rows = q4_0(ComputeDType::F32, AccumDType::F32, Reduction::Serial);
         assert_eq!(layout(&untuned, &rows, 2), Reduction::Serial);
         // Measured: the tiles 9x faster keep the tiles; the subgroup rows faster take them.
-        t.gemm_few_rows = Some(race(9.0, 1.0));
-        let tiles_won = gpu.caps.clone().with_tuning(t.clone());
+        let tiles_won = with_races(Some(race(9.0, 1.0)), None);
         assert_eq!(layout(&tiles_won, &tiles, 2), Reduction::Workgroup);
         // The row layouts (serial at 1.0 in the race) keep their layout unless the subgroup
         // rows measured faster than they did.
         assert_eq!(layout(&tiles_won, &rows, 2), Reduction::Serial);
-        t.gemm_few_rows = Some(race(1.0, 9.0));
-        let rows_won = gpu.caps.clone().with_tuning(t.clone());
+        let rows_won = with_races(Some(race(1.0, 9.0)), None);
         assert_eq!(layout(&rows_won, &tiles, 2), Reduction::Subgroup);
         // A GPU's n = 512 race can pick a row layout (the H200 did, for every dtype); its
         // 32-byte units and 8-row tile do not carry over to the subgroup rows.
@@ -431,13 +435,10 @@ fn few_row_gemm_follows_the_race() {
         assert_eq!(layout(&rows_won, &rows, SMALL_N + 1), Reduction::Serial);
         // A chunk of prefill (SMALL_N < n <= SUBGROUP_MAX_N): the subgroup rows only where the
         // mid-rows race measured them faster than the layout, tiles included.
-        t.gemm_few_rows = None;
-        t.gemm_mid_rows = Some(race(9.0, 1.0));
-        let mid_tiles_won = gpu.caps.clone().with_tuning(t.clone());
+        let mid_tiles_won = with_races(None, Some(race(9.0, 1.0)));
         assert_eq!(layout(&mid_tiles_won, &tiles, 16), Reduction::Workgroup);
         assert_eq!(layout(&mid_tiles_won, &rows, 16), Reduction::Serial);
-        t.gemm_mid_rows = Some(race(1.0, 9.0));
-        let mid_won = gpu.caps.clone().with_tuning(t.clone());
+        let mid_won = with_races(None, Some(race(1.0, 9.0)));
         for n in [SMALL_N + 1, SUBGROUP_MAX_N] {
             assert_eq!(layout(&mid_won, &tiles, n), Reduction::Subgroup, "n = {n}");
             assert_eq!(layout(&mid_won, &rows, n), Reduction::Subgroup, "n = {n}");
