@@ -116,9 +116,12 @@ pub fn measure_dispatch_floor(gpu: &Gpu) -> Result<DispatchFloor, DeviceError> {
         iterations,
     )?;
     let work_sink = gpu.storage("dispatch floor warm-up sink", u64::from(invocations) * 4)?;
-    median_seconds(gpu, "the dispatch floor's warm-up", 1, |enc| {
-        gpu.encode_dispatch(enc, &pipeline, &[&work_params, &work_sink], work_groups)
-    })?;
+    gpu.dispatch(
+        "the dispatch floor's warm-up",
+        &pipeline,
+        &[&work_params, &work_sink],
+        work_groups,
+    )?;
     let (groups, params) = grid_and_params(gpu, "dispatch floor params", WG, 0)?;
     let sinks = (0..4)
         .map(|_| gpu.storage("dispatch floor sink", u64::from(WG) * 4))
