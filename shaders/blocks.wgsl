@@ -16,6 +16,11 @@ fn f16_at(b: u32) -> f32 {
     return unpack2x16float(w[b >> 2u] >> ((b & 2u) * 8u)).x;
 }
 
+// The four words of W from word i.
+fn w_words(i: u32) -> vec4<u32> {
+    return vec4<u32>(w[i], w[i + 1u], w[i + 2u], w[i + 3u]);
+}
+
 // A byte as a signed 8-bit integer.
 fn i8_of(v: u32) -> f32 {
     return f32(bitcast<i32>(v << 24u) >> 24u);
@@ -514,12 +519,6 @@ struct UnitX {
     hi: mat4x4<f32>,
 }
 
-// The four words at byte b (a multiple of 4).
-fn unit_words(b: u32) -> vec4<u32> {
-    let i = b >> 2u;
-    return vec4<u32>(w[i], w[i + 1u], w[i + 2u], w[i + 3u]);
-}
-
 // Activations k..k+16 and k2..k2+16.
 fn x16_pair(k: u32, k2: u32) -> UnitX {
     return UnitX(
@@ -676,7 +675,7 @@ fn unit_x(u: u32, k0: u32) -> UnitX {
 
 fn unit_dot_x(blk: u32, u: u32, ux: UnitX) -> f32 {
     let base = blk * 144u;
-    let q = unit_words(base + 16u + 16u * u);
+    let q = w_words((base + 16u + 16u * u) >> 2u);
     let m = vec4<u32>(0x0f0f0f0fu);
     return kquant_unit16(base, u / 2u, q & m, (q >> vec4<u32>(4u)) & m, ux);
 }
@@ -698,9 +697,9 @@ fn unit_x(u: u32, k0: u32) -> UnitX {
 fn unit_dot_x(blk: u32, u: u32, ux: UnitX) -> f32 {
     let base = blk * 176u;
     let c = u / 2u;
-    let q = unit_words(base + 48u + 16u * u);
+    let q = w_words((base + 48u + 16u * u) >> 2u);
     // qh byte l holds bit 2c (sub-block 2c) and 2c + 1 of element l of the chunk.
-    let h = unit_words(base + 16u + 16u * (u % 2u));
+    let h = w_words((base + 16u + 16u * (u % 2u)) >> 2u);
     let m = vec4<u32>(0x0f0f0f0fu);
     let one = vec4<u32>(0x01010101u);
     let lo = (q & m) | (((h >> vec4<u32>(2u * c)) & one) << vec4<u32>(4u));
@@ -727,7 +726,7 @@ fn unit_x(u: u32, k0: u32) -> UnitX {
 
 // The 16 bytes at an even byte address b (q6_k blocks are 210 bytes: half start mid-word).
 fn bytes16_at(b: u32) -> vec4<u32> {
-    let a = unit_words(b & ~3u);
+    let a = w_words(b >> 2u);
     let e = w[min((b >> 2u) + 4u, arrayLength(&w) - 1u)];
     return select(a, mid_words(a, vec4<u32>(a.yzw, e)), (b & 2u) != 0u);
 }

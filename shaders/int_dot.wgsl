@@ -221,11 +221,6 @@ fn x_words(window: u32, b: u32, first: u32) -> vec4<u32> {
     );
 }
 
-// The four words of W from word i.
-fn w_words(i: u32) -> vec4<u32> {
-    return vec4<u32>(w[i], w[i + 1u], w[i + 2u], w[i + 3u]);
-}
-
 // Vector v (bytes 16v..16v + 16) of W: one 16-byte load with INT_DOT_VEC4, four word loads
 // otherwise.
 fn w_vector(v: u32) -> vec4<u32> {
