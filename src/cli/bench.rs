@@ -322,6 +322,9 @@ fn bench_op(gpu: &Gpu, args: &Args, op: Op, limits: &Limits) -> Result<Vec<Bench
                 .map(|_| gpu.storage("bench y", u64::from(shape.rows) * u64::from(n) * 4))
                 .collect::<Result<Vec<_>, _>>()?;
             let first_row = rows.len();
+            let selected_kernel = selected
+                .as_ref()
+                .map(|s| running(op, s, shape.cols, n).name());
             for key in &keys {
                 // The kernel that runs for this shape: keys that run the same one (the tiles
                 // become a subgroup per row for a few activation rows; GEMV rows that are not
@@ -330,9 +333,7 @@ fn bench_op(gpu: &Gpu, args: &Args, op: Op, limits: &Limits) -> Result<Vec<Bench
                 // By the kernel that runs, not the key: two keys can run one kernel (the H200's
                 // selected q5_1 int-dot key carried a vec4 flag its subgroup layout ignores,
                 // and no row was marked selected).
-                let is_selected = selected
-                    .as_ref()
-                    .is_some_and(|s| running(op, s, shape.cols, n).name() == kernel);
+                let is_selected = selected_kernel.as_ref() == Some(&kernel);
                 if let Some(row) = rows[first_row..].iter_mut().find(|r| r.kernel == kernel) {
                     row.selected = row.selected || is_selected;
                     continue;
